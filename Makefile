@@ -1,0 +1,168 @@
+# Tooling for the mailops.imap collection. The repository root is the collection root.
+#
+#   make test         deps, sanity, unit, integration (stops at the first failure)
+#   make deps         system packages (Dovecot, as root) + .venv from tests/requirements.txt
+#   make collection   lay the working tree out as build/ansible_collections/mailops/imap
+#   make sanity       ansible-test sanity on that copy
+#   make unit         pytest tests/unit on that copy
+#   make integration  pytest tests/integration on that copy (real Dovecot)
+#   make dist         build the collection tarball into build/
+#   make bench        run tests/bench/bench.py
+#   make demo         not yet: comes with the role (issue 5)
+#   make clean        remove build output; make distclean also removes .venv
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+.DELETE_ON_ERROR:
+
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+# ansible-core 2.19 needs Python >= 3.11; prefer an explicit 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := $(ROOT)/.venv
+VENV_PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements.stamp
+BUILD := $(ROOT)/build
+COLL := $(BUILD)/ansible_collections/mailops/imap
+
+# Debian packages the integration tests need (a local Dovecot with Sieve and LMTP),
+# plus shellcheck so that the sanity test of that name runs instead of being skipped.
+APT_PACKAGES := dovecot-imapd dovecot-sieve dovecot-lmtpd openssl shellcheck
+
+# Environment of everything that runs against the laid-out copy: the collection is
+# importable as ansible_collections.mailops.imap and ansible-playbook finds it.
+TEST_ENV := PYTHONPATH=$(BUILD) ANSIBLE_COLLECTIONS_PATH=$(BUILD) PATH=$(VENV)/bin:$$PATH
+
+# Extra arguments, e.g. make unit PYTEST_ARGS='-x -k state', make bench BENCH_ARGS=--no-double
+PYTEST_ARGS ?=
+SANITY_ARGS ?=
+BENCH_ARGS ?=
+
+.PHONY: test deps system-deps venv ansible-test-get-pip collection sanity unit integration dist bench demo clean distclean
+
+test: deps
+	$(MAKE) --no-print-directory sanity
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory integration
+
+deps: system-deps venv
+
+# Idempotent: does nothing when every package is installed already. Not root: warn only
+# (sanity and unit tests do not need these; the integration tests do).
+system-deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "WARNING: missing system packages:$$missing (install them as root; the integration tests need them)" >&2; \
+	  exit 0; \
+	fi; \
+	echo "Installing:$$missing"; \
+	apt-get update -q; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing </dev/null
+
+venv: $(STAMP)
+
+# Reinstalled only when tests/requirements.txt changes (or .venv is gone).
+$(STAMP): $(ROOT)/tests/requirements.txt
+	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV_PY) -m pip install -q --disable-pip-version-check -r $(ROOT)/tests/requirements.txt
+	@touch $@
+
+# A fresh copy on every call: tracked and untracked-but-not-ignored files of the working
+# tree (git ls-files -co --exclude-standard), minus files deleted from the working tree.
+# ansible-test needs the ansible_collections/NAMESPACE/NAME path, and so do imports of
+# ansible_collections.mailops.imap. The copy gets a .git of its own (git init, no
+# commit): without one, ansible-test walks up from the copy, finds this repository's .git
+# and lists files with git there, where build/ is ignored: it then sees no file at all,
+# says "WARNING: All targets skipped." and passes.
+# With it, ansible-test lists exactly what git ls-files -co --exclude-standard lists.
+# Kept across refreshes: ansible-test's own virtual environment for --venv, which lives in
+# the copy's (ignored) tests/output/.tmp/delegation; rebuilding it costs about 2 s a run.
+DELEGATION := tests/output/.tmp/delegation
+collection:
+	@rm -rf $(BUILD)/.delegation
+	@if [ -d $(COLL)/$(DELEGATION) ]; then mv $(COLL)/$(DELEGATION) $(BUILD)/.delegation; fi
+	@rm -rf $(COLL)
+	@mkdir -p $(COLL)
+	@cd $(ROOT) && \
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git ls-files -z --cached --others --exclude-standard \
+	  | while IFS= read -r -d '' f; do \
+	      if [ -e "$$f" ] || [ -L "$$f" ]; then printf '%s\0' "$$f"; fi; \
+	    done \
+	  | tar --null --no-recursion -T - -cf - | tar -xf - -C $(COLL); \
+	else \
+	  tar --exclude=./.venv --exclude=./build --exclude=./tests/output --exclude=./.git \
+	      --exclude=__pycache__ --exclude=.pytest_cache -cf - . | tar -xf - -C $(COLL); \
+	fi
+	@git -C $(COLL) init -q
+	@if [ -d $(BUILD)/.delegation ]; then mkdir -p $(dir $(COLL)/$(DELEGATION)) && mv $(BUILD)/.delegation $(COLL)/$(DELEGATION); fi
+	@echo "collection laid out in $(COLL) ($$(git -C $(COLL) ls-files -co --exclude-standard | wc -l) files)"
+
+# ansible-test creates its virtual environments without pip and bootstraps pip in each by
+# running ~/.ansible/test/cache/get_pip_<pip version>.py, downloaded on first use from a
+# host that is unreachable here (only PyPI is): "Download failed ... does not have pip
+# available". Put our offline stand-in (.ci/get_pip.py) there instead. A file that is not
+# ours (a real get-pip.py fetched elsewhere) is left alone.
+GET_PIP_MARKER := mailops.imap: offline get-pip stand-in
+ansible-test-get-pip: venv
+	@v=$$($(VENV_PY) -c 'import types; from ansible_test._internal.python_requirements import get_venv_packages as g; print(g(types.SimpleNamespace(version="3.11"))["pip"])') \
+	  || { echo "cannot read the pip version ansible-test bootstraps (its internals changed?): see the ansible-test-get-pip target" >&2; exit 1; }; \
+	dest=$$HOME/.ansible/test/cache/get_pip_$${v//./_}.py; \
+	if [ ! -e "$$dest" ] || { grep -q '$(GET_PIP_MARKER)' "$$dest" && ! cmp -s $(ROOT)/.ci/get_pip.py "$$dest"; }; then \
+	  install -D -m 0644 $(ROOT)/.ci/get_pip.py "$$dest" && echo "installed $$dest"; \
+	fi
+
+# ansible-test sanity: every default test (none skipped; pslint finds no PowerShell file and
+# so checks nothing), on Python 3.11 only (the multi-version tests, compile and import, would
+# otherwise run for every Python 3.8-3.13 found on PATH). No docker engine here, so --venv:
+# ansible-test runs itself in a venv of its own (the copy's tests/output/.tmp/delegation,
+# kept by `collection`) and each test in a venv under ~/.ansible/test/venv, all from PyPI
+# and reused on later runs. --local works too and is as fast once cached, but would install
+# ansible-test's requirements into .venv, which should hold exactly tests/requirements.txt.
+# Time (2 cores): about 55 s from nothing (ansible-test's venvs, plus .venv), about 18 s
+# cached, most of it pylint. No tests/sanity/ignore-*.txt: fix the finding instead.
+sanity: deps ansible-test-get-pip collection
+	cd $(COLL) && $(VENV)/bin/ansible-test sanity --python 3.11 --venv --requirements $(SANITY_ARGS)
+
+# pytest exits 5 when it collects nothing. That is accepted only while the directory has
+# no test file at all (tests/unit is still empty); once a test file exists, 5 fails.
+define run_pytest
+	@cd $(COLL); \
+	if [ ! -d $(1) ]; then echo "$(1): no tests yet (directory absent)"; exit 0; fi; \
+	rc=0; $(TEST_ENV) $(VENV_PY) -m pytest $(1) -q $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ] && [ -z "$$(find $(1) \( -name 'test_*.py' -o -name '*_test.py' \) -print -quit)" ]; then \
+	  echo "$(1): no tests yet (no test files), not a failure"; rc=0; \
+	fi; \
+	exit $$rc
+endef
+
+unit: deps collection
+	$(call run_pytest,tests/unit)
+
+integration: deps collection
+	$(call run_pytest,tests/integration)
+
+dist: deps collection
+	cd $(COLL) && $(VENV)/bin/ansible-galaxy collection build --force --output-path $(BUILD)
+
+# The benchmark (real Dovecot servers, like the integration tests); fails clearly while
+# tests/bench/bench.py does not exist.
+bench: deps collection
+	@test -f $(COLL)/tests/bench/bench.py || { echo "make bench: tests/bench/bench.py does not exist yet" >&2; exit 1; }
+	cd $(COLL) && $(TEST_ENV) $(VENV_PY) tests/bench/bench.py $(BENCH_ARGS)
+
+# Placeholder: the demo comes with the role (issue 5).
+demo:
+	@echo "make demo: not yet, it comes with the imapsync role (issue 5)" >&2
+	@exit 1
+
+clean:
+	rm -rf $(BUILD) $(ROOT)/tests/output $(ROOT)/.pytest_cache $(ROOT)/*.tar.gz
+	find $(ROOT) -path $(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

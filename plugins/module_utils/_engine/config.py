@@ -1,0 +1,287 @@
+# Copyright (c) 2026 mailops.imap contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Task and target definitions: defaults, validation and the state key.
+
+Pure Python, no Ansible imports: the same code runs in modules (through AnsiballZ) and on hosts
+(``imapsyncctl``). Every check raises :class:`ConfigError` with a sentence that names the field,
+the cause and the fix, before anything is written anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ipaddress
+import re
+import typing as t
+
+from .errors import ConfigError
+
+SECURITY_CHOICES = ("starttls", "ssl", "none")
+FOLDERS_CHOICES = ("inbox", "all", "all_except")
+DELETE_CHOICES = ("never", "after_sync", "older_than")
+SCHEDULE_CHOICES = ("manual", "interval")
+ENGINE_CHOICES = ("builtin", "imapsync")
+DELIVERY_CHOICES = ("imap", "lmtp")
+
+TASK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_HOST_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The local server receiving the mail, reached through a master user."""
+
+    name: str = "default"
+    host: str = "127.0.0.1"
+    port: int = 143
+    security: str = "starttls"
+    validate_certs: bool = True
+    ca_file: str | None = None
+    master_user: str = "vmail"
+    master_password: str = dataclasses.field(default="", repr=False)
+    master_separator: str = "*"
+    lmtp_host: str = "127.0.0.1"
+    lmtp_port: int = 24
+
+    def public(self) -> dict[str, t.Any]:
+        """The definition without secrets."""
+        data = dataclasses.asdict(self)
+        data.pop("master_password")
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One remote account into one local user."""
+
+    local_user: str
+    remote_user: str
+    remote_host: str
+    remote_password: str = dataclasses.field(default="", repr=False)
+    name: str | None = None
+    target: str = "default"
+    remote_security: str = "starttls"
+    remote_port: int = 143
+    validate_certs: bool = True
+    ca_file: str | None = None
+    folders: str = "all"
+    exclude: tuple[str, ...] = ()
+    delete_remote: str = "never"
+    delete_remote_days: int | None = None
+    schedule: str = "manual"
+    interval_minutes: int | None = None
+    sieve: bool = True
+    special_use_mapping: bool = True
+    engine: str = "builtin"
+    delivery: str = "imap"
+    enabled: bool = True
+
+    def public(self) -> dict[str, t.Any]:
+        """The definition without secrets."""
+        data = dataclasses.asdict(self)
+        data.pop("remote_password")
+        data["exclude"] = list(self.exclude)
+        return data
+
+    def exclude_patterns(self) -> list[re.Pattern[str]]:
+        """The compiled exclude regexes (blank entries are ignored)."""
+        return [re.compile(p) for p in self.exclude]
+
+
+TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))
+TARGET_FIELDS = tuple(f.name for f in dataclasses.fields(Target))
+
+
+def _choice(field: str, value: t.Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        allowed = ", ".join(choices)
+        raise ConfigError(f"{field}: {value!r} is not a valid value; use one of {allowed}.")
+    return value
+
+
+def _port(field: str, value: t.Any) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{field}: {value!r} is not a port number; use a whole number from 1 to 65535.") from None
+    if isinstance(value, bool) or not 1 <= port <= 65535 or str(value).strip() not in (str(port), f"{port}.0"):
+        raise ConfigError(f"{field}: {value!r} is not a port number; use a whole number from 1 to 65535.")
+    return port
+
+
+def _int_range(field: str, value: t.Any, low: int, high: int | None) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, bool) or number < low or (high is not None and number > high):
+        limit = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ConfigError(f"{field}: {value!r} is not valid; use a whole number {limit}.")
+    return number
+
+
+def _bool(field: str, value: t.Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("yes", "true", "1", "on", "y"):
+        return True
+    if text in ("no", "false", "0", "off", "n"):
+        return False
+    raise ConfigError(f"{field}: {value!r} is not a boolean; use true or false.")
+
+
+def _text(field: str, value: t.Any, required: bool) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        if required:
+            raise ConfigError(f"{field} is required; give it a value.")
+        return None
+    if not isinstance(value, str):
+        value = str(value)
+    if any(ch in value for ch in "\r\n\0"):
+        raise ConfigError(f"{field}: line breaks and NUL characters are not allowed.")
+    return value
+
+
+def check_host(field: str, value: t.Any) -> str:
+    """Accept a hostname (IDN too), an IPv4 or an IPv6 address; return it as given (stripped)."""
+    host = _text(field, value, True)
+    assert host is not None
+    host = host.strip()
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(bare)
+        return bare
+    except ValueError:
+        pass
+    try:
+        ascii_host = bare.rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_host = ""
+    labels = ascii_host.split(".") if ascii_host else []
+    if not labels or len(ascii_host) > 253 or not all(_HOST_LABEL_RE.match(label) for label in labels):
+        raise ConfigError(f"{field}: {value!r} is not a hostname or IP address; use a name such as imap.example.org or an address.")
+    return bare
+
+
+def _exclude(value: t.Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.splitlines()
+    patterns = []
+    for index, entry in enumerate(value, start=1):
+        if entry is None or str(entry).strip() == "":
+            continue  # blank entries are ignored (NethServer 8 turns them into a match-all)
+        entry = str(entry)
+        try:
+            re.compile(entry)
+        except re.error as exc:
+            raise ConfigError(
+                f"exclude: entry {index} {entry!r} is not a valid regular expression ({exc}); fix or remove it."
+            ) from None
+        patterns.append(entry)
+    return tuple(patterns)
+
+
+def _unknown(kind: str, data: t.Mapping[str, t.Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{kind}: unknown field(s) {', '.join(unknown)}; valid fields are {', '.join(allowed)}.")
+
+
+def parse_target(data: t.Mapping[str, t.Any] | None) -> Target:
+    """Validate a mail target definition (missing fields take their defaults)."""
+    data = {k: v for k, v in (data or {}).items() if v is not None}
+    _unknown("target", data, TARGET_FIELDS)
+    security = _choice("target.security", data.get("security", "starttls"), SECURITY_CHOICES)
+    port = _port("target.port", data["port"]) if "port" in data else (993 if security == "ssl" else 143)
+    separator = _text("target.master_separator", data.get("master_separator", "*"), True)
+    assert separator is not None
+    lmtp_host = _text("target.lmtp_host", data.get("lmtp_host", "127.0.0.1"), True)
+    assert lmtp_host is not None
+    if not lmtp_host.startswith("/"):
+        lmtp_host = check_host("target.lmtp_host", lmtp_host)
+    return Target(
+        name=_text("target.name", data.get("name", "default"), True) or "default",
+        host=check_host("target.host", data.get("host", "127.0.0.1")),
+        port=port,
+        security=security,
+        validate_certs=_bool("target.validate_certs", data.get("validate_certs", True)),
+        ca_file=_text("target.ca_file", data.get("ca_file"), False),
+        master_user=_text("target.master_user", data.get("master_user", "vmail"), True) or "vmail",
+        master_password=str(data.get("master_password", "")),
+        master_separator=separator,
+        lmtp_host=lmtp_host,
+        lmtp_port=_port("target.lmtp_port", data.get("lmtp_port", 24)),
+    )
+
+
+def parse_task(data: t.Mapping[str, t.Any]) -> Task:
+    """Validate a sync task definition (missing fields take their defaults)."""
+    data = {k: v for k, v in data.items() if v is not None}
+    _unknown("task", data, TASK_FIELDS)
+    name = _text("name", data.get("name"), False)
+    if name is not None and not TASK_NAME_RE.match(name):
+        raise ConfigError(
+            f"name: {name!r} is not a valid task name; use 1 to 64 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit."
+        )
+    security = _choice("remote_security", data.get("remote_security", "starttls"), SECURITY_CHOICES)
+    port = _port("remote_port", data["remote_port"]) if "remote_port" in data else (993 if security == "ssl" else 143)
+    folders = _choice("folders", data.get("folders", "all"), FOLDERS_CHOICES)
+    delete_remote = _choice("delete_remote", data.get("delete_remote", "never"), DELETE_CHOICES)
+    days = data.get("delete_remote_days")
+    if delete_remote == "older_than":
+        if days is None:
+            raise ConfigError("delete_remote_days is required with delete_remote: older_than; give the age in days (at least 1).")
+        days = _int_range("delete_remote_days", days, 1, None)
+    elif days is not None:
+        days = _int_range("delete_remote_days", days, 1, None)
+    schedule = _choice("schedule", data.get("schedule", "manual"), SCHEDULE_CHOICES)
+    interval = data.get("interval_minutes")
+    if schedule == "interval":
+        if interval is None:
+            raise ConfigError("interval_minutes is required with schedule: interval; give a number of minutes from 1 to 1440.")
+        interval = _int_range("interval_minutes", interval, 1, 1440)
+    elif interval is not None:
+        interval = _int_range("interval_minutes", interval, 1, 1440)
+    exclude = _exclude(data.get("exclude"))
+    password = data.get("remote_password")
+    if password is None or password == "":
+        raise ConfigError("remote_password is required; give the remote account's password.")
+    local_user = _text("local_user", data.get("local_user"), True)
+    remote_user = _text("remote_user", data.get("remote_user"), True)
+    assert local_user is not None and remote_user is not None
+    return Task(
+        name=name,
+        target=_text("target", data.get("target", "default"), True) or "default",
+        local_user=local_user,
+        remote_user=remote_user,
+        remote_password=str(password),
+        remote_host=check_host("remote_host", data.get("remote_host")),
+        remote_security=security,
+        remote_port=port,
+        validate_certs=_bool("validate_certs", data.get("validate_certs", True)),
+        ca_file=_text("ca_file", data.get("ca_file"), False),
+        folders=folders,
+        exclude=exclude,
+        delete_remote=delete_remote,
+        delete_remote_days=days,
+        schedule=schedule,
+        interval_minutes=interval,
+        sieve=_bool("sieve", data.get("sieve", True)),
+        special_use_mapping=_bool("special_use_mapping", data.get("special_use_mapping", True)),
+        engine=_choice("engine", data.get("engine", "builtin"), ENGINE_CHOICES),
+        delivery=_choice("delivery", data.get("delivery", "imap"), DELIVERY_CHOICES),
+        enabled=_bool("enabled", data.get("enabled", True)),
+    )
+
+
+def state_key(task: Task, target: Target) -> str:
+    """The key of an inline migration's state: remote host, port, user, target and local user.
+
+    Repeating the same inline migration finds the same state, so it is incremental.
+    """
+    ident = "\0".join((task.remote_host.lower(), str(task.remote_port), task.remote_user, target.name, task.local_user))
+    return "inline-" + hashlib.sha256(ident.encode("utf-8")).hexdigest()[:32]

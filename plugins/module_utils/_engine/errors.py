@@ -1,0 +1,43 @@
+# Copyright (c) 2026 mailops.imap contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Errors a user meets: each carries a machine-readable kind and a sentence naming cause and fix."""
+
+from __future__ import annotations
+
+# Kinds of failures that stop a run (SPEC "The result").
+CONNECT_FAILED = "connect_failed"
+TLS_FAILED = "tls_failed"
+AUTH_FAILED = "auth_failed"
+STARTTLS_UNSUPPORTED = "starttls_unsupported"
+TIMEOUT = "timeout"
+# Kinds for other failures.
+PROTOCOL_ERROR = "protocol_error"
+CONNECTION_LOST = "connection_lost"
+MISSING_LIBRARY = "missing_library"
+STATE_ERROR = "state_error"
+
+
+class ConfigError(ValueError):
+    """A definition is invalid; the message names the field and the fix."""
+
+    kind = "invalid_definition"
+
+
+class SyncError(Exception):
+    """A failure that stops a run (or a folder), classified for programs and worded for people."""
+
+    def __init__(self, kind: str, message: str, side: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.side = side
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConnectionLost(SyncError):
+    """The connection to a server dropped in the middle of a run; the run may reconnect and resume."""
+
+    def __init__(self, message: str, side: str | None = None) -> None:
+        super().__init__(CONNECTION_LOST, message, side)

@@ -1,0 +1,123 @@
+# Copyright (c) 2026 mailops.imap contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which remote folders to sync and where each one lands locally."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing as t
+
+SPECIAL_USES = (b"\\SENT", b"\\TRASH", b"\\JUNK", b"\\DRAFTS", b"\\ARCHIVE")
+
+# Well-known names of special folders, for servers that do not announce SPECIAL-USE (case-insensitive).
+WELL_KNOWN: dict[bytes, tuple[str, ...]] = {
+    b"\\SENT": ("Sent", "Sent Items", "Sent Messages", "Sent Mail", "[Gmail]/Sent Mail", "Gesendet", "Gesendete Objekte",
+                "Gesendete Elemente", "Posta inviata", "Elementi inviati", "Envoyés", "Éléments envoyés", "Enviados",
+                "Elementos enviados", "Verzonden items"),
+    b"\\TRASH": ("Trash", "Deleted Items", "Deleted Messages", "Deleted", "Bin", "[Gmail]/Trash", "[Gmail]/Bin", "Papierkorb",
+                 "Gelöschte Elemente", "Cestino", "Posta eliminata", "Elementi eliminati", "Corbeille", "Éléments supprimés",
+                 "Papelera", "Elementos eliminados", "Verwijderde items"),
+    b"\\JUNK": ("Junk", "Junk E-mail", "Junk Email", "Junk Mail", "Spam", "Bulk Mail", "[Gmail]/Spam", "Junk-E-Mail",
+                "Posta indesiderata", "Courrier indésirable", "Correo no deseado", "Ongewenste e-mail"),
+    b"\\DRAFTS": ("Drafts", "Draft", "[Gmail]/Drafts", "Entwürfe", "Bozze", "Brouillons", "Borradores", "Concepten"),
+    b"\\ARCHIVE": ("Archive", "Archives", "Archiv", "Archivio", "Archivo", "Archief"),
+}
+
+# A character of the local separator inside a remote name component is replaced by this.
+SEPARATOR_SUBSTITUTE = "_"
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderPlan:
+    remote: str
+    local: str
+    special_use: bytes | None = None
+
+
+def _relative(name: str, prefix: str) -> str:
+    if prefix and name.startswith(prefix) and name.upper() != "INBOX":
+        return name[len(prefix):]
+    return name
+
+
+def translate(name: str, remote_prefix: str, remote_sep: str, local_prefix: str, local_sep: str) -> str:
+    """The local name of a remote folder: prefix swapped, separators translated, local separators inside names replaced."""
+    relative = _relative(name, remote_prefix)
+    parts = relative.split(remote_sep) if remote_sep else [relative]
+    if parts[0].upper() == "INBOX":
+        parts[0] = "INBOX"
+        if len(parts) == 1:
+            return "INBOX"
+    if local_sep:
+        parts = [p.replace(local_sep, SEPARATOR_SUBSTITUTE) for p in parts]
+    joined = (local_sep or remote_sep or "/").join(parts)
+    if parts[0] == "INBOX":
+        return joined
+    return local_prefix + joined
+
+
+def excluded(name: str, patterns: t.Sequence[re.Pattern[str]]) -> bool:
+    return any(p.search(name) for p in patterns)
+
+
+def plan(
+    remote_list: t.Sequence[tuple[tuple[bytes, ...], str, str]],
+    remote_ns: tuple[tuple[str, str], list[str]],
+    local_list: t.Sequence[tuple[tuple[bytes, ...], str, str]],
+    local_ns: tuple[tuple[str, str], list[str]],
+    mode: str,
+    patterns: t.Sequence[re.Pattern[str]],
+    special_use_mapping: bool,
+) -> list[FolderPlan]:
+    """The folders to sync, INBOX first, then in remote order of names."""
+    (remote_prefix, remote_ns_sep), remote_others = remote_ns
+    (local_prefix, local_ns_sep), _local_others = local_ns
+    remote_sep = remote_ns_sep or next((sep for _f, sep, _n in remote_list if sep), "/")
+    local_sep = local_ns_sep or next((sep for _f, sep, _n in local_list if sep), "/")
+
+    def personal(name: str) -> bool:
+        return name.upper() == "INBOX" or not any(name.startswith(p) or name + remote_sep == p for p in remote_others)
+
+    selectable = [
+        (flags, name) for flags, _sep, name in remote_list
+        if b"\\NOSELECT" not in flags and b"\\NONEXISTENT" not in flags and personal(name)
+    ]
+    if mode == "inbox":
+        selectable = [(flags, name) for flags, name in selectable if name.upper() == "INBOX"]
+    elif mode == "all_except":
+        selectable = [(flags, name) for flags, name in selectable if not excluded(name, patterns)]
+
+    local_by_use: dict[bytes, str] = {}
+    for flags, _sep, name in local_list:
+        for use in SPECIAL_USES:
+            if use in flags:
+                local_by_use.setdefault(use, name)
+
+    remote_use: dict[str, bytes] = {}
+    if special_use_mapping:
+        announced = set()
+        for flags, name in selectable:
+            for use in SPECIAL_USES:
+                if use in flags:
+                    remote_use[name] = use
+                    announced.add(use)
+        for use, names in WELL_KNOWN.items():
+            if use in announced:
+                continue
+            wanted = [n.casefold() for n in names]
+            for flags, name in selectable:
+                rel = _relative(name, remote_prefix).replace(remote_sep, "/").casefold()
+                if rel in wanted and name not in remote_use:
+                    remote_use[name] = use
+                    break
+
+    plans = []
+    for flags, name in selectable:
+        use = remote_use.get(name)
+        local = local_by_use.get(use) if use else None
+        if local is None:
+            local = translate(name, remote_prefix, remote_sep, local_prefix, local_sep)
+        plans.append(FolderPlan(remote=name, local=local, special_use=use))
+    plans.sort(key=lambda p: (p.remote.upper() != "INBOX", p.remote))
+    return plans

@@ -1,0 +1,417 @@
+# Copyright (c) 2026 mailops.imap contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""IMAP connections: TLS as asked (verified by default, never a silent plain-text fallback),
+AUTHENTICATE PLAIN where offered, errors classified, UID sets always as lists of ints in bounded chunks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import imaplib
+import re
+import socket
+import ssl
+import traceback
+import typing as t
+
+from . import errors
+
+try:
+    import imapclient
+    from imapclient.response_parser import parse_response
+    from imapclient.datetime_util import datetime_to_INTERNALDATE
+except ImportError:  # pragma: no cover - depends on the host
+    HAS_IMAPCLIENT = False
+    IMAPCLIENT_IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    HAS_IMAPCLIENT = True
+    IMAPCLIENT_IMPORT_ERROR = None
+
+# UIDs per command: keeps command lines far below servers' limits (Dovecot: 64 KiB).
+UID_CHUNK = 1000
+DEFAULT_TIMEOUT = 120.0
+
+_APPENDUID_RE = re.compile(rb"\[APPENDUID (\d+) ([0-9:,]+)\]", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """Where and how to log in; ``side`` is ``remote`` or ``local`` and appears in every error."""
+
+    side: str
+    host: str
+    port: int
+    security: str
+    validate_certs: bool
+    ca_file: str | None
+    user: str
+    password: str = dataclasses.field(repr=False)
+    authzid: str | None = None  # log in as this user with the credentials of ``user`` (master user)
+    login_user: str | None = None  # the LOGIN fallback's user name (``user*master``)
+    timeout: float = DEFAULT_TIMEOUT
+
+
+def chunks(items: t.Sequence[int], size: int = UID_CHUNK) -> t.Iterator[list[int]]:
+    """Yield lists of at most ``size`` items (imapclient 4 wants lists of ints, never range strings)."""
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
+
+
+def uid_set(uids: t.Iterable[int]) -> bytes:
+    """A compact UID set (``1:5,9``) for raw commands."""
+    out: list[str] = []
+    ordered = sorted(set(uids))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        out.append(str(ordered[i]) if i == j else f"{ordered[i]}:{ordered[j]}")
+        i = j + 1
+    return ",".join(out).encode("ascii")
+
+
+def parse_uid_set(text: bytes) -> list[int]:
+    result: list[int] = []
+    for part in text.split(b","):
+        if b":" in part:
+            low, high = (int(x) for x in part.split(b":"))
+            if low > high:
+                low, high = high, low
+            result.extend(range(low, high + 1))
+        elif part:
+            result.append(int(part))
+    return result
+
+
+def _ssl_context(ep: Endpoint) -> ssl.SSLContext:
+    try:
+        context = ssl.create_default_context(cafile=ep.ca_file) if ep.ca_file else ssl.create_default_context()
+    except (OSError, ssl.SSLError) as exc:
+        raise errors.SyncError(
+            errors.TLS_FAILED,
+            f"The {ep.side} CA file {ep.ca_file!r} cannot be used ({exc}); give a readable PEM file of CA certificates.",
+            ep.side,
+        ) from None
+    if not ep.validate_certs:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _server(ep: Endpoint) -> str:
+    host = f"[{ep.host}]" if ":" in ep.host else ep.host
+    return f"the {ep.side} server {host}:{ep.port}"
+
+
+def classify(exc: BaseException, ep: Endpoint, during: str = "") -> errors.SyncError:
+    """Turn a low-level exception into a SyncError with a kind and a sentence."""
+    where = _server(ep)
+    what = f" while {during}" if during else ""
+    if isinstance(exc, errors.SyncError):
+        return exc
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return errors.SyncError(
+            errors.TLS_FAILED,
+            f"The TLS certificate of {where} could not be verified ({exc.verify_message or exc}); "
+            "give its CA certificate in ca_file, or set validate_certs: false if you trust the network path.",
+            ep.side,
+        )
+    if isinstance(exc, ssl.SSLError):
+        return errors.SyncError(
+            errors.TLS_FAILED,
+            f"The TLS handshake with {where} failed ({exc.reason or exc}); check security and port "
+            "(ssl is usually port 993, starttls port 143).",
+            ep.side,
+        )
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return errors.SyncError(
+            errors.TIMEOUT,
+            f"{where[0].upper()}{where[1:]} did not answer in time{what}; check that the host and port are right and reachable.",
+            ep.side,
+        )
+    if isinstance(exc, socket.gaierror):
+        return errors.SyncError(
+            errors.CONNECT_FAILED,
+            f"The {ep.side} host name {ep.host!r} could not be resolved ({exc.strerror}); check the host name.",
+            ep.side,
+        )
+    if isinstance(exc, imaplib.IMAP4.abort) or (isinstance(exc, OSError) and exc.errno in (
+            errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENOTCONN)) or isinstance(exc, EOFError):
+        return errors.ConnectionLost(f"The connection to {where} was lost{what} ({exc}).", ep.side)
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+        return errors.SyncError(
+            errors.CONNECT_FAILED,
+            f"Cannot connect to {where} ({reason}); check host, port and firewall, and that the server is running.",
+            ep.side,
+        )
+    return errors.SyncError(errors.PROTOCOL_ERROR, f"{where[0].upper()}{where[1:]} refused a command{what}: {exc}", ep.side)
+
+
+def _has_non_ascii(text: str) -> bool:
+    return any(ord(ch) > 127 for ch in text)
+
+
+class Connection:
+    """One logged-in IMAP session (remote or local)."""
+
+    def __init__(self, ep: Endpoint) -> None:
+        if not HAS_IMAPCLIENT:
+            raise errors.SyncError(
+                errors.MISSING_LIBRARY,
+                "The Python library imapclient is not installed on this host; install it (pip install imapclient).",
+            )
+        self.ep = ep
+        self.client: t.Any = None
+        self.selected: str | None = None
+        self.selected_readonly = True
+        self._connect()
+
+    # -- connection and login -------------------------------------------------------------------
+    def _connect(self) -> None:
+        ep = self.ep
+        context = _ssl_context(ep) if ep.security in ("ssl", "starttls") else None
+        try:
+            client = imapclient.IMAPClient(
+                ep.host, port=ep.port, ssl=ep.security == "ssl", ssl_context=context, timeout=ep.timeout,
+            )
+        except Exception as exc:  # pylint: disable=broad-except
+            raise classify(exc, ep, "connecting") from None
+        client.normalise_times = False  # keep INTERNALDATE with its own offset
+        self.client = client
+        try:
+            if ep.security == "starttls":
+                if not client.has_capability("STARTTLS"):
+                    raise errors.SyncError(
+                        errors.STARTTLS_UNSUPPORTED,
+                        f"{_server(ep)[0].upper()}{_server(ep)[1:]} does not offer STARTTLS; use security: ssl (port 993) "
+                        "if it offers implicit TLS, or security: none only on a network you trust.",
+                        ep.side,
+                    )
+                try:
+                    client.starttls(context)
+                except imaplib.IMAP4.error as exc:
+                    raise errors.SyncError(errors.TLS_FAILED, f"{_server(ep)[0].upper()}{_server(ep)[1:]} refused STARTTLS ({exc}).", ep.side) from None
+            self._login()
+        except errors.SyncError:
+            self.close()
+            raise
+        except Exception as exc:  # pylint: disable=broad-except
+            self.close()
+            raise classify(exc, ep, "logging in") from None
+
+    def _login(self) -> None:
+        ep = self.ep
+        client = self.client
+        failed = errors.SyncError(
+            errors.AUTH_FAILED,
+            f"{_server(ep)[0].upper()}{_server(ep)[1:]} rejected the login of {ep.authzid or ep.user!r}"
+            + (f" through master user {ep.user!r}" if ep.authzid else "")
+            + "; check the user name and password" + (" (master_user and master_password of the target)." if ep.authzid else "."),
+            ep.side,
+        )
+        caps = client.capabilities()
+        if b"LOGINDISABLED" in caps and b"AUTH=PLAIN" not in caps:
+            raise errors.SyncError(
+                errors.AUTH_FAILED,
+                f"{_server(ep)[0].upper()}{_server(ep)[1:]} refuses logins on this connection (LOGINDISABLED); use security: starttls or ssl.",
+                ep.side,
+            )
+        try:
+            if b"AUTH=PLAIN" in caps:
+                client.plain_login(ep.user, ep.password, ep.authzid)
+            else:
+                user = ep.login_user or ep.user
+                if _has_non_ascii(ep.password) or _has_non_ascii(user):
+                    raise errors.SyncError(
+                        errors.AUTH_FAILED,
+                        f"{_server(ep)[0].upper()}{_server(ep)[1:]} does not offer AUTHENTICATE PLAIN, and IMAP LOGIN cannot carry "
+                        "non-ASCII user names or passwords; enable the PLAIN mechanism on the server or use an ASCII password.",
+                        ep.side,
+                    )
+                client.login(user, ep.password)
+        except imapclient.exceptions.LoginError:
+            raise failed from None
+        except imaplib.IMAP4.abort as exc:
+            raise classify(exc, ep, "logging in") from None
+        except imaplib.IMAP4.error:
+            raise failed from None
+        self.caps = set(client.capabilities())
+
+    def close(self) -> None:
+        client, self.client = self.client, None
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            client.logout()
+        with contextlib.suppress(Exception):
+            client.shutdown()
+
+    def has(self, capability: str) -> bool:
+        return capability.encode().upper() in self.caps
+
+    @contextlib.contextmanager
+    def guard(self, during: str) -> t.Iterator[None]:
+        """Translate exceptions of one operation into SyncError / ConnectionLost."""
+        try:
+            yield
+        except errors.SyncError:
+            raise
+        except ssl.SSLError as exc:
+            # Past the handshake, a TLS error means the connection broke (EOF, reset mid-record).
+            raise errors.ConnectionLost(f"The connection to {_server(self.ep)} was lost while {during} ({exc}).", self.ep.side) from None
+        except Exception as exc:  # pylint: disable=broad-except
+            raise classify(exc, self.ep, during) from None
+
+    # -- folders ------------------------------------------------------------------------------------
+    def namespace(self) -> tuple[tuple[str, str], list[str]]:
+        """The personal namespace (prefix, separator) and the prefixes of other users' and shared namespaces."""
+        with self.guard("reading namespaces"):
+            if self.has("NAMESPACE"):
+                ns = self.client.namespace()
+                personal = (ns.personal or (("", ""),))[0]
+                others = [p for group in (ns.other, ns.shared) for p, _sep in (group or ())]
+                return (personal[0], personal[1] or ""), [p for p in others if p]
+        return ("", ""), []
+
+    def list_folders(self) -> list[tuple[tuple[bytes, ...], str, str]]:
+        """Every folder as (flags, separator, name); special-use flags included where the server has them."""
+        with self.guard("listing folders"):
+            if self.has("SPECIAL-USE") or self.has("LIST-EXTENDED"):
+                typ, data = self.client._imap._simple_command("LIST", '""', '"*"', "RETURN", "(SPECIAL-USE)")
+                self.client._checkok("list", typ, data)
+                typ, data = self.client._imap._untagged_response(typ, data, "LIST")
+                listed = self.client._proc_folder_list(data)
+            else:
+                listed = self.client.list_folders()
+        result = []
+        for flags, sep, name in listed:
+            sep_text = sep.decode() if isinstance(sep, bytes) else (sep or "")
+            result.append((tuple(f.upper() if isinstance(f, bytes) else str(f).encode().upper() for f in flags), sep_text, name))
+        return result
+
+    def status(self, folder: str) -> dict[str, int]:
+        items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
+        if self.has("CONDSTORE"):
+            items.append("HIGHESTMODSEQ")
+        with self.guard(f"reading the status of {folder!r}"):
+            raw = self.client.folder_status(folder, items)
+        return {k.decode().upper(): int(v) for k, v in raw.items()}
+
+    def select(self, folder: str, readonly: bool) -> dict[str, int]:
+        with self.guard(f"opening folder {folder!r}"):
+            info = self.client.select_folder(folder, readonly=readonly)
+        self.selected, self.selected_readonly = folder, readonly
+        out = {}
+        for key in (b"EXISTS", b"UIDNEXT", b"UIDVALIDITY", b"HIGHESTMODSEQ"):
+            if key in info:
+                out[key.decode()] = int(info[key])
+        return out
+
+    def create(self, folder: str) -> None:
+        with self.guard(f"creating folder {folder!r}"):
+            self.client.create_folder(folder)
+            with contextlib.suppress(imaplib.IMAP4.error):
+                self.client.subscribe_folder(folder)
+
+    # -- messages -----------------------------------------------------------------------------------
+    def search_uids(self, criteria: list[t.Any]) -> list[int]:
+        with self.guard("searching"):
+            return sorted(int(u) for u in self.client.search(criteria))
+
+    def uids_from(self, first: int) -> list[int]:
+        """UIDs >= first ("n:*" always names the last message, so filter)."""
+        if first <= 1:
+            return self.search_uids(["ALL"])
+        return [u for u in self.search_uids(["UID", f"{first}:*"]) if u >= first]
+
+    def fetch(self, uids: t.Sequence[int], items: list[str], modifiers: list[str] | None = None) -> dict[int, dict[bytes, t.Any]]:
+        out: dict[int, dict[bytes, t.Any]] = {}
+        for part in chunks(sorted(uids)):
+            with self.guard("fetching messages"):
+                out.update(self.client.fetch(part, items, modifiers))
+        return out
+
+    def store(self, uids: t.Sequence[int], flags: t.Sequence[bytes], add: bool) -> None:
+        for part in chunks(sorted(uids)):
+            with self.guard("storing flags"):
+                if add:
+                    self.client.add_flags(part, list(flags), silent=True)
+                else:
+                    self.client.remove_flags(part, list(flags), silent=True)
+
+    def uid_expunge(self, uids: t.Sequence[int]) -> None:
+        for part in chunks(sorted(uids)):
+            with self.guard("expunging messages"):
+                self.client.uid_expunge(part)
+
+    def append_many(self, folder: str, messages: list[tuple[bytes, tuple[bytes, ...], t.Any]]) -> list[int] | None:
+        """APPEND (MULTIAPPEND when several and offered) without copying message bytes.
+
+        Returns the local UIDs from APPENDUID, or None when the server gave none.
+        Raises imaplib.IMAP4.error (wrapped as SyncError kind ``append_refused``) when the server says NO.
+        """
+        imap = self.client._imap
+        literal_plus = self.has("LITERAL+")
+        if len(messages) > 1 and not self.has("MULTIAPPEND"):
+            uids: list[int] = []
+            for message in messages:
+                got = self.append_many(folder, [message])
+                if got is None:
+                    return None
+                uids.extend(got)
+            return uids
+        with self.guard(f"appending to {folder!r}"):
+            tag = imap._new_tag()
+            encoded = self.client._normalise_folder(folder)
+            imap.send(tag + b" APPEND " + encoded)
+            for body, flags, date in messages:
+                head = b" (" + b" ".join(flags) + b")"
+                if date is not None:
+                    head += b' "' + datetime_to_INTERNALDATE(date).encode("ascii") + b'"'
+                if literal_plus:
+                    imap.send(head + b" {" + str(len(body)).encode() + b"+}\r\n")
+                else:
+                    imap.send(head + b" {" + str(len(body)).encode() + b"}\r\n")
+                    while imap._get_response():
+                        if imap.tagged_commands.get(tag):
+                            typ, data = imap.tagged_commands.pop(tag)
+                            raise AppendRefused(_text(data))
+                imap.send(body)
+            imap.send(b"\r\n")
+            try:
+                typ, data = imap._command_complete("APPEND", tag)
+            except imaplib.IMAP4.abort:
+                raise
+            except imaplib.IMAP4.error as exc:
+                raise AppendRefused(str(exc)) from None
+            if typ != "OK":
+                raise AppendRefused(_text(data))
+        match = _APPENDUID_RE.search(b" ".join(d for d in data if isinstance(d, bytes)))
+        if not match:
+            return None
+        uids = parse_uid_set(match.group(2))
+        return uids if len(uids) == len(messages) else None
+
+
+class AppendRefused(Exception):
+    """The server refused an APPEND (NO): too big, over quota, bad message..."""
+
+
+def _text(data: t.Any) -> str:
+    if isinstance(data, (list, tuple)):
+        return " ".join(_text(d) for d in data if d)
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return str(data)
+
+
+def parse_list_flags(raw: t.Any) -> tuple[bytes, ...]:
+    """Flags from a FETCH FLAGS value."""
+    return tuple(f if isinstance(f, bytes) else str(f).encode() for f in raw or ())
+
+
+__all__ = ["Connection", "Endpoint", "AppendRefused", "HAS_IMAPCLIENT", "IMAPCLIENT_IMPORT_ERROR", "chunks", "uid_set", "parse_response"]

@@ -1,0 +1,78 @@
+"""Pytest fixtures for the mailops.imap integration tests: throwaway Dovecot servers and fresh accounts."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from harness.dovecot import DovecotServer, find_dovecot
+
+REMOTE_PASSWORD_BASE = "p\u00e4'ss\"w\u00f6rd\\x"
+LOCAL_PASSWORD_BASE = "l\u00f6cal'pw\"\\"
+_counter = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Account:
+    """A fresh remote user and local user, created for one test.
+
+    The local user is normally reached through the master user (``local_server.master_user`` /
+    ``master_password``); its own password works too.
+    """
+
+    remote_server: DovecotServer
+    local_server: DovecotServer
+    remote_user: str
+    remote_password: str
+    local_user: str
+    local_password: str
+
+
+def _require_dovecot() -> None:
+    if find_dovecot() is None:
+        pytest.fail(
+            "the dovecot binary is required for the integration tests and was not found "
+            "(install dovecot-imapd, dovecot-lmtpd and dovecot-sieve, or set DOVECOT_BIN)",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def remote_server() -> Iterator[DovecotServer]:
+    """The session's "remote" Dovecot: separator '/', STARTTLS + IMAPS with a self-signed certificate."""
+    _require_dovecot()
+    with DovecotServer("remote") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def local_server() -> Iterator[DovecotServer]:
+    """The session's "local" Dovecot: separator '.', special-use folders, master user, Sieve, LMTP."""
+    _require_dovecot()
+    with DovecotServer("local") as server:
+        yield server
+
+
+def unique_name(prefix: str) -> str:
+    """A user name unique within this test session (lowercase, Dovecot-safe)."""
+    return f"{prefix}{next(_counter)}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def account(remote_server: DovecotServer, local_server: DovecotServer) -> Account:
+    """Fresh, empty users on both servers for one test (unique names, so they are simply left behind)."""
+    remote_user = remote_server.add_user(unique_name("ruser"), REMOTE_PASSWORD_BASE + uuid.uuid4().hex[:4])
+    local_user = local_server.add_user(unique_name("luser"), LOCAL_PASSWORD_BASE + uuid.uuid4().hex[:4])
+    return Account(
+        remote_server=remote_server,
+        local_server=local_server,
+        remote_user=remote_user,
+        remote_password=remote_server.users[remote_user],
+        local_user=local_user,
+        local_password=local_server.users[local_user],
+    )

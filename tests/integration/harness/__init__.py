@@ -1,0 +1,8 @@
+"""Integration-test harness for mailops.imap: throwaway Dovecot servers, mail seeding and snapshots, a cutting TCP proxy."""
+
+from __future__ import annotations
+
+from .dovecot import DovecotError, DovecotServer, find_dovecot
+from .proxy import CuttingProxy
+
+__all__ = ["CuttingProxy", "DovecotError", "DovecotServer", "find_dovecot"]

@@ -1,0 +1,544 @@
+"""Throwaway Dovecot instances for integration tests.
+
+Each :class:`DovecotServer` lives in its own temporary directory (configuration, certificate, users,
+mail, sockets, state and log) and listens on free loopback ports only. Two kinds exist:
+
+``remote``
+    Plays the foreign IMAP server: hierarchy separator ``/`` (``LAYOUT=fs`` maildir), STARTTLS on the
+    plain port and implicit TLS on the IMAPS port with a self-signed certificate (``cert_path``),
+    ``Sent Items`` auto-created with ``\\Sent``, ``Trash``/``Drafts`` declared but not created.
+
+``local``
+    Plays the NethServer 8 Dovecot: separator ``.`` (Maildir++), auto-created and subscribed
+    ``Sent``/``Trash``/``Junk``/``Drafts`` with SPECIAL-USE, a master user ``vmail``, imap_filter_sieve
+    and an LMTP listener with Sieve.
+
+Users live in a passwd-file that Dovecot re-reads when it changes, so :meth:`DovecotServer.add_user`
+works on a running server.
+"""
+
+from __future__ import annotations
+
+import base64
+import grp
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+LOOPBACK = "127.0.0.1"
+MASTER_USER = "vmail"
+MASTER_PASSWORD = "M\u00e2st'er\"pw\\1"
+MASTER_SEPARATOR = "*"
+KINDS = ("remote", "local")
+_USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@+-]{0,127}$")
+_DH_FILE = Path("/usr/share/dovecot/dh.pem")
+
+
+class DovecotError(RuntimeError):
+    """A throwaway Dovecot instance could not be started, stopped or driven."""
+
+
+def find_dovecot() -> str | None:
+    """Return the path of the ``dovecot`` binary (``$DOVECOT_BIN``, ``$PATH``, ``/usr/sbin``) or None."""
+    candidates = [os.environ.get("DOVECOT_BIN"), shutil.which("dovecot"), "/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def find_doveadm() -> str | None:
+    """Return the path of the ``doveadm`` binary or None."""
+    candidates = [os.environ.get("DOVEADM_BIN"), shutil.which("doveadm"), "/usr/bin/doveadm", "/usr/local/bin/doveadm"]
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """Return a TCP port that is free on *host* right now (bind to port 0 and release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def _quote(value: str | os.PathLike) -> str:
+    """Quote a value for dovecot.conf (double quotes, backslash escapes)."""
+    text = str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """PIDs in process group *pgid* that are alive (zombies waiting to be reaped do not count)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
+class DovecotServer:
+    """A private Dovecot instance started with ``dovecot -F -c FILE`` as a subprocess.
+
+    Use as a context manager or call :meth:`start` and :meth:`stop`. Attributes (valid after
+    construction unless stated): ``kind``, ``host``, ``port`` (plain IMAP, offering STARTTLS when
+    ``starttls``), ``ssl_port`` (IMAPS, None without TLS), ``lmtp_port`` (local kind, else None),
+    ``separator``, ``mail_root``, ``home_root``, ``cert_path`` (None without TLS), ``config_path``,
+    ``log_path``, ``master_user``/``master_password``/``master_separator`` (local kind, else None),
+    ``sieve`` (whether imap_filter_sieve/LMTP Sieve are configured), ``users`` (name -> password).
+    """
+
+    def __init__(self, kind: str, *, starttls: bool = True, sieve: bool = True, startup_timeout: float = 20.0) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+        self.kind = kind
+        self.starttls = starttls
+        self.sieve = sieve and kind == "local"
+        self.startup_timeout = startup_timeout
+        self.host = LOOPBACK
+        self.separator = "/" if kind == "remote" else "."
+        self.port: int = 0
+        self.ssl_port: int | None = None
+        self.lmtp_port: int | None = None
+        self.master_user: str | None = MASTER_USER if kind == "local" else None
+        self.master_password: str | None = MASTER_PASSWORD if kind == "local" else None
+        self.master_separator: str | None = MASTER_SEPARATOR if kind == "local" else None
+        self.users: dict[str, str] = {}
+        self._proc: subprocess.Popen | None = None
+        self._uid = pwd.getpwnam("dovecot").pw_uid
+        self._gid = grp.getgrnam("dovecot").gr_gid
+
+        self.root = Path(tempfile.mkdtemp(prefix=f"mailops-dc-{kind}-"))
+        os.chmod(self.root, 0o755)
+        self.etc_dir = self.root / "etc"
+        self.base_dir = self.root / "run"
+        self.state_dir = self.root / "state"
+        self.mail_root = self.root / "mail"
+        self.home_root = self.root / "home"
+        self.log_path = self.root / "dovecot.log"
+        self.stderr_path = self.root / "dovecot.stderr"
+        self.config_path = self.etc_dir / "dovecot.conf"
+        self.passwd_dir = self.etc_dir / "users.d"
+        self.master_passwd_path = self.etc_dir / "master-users"
+        self.cert_path: Path | None = None
+        self.key_path: Path | None = None
+        self.etc_dir.mkdir(mode=0o755)
+        self.passwd_dir.mkdir(mode=0o755)
+        self.state_dir.mkdir(mode=0o755)
+        for directory in (self.mail_root, self.home_root):
+            directory.mkdir(mode=0o750)
+            os.chown(directory, self._uid, self._gid)
+        if kind == "local":
+            self.master_passwd_path.write_text(f"{MASTER_USER}:{{PLAIN.B64}}{_b64(MASTER_PASSWORD)}\n", encoding="utf-8")
+        if starttls:
+            self._make_certificate()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> DovecotServer:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<DovecotServer {self.kind} {self.host}:{self.port} ssl_port={self.ssl_port} running={self.running}>"
+
+    @property
+    def running(self) -> bool:
+        """True while the dovecot master process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> DovecotServer:
+        """Start the instance and wait until every listener answers; retry on a port race."""
+        if self.running:
+            return self
+        binary = find_dovecot()
+        if binary is None:
+            raise DovecotError("the dovecot binary was not found (install dovecot-imapd or set DOVECOT_BIN)")
+        if not self.root.exists():
+            raise DovecotError("this DovecotServer was stopped and its directory removed; create a new one")
+        last_error: DovecotError | None = None
+        for _attempt in range(3):
+            self._choose_ports()
+            self.config_path.write_text(self._render_config(), encoding="utf-8")
+            with open(self.stderr_path, "wb") as stderr:
+                # pylint: disable-next=consider-using-with
+                self._proc = subprocess.Popen(
+                    [binary, "-F", "-c", str(self.config_path)],
+                    stdin=subprocess.DEVNULL, stdout=stderr, stderr=subprocess.STDOUT, start_new_session=True,
+                )
+            try:
+                self._wait_ready()
+                return self
+            except DovecotError as error:
+                last_error = error
+                self._terminate()
+                if "in use" not in str(error):
+                    break
+        raise last_error if last_error else DovecotError("dovecot did not start")
+
+    def stop(self) -> None:
+        """Stop the instance (all its processes) and remove its directory. Idempotent."""
+        self._terminate()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _terminate(self, timeout: float = 10.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        pgid = proc.pid
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._killpg(pgid, signal.SIGKILL)
+                proc.wait(timeout=timeout)
+        # Children (auth, imap, log, ...) share the master's process group; make sure none survive.
+        deadline = time.monotonic() + timeout
+        sig = signal.SIGTERM
+        while _live_group_members(pgid):
+            if time.monotonic() > deadline:
+                if sig == signal.SIGKILL:
+                    raise DovecotError(f"dovecot processes of group {pgid} survived SIGKILL")
+                sig, deadline = signal.SIGKILL, time.monotonic() + timeout
+            self._killpg(pgid, sig)
+            time.sleep(0.05)
+
+    @staticmethod
+    def _killpg(pgid: int, sig: int) -> bool:
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _choose_ports(self) -> None:
+        ports: set[int] = set()
+        while len(ports) < 3:
+            ports.add(free_port())
+        plain, secure, lmtp = sorted(ports)
+        self.port = plain
+        self.ssl_port = secure if self.starttls else None
+        self.lmtp_port = lmtp if self.kind == "local" else None
+
+    def _wait_ready(self) -> None:
+        listeners = [(self.port, b"* OK", False), (self.ssl_port, b"* OK", True), (self.lmtp_port, b"220", False)]
+        deadline = time.monotonic() + self.startup_timeout
+        for port, greeting, use_tls in listeners:
+            if port is None:
+                continue
+            while True:
+                if self._proc is None or self._proc.poll() is not None:
+                    raise DovecotError(f"dovecot ({self.kind}) exited during startup\n{self.diagnostics()}")
+                if self._greets(port, greeting, use_tls):
+                    break
+                if time.monotonic() > deadline:
+                    raise DovecotError(f"dovecot ({self.kind}) did not answer on port {port} within {self.startup_timeout}s\n{self.diagnostics()}")
+                time.sleep(0.05)
+
+    def _greets(self, port: int, greeting: bytes, use_tls: bool) -> bool:
+        try:
+            with socket.create_connection((self.host, port), timeout=2) as raw:
+                if not use_tls:
+                    return raw.recv(256).startswith(greeting)
+                with self.ssl_context().wrap_socket(raw, server_hostname=self.host) as tls:
+                    return tls.recv(256).startswith(greeting)
+        except OSError:
+            return False
+
+    def diagnostics(self, lines: int = 40) -> str:
+        """Return the tail of the dovecot log and of its stdout/stderr, for error messages."""
+        parts = []
+        for path in (self.log_path, self.stderr_path):
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            tail = "\n".join(text.splitlines()[-lines:])
+            if tail:
+                parts.append(f"--- {path.name} (tail) ---\n{tail}")
+        return "\n".join(parts) or "(no dovecot output)"
+
+    # ------------------------------------------------------------------ users
+    #
+    # Dovecot's passwd-file driver stat()s a file at most once per second, so a user appended to a shared
+    # file can stay invisible for up to a second. One passwd-file per user (the path contains %u) avoids
+    # that: a new user's file is read on its first lookup. Replacing or removing a user still waits until
+    # Dovecot sees the change (bounded, about a second at most).
+
+    def add_user(self, name: str, password: str) -> str:
+        """Add (or replace) a user; a running server accepts it at once (no restart, no reload). Returns *name*."""
+        if not _USERNAME_RE.match(name):
+            raise ValueError(f"unsupported user name {name!r}")
+        replacing = name in self.users
+        self.users[name] = password
+        path = self.passwd_dir / name
+        tmp = self.passwd_dir / f".{name}.tmp"
+        tmp.write_text(f"{name}:{{PLAIN.B64}}{_b64(password)}:{self._uid}:{self._gid}::{self.home_root / name}::\n", encoding="utf-8")
+        if replacing:
+            # Dovecot compares mtime (seconds) and size: make sure a same-size rewrite is noticed too.
+            stamp = max(int(time.time()), int(path.stat().st_mtime) + 1)
+            os.utime(tmp, (stamp, stamp))
+        os.replace(tmp, path)
+        if replacing and self.running:
+            self._wait_auth(name, password, expect=True)
+        return name
+
+    def remove_user(self, name: str) -> None:
+        """Remove a user (its mail is kept); waits until a running server refuses it."""
+        password = self.users.pop(name, None)
+        (self.passwd_dir / name).unlink(missing_ok=True)
+        if password is not None and self.running:
+            self._wait_auth(name, password, expect=False)
+
+    def _wait_auth(self, name: str, password: str, expect: bool, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.doveadm("auth", "test", "-x", "service=imap", "-x", "no-penalty=yes", name, password, check=False)
+            if (result.returncode == 0) == expect:
+                return
+            if time.monotonic() > deadline:
+                raise DovecotError(f"dovecot did not pick up the change of user {name!r} within {timeout}s")
+            time.sleep(0.1)
+
+    def user_home(self, name: str) -> Path:
+        """The home directory of *name* (holds ``sieve/`` and ``.dovecot.sieve`` on the local kind)."""
+        return self.home_root / name
+
+    def user_maildir(self, name: str) -> Path:
+        """The mail directory of *name*."""
+        return self.mail_root / name
+
+    def install_sieve(self, user: str, script: str, name: str = "main") -> Path:
+        """Install and activate a Sieve script for *user* (``~/sieve/NAME.sieve``, ``~/.dovecot.sieve`` symlink)."""
+        home = self.user_home(user)
+        sieve_dir = home / "sieve"
+        sieve_dir.mkdir(parents=True, exist_ok=True)
+        script_path = sieve_dir / f"{name}.sieve"
+        script_path.write_text(script, encoding="utf-8")
+        active = home / ".dovecot.sieve"
+        if active.is_symlink() or active.exists():
+            active.unlink()
+        active.symlink_to(Path("sieve") / f"{name}.sieve")
+        for path in (home, sieve_dir, script_path):
+            os.lchown(path, self._uid, self._gid)
+        os.lchown(active, self._uid, self._gid)
+        return script_path
+
+    # ------------------------------------------------------------------ helpers
+
+    def doveadm(self, *args: str, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess:
+        """Run ``doveadm -c CONF ARGS...`` against this instance; returns the completed process (text output)."""
+        binary = find_doveadm()
+        if binary is None:
+            raise DovecotError("the doveadm binary was not found")
+        result = subprocess.run(
+            [binary, "-c", str(self.config_path), *args], capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        if check and result.returncode != 0:
+            raise DovecotError(f"doveadm {' '.join(args)} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
+        return result
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A verifying client SSL context that trusts this instance's self-signed certificate."""
+        if self.cert_path is None:
+            raise DovecotError("this instance has no TLS (created with starttls=False)")
+        return ssl.create_default_context(cafile=str(self.cert_path))
+
+    def log_text(self) -> str:
+        """The whole dovecot log of this instance so far."""
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    # ------------------------------------------------------------------ files
+
+    def _make_certificate(self) -> None:
+        self.cert_path = self.etc_dir / "cert.pem"
+        self.key_path = self.etc_dir / "key.pem"
+        openssl_cnf = self.etc_dir / "openssl.cnf"
+        openssl_cnf.write_text(
+            "[req]\n"
+            "distinguished_name = dn\n"
+            "x509_extensions = v3\n"
+            "prompt = no\n"
+            "[dn]\n"
+            "CN = 127.0.0.1\n"
+            "[v3]\n"
+            "subjectKeyIdentifier = hash\n"
+            "authorityKeyIdentifier = keyid:always\n"
+            "basicConstraints = critical, CA:TRUE\n"
+            "keyUsage = critical, digitalSignature, keyEncipherment, keyCertSign\n"
+            "extendedKeyUsage = serverAuth\n"
+            "subjectAltName = IP:127.0.0.1, DNS:localhost\n",
+            encoding="utf-8",
+        )
+        result = subprocess.run(
+            [
+                "openssl", "req", "-x509", "-new", "-nodes", "-config", str(openssl_cnf),
+                "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-sha256", "-days", "30",
+                "-keyout", str(self.key_path), "-out", str(self.cert_path),
+            ],
+            capture_output=True, text=True, check=False, timeout=60,
+        )
+        if result.returncode != 0:
+            raise DovecotError(f"openssl could not create a certificate: {result.stderr.strip()}")
+        os.chmod(self.key_path, 0o600)
+
+    def _render_config(self) -> str:
+        remote = self.kind == "remote"
+        protocols = "imap lmtp" if self.kind == "local" else "imap"
+        if remote:
+            mail_location = f"maildir:{self.mail_root}/%u:LAYOUT=fs"
+            mailboxes = (
+                '  mailbox "Sent Items" {\n    auto = subscribe\n    special_use = \\Sent\n  }\n'
+                '  mailbox Trash {\n    auto = no\n    special_use = \\Trash\n  }\n'
+                '  mailbox Drafts {\n    auto = no\n    special_use = \\Drafts\n  }\n'
+            )
+        else:
+            mail_location = f"maildir:{self.mail_root}/%u"
+            mailboxes = "".join(
+                f"  mailbox {name} {{\n    auto = subscribe\n    special_use = \\{name}\n  }}\n"
+                for name in ("Sent", "Trash", "Junk", "Drafts")
+            )
+        lines = [
+            "# Generated by tests/integration/harness/dovecot.py; throwaway test instance.",
+            f"instance_name = mailops-{self.kind}-{self.root.name}",
+            f"base_dir = {self.base_dir}",
+            f"state_dir = {self.state_dir}",
+            f"log_path = {self.log_path}",
+            f"protocols = {protocols}",
+            f"listen = {LOOPBACK}",
+            "shutdown_clients = yes",
+            "disable_plaintext_auth = no",
+            "auth_mechanisms = plain login",
+            "auth_verbose = yes",
+            "auth_failure_delay = 0",
+            "mail_uid = dovecot",
+            "mail_gid = dovecot",
+            f"first_valid_uid = {self._uid}",
+            f"mail_location = {mail_location}",
+            "mail_fsync = never",
+            "mail_max_userip_connections = 200",
+            "",
+        ]
+        if self.starttls:
+            lines += [
+                "ssl = yes",
+                f"ssl_cert = <{self.cert_path}",
+                f"ssl_key = <{self.key_path}",
+            ]
+            if _DH_FILE.is_file():
+                lines.append(f"ssl_dh = <{_DH_FILE}")
+        else:
+            lines.append("ssl = no")
+        lines += [
+            "",
+            "namespace inbox {",
+            "  inbox = yes",
+            f"  separator = {self.separator}",
+            '  prefix = ""',
+            mailboxes.rstrip("\n"),
+            "}",
+            "",
+            "passdb {",
+            "  driver = passwd-file",
+            f"  args = scheme=PLAIN username_format=%u {self.passwd_dir}/%u",
+            "}",
+            "userdb {",
+            "  driver = passwd-file",
+            f"  args = username_format=%u {self.passwd_dir}/%u",
+            "}",
+            "",
+            "service imap-login {",
+            "  inet_listener imap {",
+            f"    address = {LOOPBACK}",
+            f"    port = {self.port}",
+            "  }",
+        ]
+        if self.ssl_port:
+            lines += [
+                "  inet_listener imaps {",
+                f"    address = {LOOPBACK}",
+                f"    port = {self.ssl_port}",
+                "    ssl = yes",
+                "  }",
+            ]
+        lines += [
+            "}",
+            # Without the anvil penalty socket the auth process cannot apply its growing delay (2-15 s) to
+            # repeated failed logins from 127.0.0.1, which would slow down wrong-password tests.
+            "service anvil {",
+            "  unix_listener anvil-auth-penalty {",
+            "    mode = 0",
+            "  }",
+            "}",
+            "service stats {",
+            "  unix_listener stats-writer {",
+            "    mode = 0666",
+            "  }",
+            "}",
+        ]
+        if self.sieve:
+            lines += [
+                "mail_plugins = $mail_plugins",
+                "plugin {",
+                "  sieve = file:~/sieve;active=~/.dovecot.sieve",
+                "}",
+                "protocol imap {",
+                "  mail_plugins = $mail_plugins imap_sieve imap_filter_sieve",
+                "}",
+            ]
+        if self.kind == "local":
+            lines[lines.index("passdb {"):lines.index("passdb {")] = [
+                f"auth_master_user_separator = {MASTER_SEPARATOR}",
+                "passdb {",
+                "  driver = passwd-file",
+                f"  args = scheme=PLAIN username_format=%u {self.master_passwd_path}",
+                "  master = yes",
+                "  pass = yes",
+                "}",
+            ]
+            lines += [
+                "service lmtp {",
+                "  inet_listener lmtp {",
+                f"    address = {LOOPBACK}",
+                f"    port = {self.lmtp_port}",
+                "  }",
+                "}",
+                "postmaster_address = postmaster@localhost",
+                "protocol lmtp {",
+                "  auth_username_format = %Ln",
+                "  mail_plugins = $mail_plugins sieve" if self.sieve else "  mail_plugins = $mail_plugins",
+                "}",
+            ]
+        return "\n".join(lines) + "\n"

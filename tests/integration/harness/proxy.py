@@ -1,0 +1,250 @@
+"""A TCP proxy on a free loopback port that can cut its connections after a number of bytes.
+
+Used to simulate "the connection was cut in the middle of a run"::
+
+    with CuttingProxy(server.host, server.port) as proxy:
+        proxy.cut_after(200_000)            # server -> client bytes, counted from now, over all connections
+        run_sync(host=proxy.host, port=proxy.port)   # fails part-way
+        assert proxy.cut_event.is_set()
+        run_sync(host=proxy.host, port=proxy.port)   # new connections are forwarded normally again
+
+A cut is one-shot: when the armed number of bytes has been forwarded in the armed direction, every
+connection open at that moment is closed (by default with a TCP reset), the trigger disarms itself, and
+later connections are forwarded normally until :meth:`CuttingProxy.cut_after` is called again.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import struct
+import threading
+from types import TracebackType
+
+S2C = "s2c"
+C2S = "c2s"
+DIRECTIONS = (S2C, C2S)
+_CHUNK = 65536
+
+
+class _Connection:
+    """One proxied client connection: a client socket and an upstream socket."""
+
+    def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.closed = threading.Event()
+        self.thread: threading.Thread | None = None
+        self._close_lock = threading.Lock()
+
+    def close(self, reset: bool = False) -> None:
+        """Close both sides; with *reset* send a TCP RST instead of a FIN."""
+        with self._close_lock:
+            if self.closed.is_set():
+                return
+            self.closed.set()
+            for sock in (self.client, self.upstream):
+                try:
+                    if reset:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    else:
+                        sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+
+class CuttingProxy:
+    """Forward ``127.0.0.1:<port>`` to ``(target_host, target_port)`` and cut connections on demand.
+
+    Attributes: ``host``, ``port`` (where clients connect), ``target``, ``cut_event`` (set when a cut
+    happened; cleared by :meth:`cut_after`), ``cuts`` (number of cuts so far), ``accepted`` (number of
+    connections accepted), ``bytes_s2c`` / ``bytes_c2s`` (totals forwarded).
+    """
+
+    def __init__(self, target_host: str, target_port: int, *, host: str = "127.0.0.1", max_connections: int = 64,
+                 connect_timeout: float = 5.0) -> None:
+        self.target = (target_host, target_port)
+        self.host = host
+        self.port = 0
+        self.max_connections = max_connections
+        self.connect_timeout = connect_timeout
+        self.cut_event = threading.Event()
+        self.cuts = 0
+        self.accepted = 0
+        self.bytes_s2c = 0
+        self.bytes_c2s = 0
+        self._lock = threading.Lock()
+        self._connections: set[_Connection] = set()
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._listener: socket.socket | None = None
+        self._accept_thread: threading.Thread | None = None
+        self._armed: tuple[str, int, bool] | None = None  # (direction, bytes still allowed, reset)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> CuttingProxy:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> CuttingProxy:
+        """Bind a free port on ``host`` and start accepting."""
+        if self._listener is not None:
+            return self
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, 0))
+        listener.listen(16)
+        listener.settimeout(0.2)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        self._stopping.clear()
+        self._accept_thread = threading.Thread(target=self._accept_loop, name=f"proxy-accept-{self.port}", daemon=True)
+        self._accept_thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, close every connection and join all threads (bounded by *timeout* each)."""
+        self._stopping.set()
+        if self._accept_thread is not None:
+            self._accept_thread.join(timeout)
+            self._accept_thread = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for conn in self._snapshot_connections():
+            conn.close()
+        with self._lock:
+            threads, self._threads = self._threads, []
+        for thread in threads:
+            thread.join(timeout)
+
+    # ------------------------------------------------------------------ control
+
+    def cut_after(self, nbytes: int, direction: str = S2C, *, reset: bool = True) -> None:
+        """Arm a one-shot cut: after *nbytes* more bytes (all connections together) went in *direction*
+        (``"s2c"`` server to client, ``"c2s"`` client to server), close all current connections."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}")
+        if nbytes < 0:
+            raise ValueError("nbytes must be >= 0")
+        with self._lock:
+            self.cut_event.clear()
+            self._armed = (direction, nbytes, reset)
+
+    def disarm(self) -> None:
+        """Cancel a pending :meth:`cut_after`."""
+        with self._lock:
+            self._armed = None
+
+    def cut_now(self, *, reset: bool = True) -> int:
+        """Close every current connection immediately; returns how many were cut."""
+        with self._lock:
+            self._armed = None
+        return self._cut(reset)
+
+    def wait_cut(self, timeout: float | None = None) -> bool:
+        """Wait until a cut happened; returns whether it did."""
+        return self.cut_event.wait(timeout)
+
+    @property
+    def active_connections(self) -> int:
+        """Number of connections currently open."""
+        with self._lock:
+            return len(self._connections)
+
+    # ------------------------------------------------------------------ internals
+
+    def _snapshot_connections(self) -> list[_Connection]:
+        with self._lock:
+            return list(self._connections)
+
+    def _cut(self, reset: bool) -> int:
+        with self._lock:
+            conns = list(self._connections)
+            self._connections.clear()
+        for conn in conns:
+            conn.close(reset=reset)
+        with self._lock:
+            self.cuts += 1
+        self.cut_event.set()
+        return len(conns)
+
+    def _accept_loop(self) -> None:
+        listener = self._listener
+        if listener is None:
+            return
+        while not self._stopping.is_set():
+            try:
+                client, _addr = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            with self._lock:
+                too_many = len(self._connections) >= self.max_connections
+            if too_many:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=self.connect_timeout)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            conn = _Connection(client, upstream)
+            conn.thread = threading.Thread(target=self._pump, args=(conn,), name=f"proxy-conn-{self.port}", daemon=True)
+            with self._lock:
+                self._connections.add(conn)
+                self.accepted += 1
+                self._threads = [thread for thread in self._threads if thread.is_alive()] + [conn.thread]
+            conn.thread.start()
+
+    def _account(self, direction: str, size: int) -> tuple[int, bool | None]:
+        """Count *size* bytes in *direction*; return (bytes allowed through, reset flag if a cut is due)."""
+        with self._lock:
+            if direction == S2C:
+                self.bytes_s2c += size
+            else:
+                self.bytes_c2s += size
+            if self._armed is None or self._armed[0] != direction:
+                return size, None
+            _direction, remaining, reset = self._armed
+            if size < remaining:
+                self._armed = (direction, remaining - size, reset)
+                return size, None
+            self._armed = None
+            return remaining, reset
+
+    def _pump(self, conn: _Connection) -> None:
+        sel = selectors.DefaultSelector()
+        try:
+            sel.register(conn.client, selectors.EVENT_READ, (conn.upstream, C2S))
+            sel.register(conn.upstream, selectors.EVENT_READ, (conn.client, S2C))
+            while not conn.closed.is_set() and not self._stopping.is_set():
+                for key, _mask in sel.select(timeout=0.2):
+                    destination, direction = key.data
+                    data = key.fileobj.recv(_CHUNK)  # type: ignore[union-attr]
+                    if not data:
+                        conn.close()
+                        return
+                    allowed, reset = self._account(direction, len(data))
+                    if allowed:
+                        destination.sendall(data[:allowed])
+                    if reset is not None:
+                        self._cut(reset)
+                        return
+        except (OSError, ValueError):
+            conn.close()
+        finally:
+            sel.close()
+            with self._lock:
+                self._connections.discard(conn)

@@ -1,0 +1,414 @@
+"""The builtin engine against real Dovecot servers: exact copies, repeatability, identity, resume, deletion, TLS."""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from harness import mail
+from harness.proxy import CuttingProxy
+
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, sync
+
+TZ = datetime.timezone(datetime.timedelta(hours=2))
+D1 = datetime.datetime(2023, 5, 17, 9, 30, 12, tzinfo=TZ)
+D2 = datetime.datetime(2024, 1, 2, 23, 59, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=-5)))
+
+
+def task_for(account, state_dir: Path, **overrides):
+    data = {
+        "local_user": account.local_user,
+        "remote_user": account.remote_user,
+        "remote_password": account.remote_password,
+        "remote_host": account.remote_server.host,
+        "remote_port": account.remote_server.port,
+        "remote_security": "starttls",
+        "ca_file": str(account.remote_server.cert_path),
+    }
+    data.update(overrides)
+    return config.parse_task(data)
+
+
+def target_for(account, **overrides):
+    server = account.local_server
+    data = {
+        "host": server.host, "port": server.port, "security": "starttls", "ca_file": str(server.cert_path),
+        "master_user": server.master_user, "master_password": server.master_password,
+    }
+    data.update(overrides)
+    return config.parse_target(data)
+
+
+def run(account, state_dir: Path, check_mode: bool = False, task_overrides=None, target_overrides=None):
+    task = task_for(account, state_dir, **(task_overrides or {}))
+    target = target_for(account, **(target_overrides or {}))
+    return sync.run(task, target, str(state_dir / "task.sqlite"), check_mode=check_mode)
+
+
+def remote_snapshot(account):
+    return mail.snapshot(account.remote_server, account.remote_user, account.remote_password)
+
+
+def local_snapshot(account):
+    return mail.snapshot(account.local_server, account.local_user, master=True)
+
+
+LOCAL_DEFAULTS = ("Drafts", "Junk", "Sent", "Trash")
+
+
+def expected_local(remote: dict, mapping: dict) -> dict:
+    """The local snapshot a correct sync produces from a remote snapshot, given remote -> local names."""
+    out = {name: [] for name in LOCAL_DEFAULTS}
+    for name, records in remote.items():
+        out[mapping.get(name, name)] = records
+    return out
+
+
+def seed_rich(account) -> dict:
+    """The issue's cases on the remote; returns remote -> local folder names for the selectable folders."""
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    twin = mail.make_message("Twin copies", date=D1)
+    shared_a = mail.make_message("Shared id A", message_id="<same-id@example.org>", date=D1, body="first body\n")
+    shared_b = mail.make_message("Shared id B", message_id="<same-id@example.org>", date=D2, body="second, longer body\n")
+    no_id = mail.make_message("No Message-ID here", message_id=None, date=D2)
+    big = mail.make_message("Twelve megabytes", size=12 * 1024 * 1024, date=D1)
+    mail.seed(srv, user, pw, "INBOX", [
+        (twin, (b"\\Seen",), D1), (twin, (b"\\Seen",), D1),
+        (shared_a, (b"\\Flagged", b"$Forwarded"), D1), (shared_b, (b"Important", b"\\Answered"), D2),
+        (no_id, (), D2), (big, (b"\\Seen", b"$Label1"), D1),
+    ])
+    mail.seed(srv, user, pw, "Sent Items", [(mail.make_message(f"sent {i}", date=D2), (b"\\Seen",), D2) for i in range(3)])
+    mail.seed(srv, user, pw, "Releases/v1.2", [(mail.make_message("release notes", date=D1), (b"\\Draft",), D1)])
+    mail.seed(srv, user, pw, "Projekte/Ärger & «Öl»/日本", [(mail.make_message("non-ascii folder", date=D1), (), D1)])
+    mail.seed(srv, user, pw, "Empty folder", [])
+    # A \Noselect parent with a child: with LAYOUT=fs, creating only the child leaves the parent unselectable.
+    mail.seed(srv, user, pw, "Ghost/Child", [(mail.make_message("child of a ghost", date=D2), (), D2)], create_parents=False)
+    return {
+        "INBOX": "INBOX",
+        "Sent Items": "Sent",
+        "Releases": "Releases",
+        "Releases/v1.2": "Releases.v1_2",
+        "Projekte": "Projekte",
+        "Projekte/Ärger & «Öl»": "Projekte.Ärger & «Öl»",
+        "Projekte/Ärger & «Öl»/日本": "Projekte.Ärger & «Öl».日本",
+        "Empty folder": "Empty folder",
+        "Ghost/Child": "Ghost.Child",
+    }
+
+
+def test_first_run_copies_everything_exactly_once(account, tmp_path):
+    mapping = seed_rich(account)
+    folders = mail.folders(account.remote_server, account.remote_user, account.remote_password)
+    assert not folders["Ghost"].selectable, "the harness should have made a \\Noselect parent"
+    remote_before = remote_snapshot(account)
+
+    result = run(account, tmp_path)
+    assert result.status == "success", result.as_dict()
+    assert result.changed
+
+    local = local_snapshot(account)
+    expected = expected_local(remote_before, mapping)
+    expected.pop("Ghost", None)
+    assert local.pop("Ghost", []) == []  # the \Noselect parent may exist locally only as a hierarchy node
+    assert local == expected
+    assert remote_snapshot(account) == remote_before, "the remote must not change in a plain migration"
+
+    out = result.as_dict()
+    total_messages = sum(len(v) for v in remote_before.values())
+    assert out["totals"]["copied"] == total_messages
+    assert out["totals"]["bytes"] == sum(rec.size for recs in remote_before.values() for rec in recs)
+    assert {f["remote"]: f["local"] for f in out["folders"]} == {r: l for r, l in mapping.items() if r in remote_before}
+    local_folders = mail.folders(account.local_server, account.local_user, master=True)
+    for name in ("Releases.v1_2", "Empty folder", "Projekte.Ärger & «Öl».日本", "Ghost.Child"):
+        assert local_folders[name].subscribed, name
+    assert "Sent Items" not in local_folders
+
+
+def test_rerun_new_mail_and_three_way_flags(account, tmp_path):
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    mail.seed(srv, user, pw, "INBOX", [(mail.make_message(f"m{i}", date=D1), (), D1) for i in range(6)])
+    mail.seed(srv, user, pw, "Work", [(mail.make_message(f"w{i}", date=D2), (b"\\Seen",), D2) for i in range(3)])
+    assert run(account, tmp_path).as_dict()["totals"]["copied"] == 9
+
+    again = run(account, tmp_path)
+    assert again.as_dict()["totals"] == {"copied": 0, "bytes": 0, "already_present": 0, "flags_updated": 0,
+                                         "deleted_remote": 0, "folders_created": 0, "errors": 0}
+    assert not again.changed
+
+    # New mail: exactly the new messages are copied.
+    fresh = [(mail.make_message(f"new {i}", date=D2), (b"$New",), D2) for i in range(2)]
+    mail.seed(srv, user, pw, "Work", fresh)
+    newer = run(account, tmp_path).as_dict()
+    assert newer["totals"]["copied"] == 2 and newer["totals"]["already_present"] == 0
+    assert local_snapshot(account)["Work"] == remote_snapshot(account)["Work"]
+
+    # Three-way: remote adds \Flagged to m0 and removes nothing; locally the user marks m1 read and m0 with a
+    # keyword. The remote then also changes m1 (\Answered). Local changes must survive, remote ones arrive.
+    def subject_is(*names):
+        return lambda info: info.subject in names
+    mail.add_flags(srv, user, pw, "INBOX", subject_is("m0"), [b"\\Flagged"])
+    mail.add_flags(srv, user, pw, "INBOX", subject_is("m1"), [b"\\Answered"])
+    mail.add_flags(account.local_server, account.local_user, None, "INBOX", subject_is("m1"), [b"\\Seen"], master=True)
+    mail.add_flags(account.local_server, account.local_user, None, "INBOX", subject_is("m0"), [b"LocalTag"], master=True)
+    mail.add_flags(account.local_server, account.local_user, None, "INBOX", subject_is("m2"), [b"\\Flagged"], master=True)
+    mail.add_flags(srv, user, pw, "INBOX", subject_is("m2"), [b"\\Seen"])
+    mail.remove_flags(srv, user, pw, "INBOX", subject_is("m2"), [b"\\Seen"])  # no net remote change for m2
+
+    flags_run = run(account, tmp_path).as_dict()
+    assert flags_run["totals"]["copied"] == 0
+    assert flags_run["totals"]["flags_updated"] == 2
+    local = {m.subject: m.flags for m in mail.messages(account.local_server, account.local_user, None, "INBOX", master=True)}
+    assert local["m0"] == {"\\Flagged", "LocalTag"}
+    assert local["m1"] == {"\\Answered", "\\Seen"}
+    assert local["m2"] == {"\\Flagged"}, "a flag set only locally survives"
+    assert local["m3"] == set()
+
+    # A flag the user removed locally is not brought back when the remote changes something else.
+    mail.remove_flags(account.local_server, account.local_user, None, "INBOX", subject_is("m0"), [b"\\Flagged"], master=True)
+    mail.add_flags(srv, user, pw, "INBOX", subject_is("m0"), [b"\\Seen"])
+    run(account, tmp_path)
+    local = {m.subject: m.flags for m in mail.messages(account.local_server, account.local_user, None, "INBOX", master=True)}
+    assert local["m0"] == {"\\Seen", "LocalTag"}
+    assert not run(account, tmp_path).changed
+
+
+def test_lost_state_and_half_copied_mailbox_make_no_duplicates(account, tmp_path):
+    mapping = seed_rich(account)
+    remote_before = remote_snapshot(account)
+    # An earlier tool copied part of INBOX (one of the two twins, and the message without Message-ID).
+    inbox = mail.messages(account.remote_server, account.remote_user, account.remote_password, "INBOX", with_body=True)
+    partial = [m for m in inbox if m.subject in ("Twin copies", "No Message-ID here")][:2]
+    assert len(partial) == 2
+    mail.seed(account.local_server, account.local_user, None, "INBOX",
+              [(m.body, tuple(f.encode() for f in m.flags), m.internaldate) for m in partial], master=True)
+
+    first = run(account, tmp_path / "one").as_dict()
+    assert first["totals"]["already_present"] == 2
+    expected = expected_local(remote_before, mapping)
+    expected.pop("Ghost", None)
+    local = local_snapshot(account)
+    local.pop("Ghost", None)
+    assert local == expected
+
+    # State lost entirely: a new state_dir over the complete copy adopts everything, copies nothing.
+    lost = run(account, tmp_path / "two").as_dict()
+    assert lost["totals"]["copied"] == 0
+    assert lost["totals"]["already_present"] == sum(len(v) for v in remote_before.values())
+    local = local_snapshot(account)
+    local.pop("Ghost", None)
+    assert local == expected
+    # ...and the adopted state makes the next run incremental.
+    assert not run(account, tmp_path / "two").changed
+
+
+def test_check_mode_plans_exactly_and_writes_nothing(account, tmp_path):
+    mapping = seed_rich(account)
+    remote_before = remote_snapshot(account)
+    local_before = local_snapshot(account)
+    local_folders_before = mail.folders(account.local_server, account.local_user, master=True)
+
+    plan = run(account, tmp_path / "state", check_mode=True).as_dict()
+    assert plan["check_mode"] is True and plan["status"] == "success"
+    assert not (tmp_path / "state").exists(), "check mode must not create the state directory"
+    assert local_snapshot(account) == local_before
+    assert mail.folders(account.local_server, account.local_user, master=True) == local_folders_before
+    assert remote_snapshot(account) == remote_before
+
+    real = run(account, tmp_path / "state").as_dict()
+    for key in ("copied", "bytes", "already_present", "folders_created"):
+        assert plan["totals"][key] == real["totals"][key], key
+    assert [(f["remote"], f["local"], f["created"], f["copied"]) for f in plan["folders"]] == \
+        [(f["remote"], f["local"], f["created"], f["copied"]) for f in real["folders"]]
+    assert plan["totals"]["folders_created"] == len([n for n in mapping.values() if n not in ("INBOX", "Sent")])
+
+    # Check mode after changes: plans the new mail and the flag change, applies neither.
+    mail.seed(account.remote_server, account.remote_user, account.remote_password, "INBOX", [(mail.make_message("late", date=D2), (), D2)])
+    mail.add_flags(account.remote_server, account.remote_user, account.remote_password, "Sent Items", None, [b"\\Flagged"])
+    local_before = local_snapshot(account)
+    plan2 = run(account, tmp_path / "state", check_mode=True).as_dict()
+    assert plan2["totals"]["copied"] == 1 and plan2["totals"]["flags_updated"] == 3
+    assert local_snapshot(account) == local_before
+    real2 = run(account, tmp_path / "state").as_dict()
+    assert real2["totals"]["copied"] == 1 and real2["totals"]["flags_updated"] == 3
+
+
+@pytest.mark.parametrize("side", ["remote", "local"])
+def test_connection_cut_mid_run_resumes_without_loss_or_duplicate(account, tmp_path, side):
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    msgs = [(mail.make_message(f"bulk {i}", size=40_000 + i, date=D1), (), D1) for i in range(120)]
+    mail.seed(srv, user, pw, "INBOX", msgs[:60])
+    mail.seed(srv, user, pw, "Archive/2023", msgs[60:])
+    server = srv if side == "remote" else account.local_server
+    with CuttingProxy(server.host, server.port) as proxy:
+        # Cut after ~2 MB have crossed: in the middle of the transfer (4.8 MB in all).
+        proxy.cut_after(2_000_000, "s2c" if side == "remote" else "c2s")
+        if side == "remote":
+            overrides = ({"remote_port": proxy.port}, None)
+        else:
+            overrides = (None, {"port": proxy.port})
+        result = run(account, tmp_path, task_overrides=overrides[0], target_overrides=overrides[1])
+        assert proxy.wait_cut(0), "the proxy never cut the connection: the test proved nothing"
+    assert result.status == "success", result.as_dict()
+    remote = remote_snapshot(account)
+    local = local_snapshot(account)
+    assert local["INBOX"] == remote["INBOX"]
+    assert local["Archive.2023"] == remote["Archive/2023"]
+    # And a re-run adds nothing.
+    again = run(account, tmp_path).as_dict()
+    assert again["totals"]["copied"] == 0
+    assert local_snapshot(account) == local
+
+
+def test_interrupted_run_then_rerun(account, tmp_path, monkeypatch):
+    """A run that gives up (the remote keeps dropping) leaves a checkpoint; the next run completes it exactly."""
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    mail.seed(srv, user, pw, "INBOX", [(mail.make_message(f"x {i}", size=300_000, date=D1), (), D1) for i in range(40)])
+    monkeypatch.setattr(sync, "MAX_RECONNECTS", 0)
+    with CuttingProxy(srv.host, srv.port) as proxy:
+        proxy.cut_after(6_000_000, "s2c")
+        failed = run(account, tmp_path, task_overrides={"remote_port": proxy.port}).as_dict()
+        assert proxy.wait_cut(0)
+    assert failed["status"] == "failed" and failed["errors"][0]["kind"] == "connection_lost"
+    copied_before = len(local_snapshot(account)["INBOX"])
+    assert 0 < copied_before < 40, copied_before
+    monkeypatch.undo()
+    resumed = run(account, tmp_path).as_dict()
+    assert resumed["totals"]["copied"] == 40 - copied_before
+    assert local_snapshot(account)["INBOX"] == remote_snapshot(account)["INBOX"]
+
+
+def test_after_sync_deletes_exactly_what_is_confirmed(account, tmp_path):
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    mail.seed(srv, user, pw, "INBOX", [(mail.make_message(f"d{i}", date=D1), (), D1) for i in range(5)])
+    mail.seed(srv, user, pw, "Folder", [(mail.make_message(f"f{i}", date=D2), (b"\\Seen",), D2) for i in range(3)])
+    remote_before = remote_snapshot(account)
+
+    plan = run(account, tmp_path, check_mode=True, task_overrides={"delete_remote": "after_sync"}).as_dict()
+    assert plan["totals"]["deleted_remote"] == 8
+    assert remote_snapshot(account) == remote_before
+
+    done = run(account, tmp_path, task_overrides={"delete_remote": "after_sync"}).as_dict()
+    assert done["totals"]["copied"] == 8 and done["totals"]["deleted_remote"] == 8
+    assert remote_snapshot(account) == {"INBOX": [], "Folder": [], "Sent Items": []}
+    local = local_snapshot(account)
+    assert local["INBOX"] == remote_before["INBOX"] and local["Folder"] == remote_before["Folder"]
+
+    # New mail is copied first, then deleted: the remote is emptied again, the local side has everything.
+    mail.seed(srv, user, pw, "INBOX", [(mail.make_message("later", date=D2), (), D2)])
+    again = run(account, tmp_path, task_overrides={"delete_remote": "after_sync"}).as_dict()
+    assert again["totals"]["copied"] == 1 and again["totals"]["deleted_remote"] == 1
+    assert len(local_snapshot(account)["INBOX"]) == 6
+
+
+def test_refused_message_is_recorded_and_the_run_goes_on(account, tmp_path):
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    small = [(mail.make_message(f"ok {i}", date=D1), (), D1) for i in range(3)]
+    too_big = mail.make_message("too big", size=3 * 1024 * 1024, message_id="<too-big@example.org>", date=D1)
+    mail.seed(srv, user, pw, "INBOX", small[:2] + [(too_big, (), D1)] + small[2:])
+    account.local_server.set_user_quota(account.local_user, "1M")
+    result = run(account, tmp_path).as_dict()
+    assert result["status"] == "partial"
+    assert result["totals"]["copied"] == 3 and result["totals"]["errors"] == 1
+    (error,) = result["errors"]
+    assert error["folder"] == "INBOX" and error["message_id"] == "<too-big@example.org>" and error["uid"] == 3
+    assert error["kind"] == "append_refused" and "quota" in error["detail"].lower()
+    # Once the quota allows it, the next run copies the refused message and only it.
+    account.local_server.set_user_quota(account.local_user, None)
+    retry = run(account, tmp_path).as_dict()
+    assert retry["status"] == "success" and retry["totals"]["copied"] == 1
+    assert local_snapshot(account)["INBOX"] == remote_snapshot(account)["INBOX"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("overrides,kind,phrase", [
+    ({}, "tls_failed", "could not be verified"),
+    ({"remote_security": "ssl"}, "tls_failed", "could not be verified"),
+])
+def test_self_signed_certificate_refused_by_default(account, tmp_path, overrides, kind, phrase):
+    overrides = dict(overrides, ca_file=None)
+    if overrides.get("remote_security") == "ssl":
+        overrides["remote_port"] = account.remote_server.ssl_port
+    result = run(account, tmp_path, task_overrides=overrides).as_dict()
+    assert result["status"] == "failed"
+    (error,) = result["errors"]
+    assert error["kind"] == kind and phrase in error["detail"] and "remote" in error["detail"]
+
+
+@pytest.mark.parametrize("overrides", [
+    {"remote_security": "ssl"},  # with ca_file
+    {"validate_certs": False, "ca_file": None},
+    {"remote_security": "ssl", "validate_certs": False, "ca_file": None},
+])
+def test_certificate_accepted_with_ca_file_or_validate_certs_false(account, tmp_path, overrides):
+    mail.seed(account.remote_server, account.remote_user, account.remote_password, "INBOX", [(mail.make_message("hi"), (), D1)])
+    if overrides.get("remote_security") == "ssl":
+        overrides = dict(overrides, remote_port=account.remote_server.ssl_port)
+    result = run(account, tmp_path, task_overrides=overrides).as_dict()
+    assert result["status"] == "success" and result["totals"]["copied"] == 1
+
+
+def test_wrong_password_closed_port_and_no_starttls(account, tmp_path):
+    wrong = run(account, tmp_path, task_overrides={"remote_password": "not-the-password"}).as_dict()
+    assert wrong["status"] == "failed"
+    assert wrong["errors"][0]["kind"] == "auth_failed" and "remote server" in wrong["errors"][0]["detail"]
+    assert "not-the-password" not in repr(wrong)
+
+    wrong_local = run(account, tmp_path, target_overrides={"master_password": "nope"}).as_dict()
+    assert wrong_local["errors"][0]["kind"] == "auth_failed" and "local server" in wrong_local["errors"][0]["detail"]
+
+    closed = run(account, tmp_path, task_overrides={"remote_port": _free_port()}).as_dict()
+    assert closed["status"] == "failed" and closed["errors"][0]["kind"] == "connect_failed"
+    assert "remote server" in closed["errors"][0]["detail"]
+    assert not local_snapshot(account)["INBOX"]
+
+
+def test_starttls_unsupported_is_an_error_never_a_fallback(tmp_path, local_server):
+    from harness.dovecot import DovecotServer
+    with DovecotServer("remote", starttls=False) as plain:
+        user = plain.add_user("plainuser", "secret")
+        local_user = local_server.add_user("lplain", "x")
+        task = config.parse_task({"local_user": local_user, "remote_user": user, "remote_password": "secret",
+                                  "remote_host": plain.host, "remote_port": plain.port})
+        target = config.parse_target({"host": local_server.host, "port": local_server.port, "ca_file": str(local_server.cert_path),
+                                      "master_password": local_server.master_password})
+        result = sync.run(task, target, str(tmp_path / "s.sqlite")).as_dict()
+        assert result["status"] == "failed" and result["errors"][0]["kind"] == "starttls_unsupported"
+        none = sync.run(config.parse_task({"local_user": local_user, "remote_user": user, "remote_password": "secret",
+                                           "remote_host": plain.host, "remote_port": plain.port, "remote_security": "none"}),
+                        target, str(tmp_path / "s.sqlite")).as_dict()
+        assert none["status"] == "success"
+
+
+def test_state_files_hold_no_password_and_are_private(account, tmp_path):
+    mail.seed(account.remote_server, account.remote_user, account.remote_password, "INBOX", [(mail.make_message("s"), (), D1)])
+    run(account, tmp_path / "st")
+    files = [p for p in (tmp_path / "st").rglob("*") if p.is_file()]
+    assert files
+    secrets = [account.remote_password, account.local_server.master_password]
+    for path in files:
+        data = path.read_bytes()
+        for secret in secrets:
+            assert secret.encode("utf-8") not in data, path
+        assert (path.stat().st_mode & 0o077) == 0, oct(path.stat().st_mode)
+    assert (os.stat(tmp_path / "st").st_mode & 0o077) == 0
+
+
+def test_exclude_and_all_except(account, tmp_path):
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    for name in ("Keep", "Spam-old", "Archive/2020", "Archive/2021"):
+        mail.seed(srv, user, pw, name, [(mail.make_message(f"in {name}"), (), D1)])
+    result = run(account, tmp_path, task_overrides={"folders": "all_except", "exclude": ["^Spam", "", "2020$"]}).as_dict()
+    synced = sorted(f["remote"] for f in result["folders"])
+    assert synced == ["Archive", "Archive/2021", "INBOX", "Keep", "Sent Items"]
+    names = collections.Counter(mail.folders(account.local_server, account.local_user, master=True))
+    assert "Spam-old" not in names and "Archive.2020" not in names and "Archive.2021" in names
