@@ -144,11 +144,16 @@ def _text(field: str, value: t.Any, required: bool) -> str | None:
     return value
 
 
+def _required(field: str, value: t.Any) -> str:
+    text = _text(field, value, True)
+    if text is None:  # _text raises for a missing required value; this keeps type checkers informed
+        raise ConfigError(f"{field} is required; give it a value.")
+    return text
+
+
 def check_host(field: str, value: t.Any) -> str:
     """Accept a hostname (IDN too), an IPv4 or an IPv6 address; return it as given (stripped)."""
-    host = _text(field, value, True)
-    assert host is not None
-    host = host.strip()
+    host = _required(field, value).strip()
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
         ipaddress.ip_address(bare)
@@ -197,20 +202,18 @@ def parse_target(data: t.Mapping[str, t.Any] | None) -> Target:
     _unknown("target", data, TARGET_FIELDS)
     security = _choice("target.security", data.get("security", "starttls"), SECURITY_CHOICES)
     port = _port("target.port", data["port"]) if "port" in data else (993 if security == "ssl" else 143)
-    separator = _text("target.master_separator", data.get("master_separator", "*"), True)
-    assert separator is not None
-    lmtp_host = _text("target.lmtp_host", data.get("lmtp_host", "127.0.0.1"), True)
-    assert lmtp_host is not None
+    separator = _required("target.master_separator", data.get("master_separator", "*"))
+    lmtp_host = _required("target.lmtp_host", data.get("lmtp_host", "127.0.0.1"))
     if not lmtp_host.startswith("/"):
         lmtp_host = check_host("target.lmtp_host", lmtp_host)
     return Target(
-        name=_text("target.name", data.get("name", "default"), True) or "default",
+        name=_required("target.name", data.get("name", "default")),
         host=check_host("target.host", data.get("host", "127.0.0.1")),
         port=port,
         security=security,
         validate_certs=_bool("target.validate_certs", data.get("validate_certs", True)),
         ca_file=_text("target.ca_file", data.get("ca_file"), False),
-        master_user=_text("target.master_user", data.get("master_user", "vmail"), True) or "vmail",
+        master_user=_required("target.master_user", data.get("master_user", "vmail")),
         master_password=str(data.get("master_password", "")),
         master_separator=separator,
         lmtp_host=lmtp_host,
@@ -250,12 +253,11 @@ def parse_task(data: t.Mapping[str, t.Any]) -> Task:
     password = data.get("remote_password")
     if password is None or password == "":
         raise ConfigError("remote_password is required; give the remote account's password.")
-    local_user = _text("local_user", data.get("local_user"), True)
-    remote_user = _text("remote_user", data.get("remote_user"), True)
-    assert local_user is not None and remote_user is not None
+    local_user = _required("local_user", data.get("local_user"))
+    remote_user = _required("remote_user", data.get("remote_user"))
     return Task(
         name=name,
-        target=_text("target", data.get("target", "default"), True) or "default",
+        target=_required("target", data.get("target", "default")),
         local_user=local_user,
         remote_user=remote_user,
         remote_password=str(password),

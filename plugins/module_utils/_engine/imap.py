@@ -258,7 +258,7 @@ class Connection:
         """Translate exceptions of one operation into SyncError / ConnectionLost."""
         try:
             yield
-        except errors.SyncError:
+        except (errors.SyncError, AppendRefused):
             raise
         except ssl.SSLError as exc:
             # Past the handshake, a TLS error means the connection broke (EOF, reset mid-record).

@@ -131,6 +131,11 @@ class State:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def _writable(self) -> sqlite3.Connection:
+        if self.db is None or self.readonly:
+            raise RuntimeError("the state is read-only in check mode")  # a programming error, never a user's
+        return self.db
+
     # -- folders ----------------------------------------------------------------------------------
     def folder(self, remote: str) -> FolderState | None:
         if self.db is None:
@@ -142,39 +147,40 @@ class State:
 
     def reset_folder(self, remote: str, uidvalidity: int, local: str, local_uidvalidity: int, local_uidnext: int) -> FolderState:
         """Start a folder afresh (first run, or its UIDVALIDITY changed): forget its messages."""
-        assert self.db is not None and not self.readonly
+        db = self._writable()
         with self.transaction():
             old = self.folder(remote)
             if old is not None:
-                self.db.execute("DELETE FROM messages WHERE folder = ?", (old.id,))
-                self.db.execute("DELETE FROM failed WHERE folder = ?", (old.id,))
-                self.db.execute(
+                db.execute("DELETE FROM messages WHERE folder = ?", (old.id,))
+                db.execute("DELETE FROM failed WHERE folder = ?", (old.id,))
+                db.execute(
                     "UPDATE folders SET uidvalidity=?, local=?, local_uidvalidity=?, remote_uidnext=0, highestmodseq=0, local_uidnext=?"
                     " WHERE id=?", (uidvalidity, local, local_uidvalidity, local_uidnext, old.id))
             else:
-                self.db.execute(
+                db.execute(
                     "INSERT INTO folders (remote, uidvalidity, local, local_uidvalidity, local_uidnext) VALUES (?, ?, ?, ?, ?)",
                     (remote, uidvalidity, local, local_uidvalidity, local_uidnext))
         folder = self.folder(remote)
-        assert folder is not None
+        if folder is None:
+            raise RuntimeError(f"state: folder {remote!r} vanished from the state database")
         return folder
 
     def finish_folder(self, folder: FolderState, remote_uidnext: int, highestmodseq: int) -> None:
-        assert self.db is not None and not self.readonly
+        db = self._writable()
         folder.remote_uidnext, folder.highestmodseq = remote_uidnext, highestmodseq
-        self.db.execute("UPDATE folders SET remote_uidnext=?, highestmodseq=?, local_uidnext=? WHERE id=?",
+        db.execute("UPDATE folders SET remote_uidnext=?, highestmodseq=?, local_uidnext=? WHERE id=?",
                         (remote_uidnext, highestmodseq, folder.local_uidnext, folder.id))
 
     @contextlib.contextmanager
     def transaction(self) -> t.Iterator[None]:
-        assert self.db is not None
-        self.db.execute("BEGIN IMMEDIATE")
+        db = self._writable()
+        db.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        db.execute("COMMIT")
 
     # -- messages ---------------------------------------------------------------------------------
     def known(self, folder: FolderState | None, min_ruid: int = 0) -> dict[int, tuple[int | None, frozenset[bytes]]]:
@@ -203,28 +209,28 @@ class State:
 
     def record(self, folder: FolderState, entries: t.Iterable[tuple[int, int | None, t.Iterable[bytes]]], local_uidnext: int | None = None) -> None:
         """Checkpoint: these remote UIDs are present locally (with local UID and the flags copied)."""
-        assert self.db is not None and not self.readonly
+        db = self._writable()
         rows = [(folder.id, ruid, luid, flags_to_text(flags)) for ruid, luid, flags in entries]
         with self.transaction():
-            self.db.executemany("INSERT OR REPLACE INTO messages (folder, ruid, luid, flags) VALUES (?, ?, ?, ?)", rows)
-            self.db.executemany("DELETE FROM failed WHERE folder = ? AND ruid = ?", [(r[0], r[1]) for r in rows])
+            db.executemany("INSERT OR REPLACE INTO messages (folder, ruid, luid, flags) VALUES (?, ?, ?, ?)", rows)
+            db.executemany("DELETE FROM failed WHERE folder = ? AND ruid = ?", [(r[0], r[1]) for r in rows])
             if local_uidnext is not None and local_uidnext > folder.local_uidnext:
                 folder.local_uidnext = local_uidnext
-                self.db.execute("UPDATE folders SET local_uidnext = ? WHERE id = ?", (local_uidnext, folder.id))
+                db.execute("UPDATE folders SET local_uidnext = ? WHERE id = ?", (local_uidnext, folder.id))
 
     def update_flags(self, folder: FolderState, entries: t.Iterable[tuple[int, t.Iterable[bytes]]]) -> None:
-        assert self.db is not None and not self.readonly
+        db = self._writable()
         rows = [(flags_to_text(flags), folder.id, ruid) for ruid, flags in entries]
         with self.transaction():
-            self.db.executemany("UPDATE messages SET flags = ? WHERE folder = ? AND ruid = ?", rows)
+            db.executemany("UPDATE messages SET flags = ? WHERE folder = ? AND ruid = ?", rows)
 
     def mark_failed(self, folder: FolderState, ruids: t.Iterable[int]) -> None:
-        assert self.db is not None and not self.readonly
+        db = self._writable()
         with self.transaction():
-            self.db.executemany("INSERT OR IGNORE INTO failed (folder, ruid) VALUES (?, ?)", [(folder.id, r) for r in ruids])
+            db.executemany("INSERT OR IGNORE INTO failed (folder, ruid) VALUES (?, ?)", [(folder.id, r) for r in ruids])
 
     def forget(self, folder: FolderState, ruids: t.Iterable[int]) -> None:
         """The remote messages were expunged (deleted after sync): their UIDs never come back."""
-        assert self.db is not None and not self.readonly
+        db = self._writable()
         with self.transaction():
-            self.db.executemany("DELETE FROM messages WHERE folder = ? AND ruid = ?", [(folder.id, r) for r in ruids])
+            db.executemany("DELETE FROM messages WHERE folder = ? AND ruid = ?", [(folder.id, r) for r in ruids])

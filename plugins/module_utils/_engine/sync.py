@@ -22,10 +22,12 @@ from . import errors
 from .config import Target, Task
 from .folders import FolderPlan, plan as plan_folders
 from .identity import identities, match, message_id
-from .imap import (  # noqa: F401  (HAS_IMAPCLIENT and IMAPCLIENT_IMPORT_ERROR are part of this module's interface)
+from .imap import (
     HAS_IMAPCLIENT, IMAPCLIENT_IMPORT_ERROR, AppendRefused, Connection, Endpoint, parse_list_flags,
 )
 from .result import FolderResult, RunResult
+
+__all__ = ["run", "endpoints", "Syncer", "HAS_IMAPCLIENT", "IMAPCLIENT_IMPORT_ERROR", "BATCH_BYTES"]
 from .state import Busy, FolderState, State
 
 BATCH_BYTES = 4 * 1024 * 1024  # a FETCH/APPEND batch, in message bytes
@@ -145,6 +147,14 @@ class Syncer:
         result.finish()
         return result
 
+    def _sessions(self) -> tuple[Connection, Connection, State]:
+        """The open connections and the state (a run always has them once connected)."""
+        if self.remote is None or self.local is None:
+            self._connect()
+        if self.remote is None or self.local is None or self.state is None:
+            raise RuntimeError("sync: not connected")  # a programming error, never a user's
+        return self.remote, self.local, self.state
+
     def _connect(self) -> None:
         self._disconnect()
         self.remote = Connection(self.remote_ep)
@@ -157,14 +167,14 @@ class Syncer:
         self.remote = self.local = None
 
     def _plan(self) -> list[FolderPlan]:
-        assert self.remote is not None and self.local is not None
-        remote_list = self.remote.list_folders()
-        local_list = self.local.list_folders()
+        remote, local, _state = self._sessions()
+        remote_list = remote.list_folders()
+        local_list = local.list_folders()
         self.local_names = {name.upper() if name.upper() == "INBOX" else name for _f, _s, name in local_list
                             if b"\\NONEXISTENT" not in _f and b"\\NOSELECT" not in _f}
         self.local_names.add("INBOX")
         plans = plan_folders(
-            remote_list, self.remote.namespace(), local_list, self.local.namespace(),
+            remote_list, remote.namespace(), local_list, local.namespace(),
             self.task.folders, self.task.exclude_patterns(), self.task.special_use_mapping,
         )
         self.log(f"{len(plans)} folders to sync")
@@ -205,10 +215,7 @@ class Syncer:
 
     # -- one folder -------------------------------------------------------------------------------------
     def _sync_folder(self, plan: FolderPlan, fr: FolderResult, first: bool) -> None:
-        if self.remote is None or self.local is None:
-            self._connect()
-        remote, local, state = self.remote, self.local, self.state
-        assert remote is not None and local is not None and state is not None
+        remote, local, state = self._sessions()
         task, check = self.task, self.check
         deleting = task.delete_remote != "never"
 
@@ -265,8 +272,7 @@ class Syncer:
     # -- flags ------------------------------------------------------------------------------------------
     def _merge_flags(self, plan: FolderPlan, fr: FolderResult, fs: FolderState, modseq: int) -> None:
         """Apply remote flag changes to the local copies; a flag changed locally is never overwritten."""
-        remote, local, state = self.remote, self.local, self.state
-        assert remote is not None and local is not None and state is not None
+        remote, local, state = self._sessions()
         if modseq and fs.highestmodseq:
             if modseq == fs.highestmodseq:
                 return
@@ -309,8 +315,7 @@ class Syncer:
     # -- copying ------------------------------------------------------------------------------------------
     def _copy(self, plan: FolderPlan, fr: FolderResult, fs: FolderState | None, usable: bool,
               lstat: dict[str, int] | None, candidates: list[int]) -> list[int]:
-        remote, local, state = self.remote, self.local, self.state
-        assert remote is not None and local is not None and state is not None
+        remote, local, state = self._sessions()
         meta = remote.fetch(candidates, ["RFC822.SIZE"]) if candidates else {}
         sizes = {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in meta.items()}
 
@@ -343,7 +348,8 @@ class Syncer:
             fr.copied += len(to_copy)
             fr.bytes += sum(sizes[uid] for uid in to_copy)
             return sorted(present) + to_copy
-        assert fs is not None
+        if fs is None:
+            raise RuntimeError("sync: no folder state outside check mode")
         self.log(f"{plan.remote} -> {plan.local}: copying {len(to_copy)} messages")
         return sorted(present) + self._transfer(plan, fr, fs, to_copy, sizes)
 
@@ -364,8 +370,7 @@ class Syncer:
 
     def _transfer(self, plan: FolderPlan, fr: FolderResult, fs: FolderState, uids: list[int], sizes: dict[int, int]) -> list[int]:
         """Fetch batch n+1 on the remote while batch n is appended locally; checkpoint every batch."""
-        remote, local, state = self.remote, self.local, self.state
-        assert remote is not None and local is not None and state is not None
+        remote, local, state = self._sessions()
         batches = self._batches(uids, sizes)
         budget = _Budget(2 * BATCH_BYTES)
         done = threading.Event()
@@ -421,8 +426,7 @@ class Syncer:
 
     def _append_batch(self, plan: FolderPlan, fr: FolderResult, fs: FolderState, batch: list[int],
                       data: dict[int, dict[bytes, t.Any]]) -> list[int]:
-        local, state = self.local, self.state
-        assert local is not None and state is not None
+        _remote, local, state = self._sessions()
         items = []
         for uid in batch:
             msg = data.get(uid)
@@ -440,8 +444,7 @@ class Syncer:
         return [uid for uid, _b, _f, _d in items]
 
     def _append_one_by_one(self, plan: FolderPlan, fr: FolderResult, fs: FolderState, items: list[t.Any]) -> list[int]:
-        local, state = self.local, self.state
-        assert local is not None and state is not None
+        _remote, local, state = self._sessions()
         done: list[int] = []
         for item in items:
             uid, body, flags, date = item
@@ -462,17 +465,17 @@ class Syncer:
         return done
 
     def _checkpoint(self, fr: FolderResult, fs: FolderState, items: list[t.Any], luids: list[int] | None) -> None:
-        assert self.state is not None
+        _remote, _local, state = self._sessions()
         entries = [(uid, luids[i] if luids else None, flags) for i, (uid, _b, flags, _d) in enumerate(items)]
-        self.state.record(fs, entries, local_uidnext=(max(luids) + 1) if luids else None)
+        state.record(fs, entries, local_uidnext=(max(luids) + 1) if luids else None)
         fr.copied += len(items)
         fr.bytes += sum(len(body) for _u, body, _f, _d in items)
 
     # -- remote deletion ---------------------------------------------------------------------------------
     def _delete_remote(self, plan: FolderPlan, fr: FolderResult, fs: FolderState | None, confirmed: list[int]) -> None:
         """Delete remote messages confirmed present locally (and, for older_than, older than N days)."""
-        remote, state, task = self.remote, self.state, self.task
-        assert remote is not None and state is not None
+        remote, _local, state = self._sessions()
+        task = self.task
         criteria: list[t.Any] = ["NOT", "DELETED"]
         if task.delete_remote == "older_than":
             cutoff = datetime.date.today() - datetime.timedelta(days=task.delete_remote_days or 0)
@@ -484,7 +487,8 @@ class Syncer:
             targets = sorted(set(present) & (set(state.known_among(fs, present)) | set(confirmed)))
             fr.deleted_remote += len(targets)
             return
-        assert fs is not None
+        if fs is None:
+            raise RuntimeError("sync: no folder state outside check mode")
         targets = sorted(state.known_among(fs, present))
         if not targets:
             return

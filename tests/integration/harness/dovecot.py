@@ -125,6 +125,7 @@ class DovecotServer:
         self.master_password: str | None = MASTER_PASSWORD if kind == "local" else None
         self.master_separator: str | None = MASTER_SEPARATOR if kind == "local" else None
         self.users: dict[str, str] = {}
+        self.quotas: dict[str, str] = {}
         self._proc: subprocess.Popen | None = None
         self._uid = pwd.getpwnam("dovecot").pw_uid
         self._gid = grp.getgrnam("dovecot").gr_gid
@@ -302,7 +303,8 @@ class DovecotServer:
         self.users[name] = password
         path = self.passwd_dir / name
         tmp = self.passwd_dir / f".{name}.tmp"
-        tmp.write_text(f"{name}:{{PLAIN.B64}}{_b64(password)}:{self._uid}:{self._gid}::{self.home_root / name}::\n", encoding="utf-8")
+        extra = f"userdb_quota_rule=*:storage={self.quotas[name]}" if name in self.quotas else ""
+        tmp.write_text(f"{name}:{{PLAIN.B64}}{_b64(password)}:{self._uid}:{self._gid}::{self.home_root / name}::{extra}\n", encoding="utf-8")
         if replacing:
             # Dovecot compares mtime (seconds) and size: make sure a same-size rewrite is noticed too.
             stamp = max(int(time.time()), int(path.stat().st_mtime) + 1)
@@ -311,6 +313,20 @@ class DovecotServer:
         if replacing and self.running:
             self._wait_auth(name, password, expect=True)
         return name
+
+    def set_user_quota(self, name: str, storage: str | None) -> None:
+        """Give a user of the local server a storage quota (for example "1M"), or none; applies to new sessions."""
+        if self.kind != "local":
+            raise ValueError("quotas are configured on the local server only")
+        if storage is None:
+            self.quotas.pop(name, None)
+        else:
+            self.quotas[name] = storage
+        path = self.passwd_dir / name
+        before = path.stat().st_mtime
+        self.add_user(name, self.users[name])
+        # Dovecot re-reads a passwd-file when its mtime (seconds) changed, checking at most once a second.
+        time.sleep(max(0.0, 1.1 - (time.time() - before)) if time.time() - before < 1.1 else 1.1)
 
     def remove_user(self, name: str) -> None:
         """Remove a user (its mail is kept); waits until a running server refuses it."""
@@ -519,6 +535,15 @@ class DovecotServer:
                 "}",
             ]
         if self.kind == "local":
+            # Quotas (set per user with set_user_quota) let tests make the local server refuse a message.
+            lines[lines.index("passdb {"):lines.index("passdb {")] = [
+                "mail_plugins = $mail_plugins quota",
+                "plugin {",
+                "  quota = count:User quota",
+                "  quota_vsizes = yes",
+                "}",
+                "",
+            ]
             lines[lines.index("passdb {"):lines.index("passdb {")] = [
                 f"auth_master_user_separator = {MASTER_SEPARATOR}",
                 "passdb {",
