@@ -412,3 +412,24 @@ def test_exclude_and_all_except(account, tmp_path):
     assert synced == ["Archive", "Archive/2021", "INBOX", "Keep", "Sent Items"]
     names = collections.Counter(mail.folders(account.local_server, account.local_user, master=True))
     assert "Spam-old" not in names and "Archive.2020" not in names and "Archive.2021" in names
+
+
+def test_appended_but_not_checkpointed_is_not_appended_again(account, tmp_path):
+    """A crash after the local server stored a batch but before the checkpoint: the state is older than the mailbox."""
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    mail.seed(srv, user, pw, "INBOX", [(mail.make_message(f"old {i}", date=D1), (), D1) for i in range(5)])
+    run(account, tmp_path)
+    checkpoint = (tmp_path / "task.sqlite").read_bytes()
+    mail.seed(srv, user, pw, "INBOX", [(mail.make_message(f"new {i}", date=D2), (), D2) for i in range(4)])
+    # A message delivered locally meanwhile (not from the remote) must not be mistaken for a copy either.
+    mail.seed(account.local_server, account.local_user, None, "INBOX", [(mail.make_message("local only"), (), D2)], master=True)
+    assert run(account, tmp_path).as_dict()["totals"]["copied"] == 4
+    (tmp_path / "task.sqlite").write_bytes(checkpoint)  # back to the state before the last batch
+
+    resumed = run(account, tmp_path).as_dict()
+    assert resumed["totals"]["copied"] == 0 and resumed["totals"]["already_present"] == 4
+    local = local_snapshot(account)["INBOX"]
+    assert len(local) == 10
+    remote = remote_snapshot(account)["INBOX"]
+    assert all(rec in local for rec in remote)
+    assert not run(account, tmp_path).changed

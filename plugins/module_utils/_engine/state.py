@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS messages (
     flags TEXT NOT NULL,
     PRIMARY KEY (folder, ruid)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_luid ON messages (folder, luid);
 CREATE TABLE IF NOT EXISTS failed (
     folder INTEGER NOT NULL,
     ruid INTEGER NOT NULL,
@@ -169,7 +170,7 @@ class State:
         db = self._writable()
         folder.remote_uidnext, folder.highestmodseq = remote_uidnext, highestmodseq
         db.execute("UPDATE folders SET remote_uidnext=?, highestmodseq=?, local_uidnext=? WHERE id=?",
-                        (remote_uidnext, highestmodseq, folder.local_uidnext, folder.id))
+                   (remote_uidnext, highestmodseq, folder.local_uidnext, folder.id))
 
     @contextlib.contextmanager
     def transaction(self) -> t.Iterator[None]:
@@ -201,6 +202,13 @@ class State:
             rows = self.db.execute(f"SELECT ruid, luid, flags FROM messages WHERE folder = ? AND ruid IN ({marks})", (folder.id, *part))
             out.update({ruid: (luid, text_to_flags(flags)) for ruid, luid, flags in rows})
         return out
+
+    def recorded_luids(self, folder: FolderState | None, min_luid: int) -> set[int]:
+        """Local UIDs >= min_luid that the state already accounts for."""
+        if self.db is None or folder is None:
+            return set()
+        rows = self.db.execute("SELECT luid FROM messages WHERE folder = ? AND luid >= ?", (folder.id, min_luid))
+        return {luid for (luid,) in rows}
 
     def failed(self, folder: FolderState | None) -> set[int]:
         if self.db is None or folder is None:

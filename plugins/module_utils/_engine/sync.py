@@ -329,13 +329,14 @@ class Syncer:
             elif fs is not None and lstat["UIDNEXT"] > fs.local_uidnext:
                 local.select(plan.local, readonly=True)
                 local_uids = local.uids_from(fs.local_uidnext)
-                if local_uids and state.db is not None:
-                    recorded = {luid for luid, _f in state.known(fs).values()}
+                if local_uids:
+                    recorded = state.recorded_luids(fs, fs.local_uidnext)
                     local_uids = [u for u in local_uids if u not in recorded]
         present: dict[int, int] = {}
         if local_uids and sizes:
             present = match(identities(remote, sorted(sizes)), identities(local, local_uids))
-        if not self.check and fs is not None and lstat is not None and (present or not usable):
+        if not self.check and fs is not None and lstat is not None and (present or local_uids or not usable):
+            # Every local message below UIDNEXT is now accounted for: later runs look only above it.
             flags_of = {uid: _flags(d.get(b"FLAGS")) for uid, d in remote.fetch(sorted(present), ["FLAGS"]).items()} if present else {}
             state.record(fs, [(ruid, luid, flags_of.get(ruid, frozenset())) for ruid, luid in present.items()],
                          local_uidnext=lstat["UIDNEXT"])

@@ -1,0 +1,19 @@
+# Copyright (c) 2026 mailops.imap contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""UID sets and chunks: imapclient 4 wants lists of ints, never range strings; commands stay bounded."""
+
+from __future__ import annotations
+
+from ansible_collections.mailops.imap.plugins.module_utils._engine import imap
+
+
+def test_chunks_are_lists_of_ints_bounded():
+    parts = list(imap.chunks(list(range(1, 2502)), 1000))
+    assert [len(p) for p in parts] == [1000, 1000, 501]
+    assert all(isinstance(p, list) and all(isinstance(u, int) for u in p) for p in parts)
+
+
+def test_uid_set_round_trip():
+    uids = [9, 1, 2, 3, 5, 7, 8]
+    assert imap.uid_set(uids) == b"1:3,5,7:9"
+    assert imap.parse_uid_set(b"1:3,5,9:7") == [1, 2, 3, 5, 7, 8, 9]
