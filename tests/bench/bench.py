@@ -1,30 +1,37 @@
-#!/usr/bin/env python3
 """Performance benchmark of the mailops.imap sync engine (``make bench``).
 
-Starts two throwaway Dovecot servers (the integration-test harness), seeds a remote account of about
-2,000 messages / 115 MB in 17 folders (mostly a few KB, some hundreds of KB, one of 12 MB), then
-times, on the same servers:
+Starts two throwaway Dovecot servers (the integration-test harness), seeds a remote account of 2,051
+messages / 114 MB in 17 folders (13 with mail; mostly a few KB, about one in ten of 100-800 KB, one of
+12 MB; see corpus.py), then times, on the same servers:
 
-1. a naive baseline (imapclient, one connection per side, batched FETCH + MULTIAPPEND, sequential)
-   into a fresh local user;
-2. the engine's first run into another fresh local user (then checks that every local folder equals
-   its remote folder: byte hashes, flags, INTERNALDATE);
+1. a naive baseline (baseline.py: imapclient, one connection per side, byte-bounded batches of
+   FETCH BODY.PEEK[] FLAGS INTERNALDATE, each MULTIAPPENDed before the next is fetched) into a fresh
+   local user;
+2. the engine's first run into another fresh local user, then checks that every local folder equals
+   its remote folder (byte hashes, flags, INTERNALDATE; empty folders too);
 3. a no-change re-run;
-4. a re-run after 1 % new mail (21 messages over 9 folders), checked again;
-5. the engine's first run over an account twice as large (same 12 MB message), for memory flatness.
+4. a re-run after 1 % new mail (21 messages over 9 folders), then the same full check;
+5. the engine's first run over an account twice as large (every folder doubled, the same 12 MB
+   message), for memory flatness.
 
-The engine and the baseline each run in a child process (``runner.py``), which times the run itself and
-reads its own peak RSS (VmHWM); the child's wall time (interpreter start and imports included) is
-reported as well. Remote side: STARTTLS verified against the harness's self-signed certificate; local
-side: STARTTLS too, master-user login (AUTHENTICATE PLAIN with an authorization identity).
+Steps 1-4 are repeated (``--repeat``, default 3; 1 and 2 alternate their order) and medians compared:
+single runs vary. The engine and the baseline each run in a child process (runner.py) that times the
+run itself, measures its CPU time and reads its own peak RSS (VmHWM) at the end; the child's wall time
+(interpreter start and imports included) is reported too. Remote side: STARTTLS verified against the
+harness's self-signed certificate; local side: STARTTLS too and the master user (AUTHENTICATE PLAIN with
+an authorization identity), for the baseline and the engine alike.
+
+The Dovecot mail stores live on tmpfs (/dev/shm) when it has room: on this kind of VM the disk's
+writeback made single runs of either side vary by a factor of two. The engine's state database stays in
+TMPDIR (disk), so its per-batch commits are measured. ``--mail-on-disk`` keeps the mail stores on disk.
 
 Prints a table, PASS/MISS per target and one ``BENCH_JSON {...}`` line. Speed and memory targets are
-informational: the exit status is 0 unless the copy is wrong (or the bench itself fails), then 1.
+informational: the exit status is 0 unless a copy is wrong (or the bench cannot run), then 1.
 
-Options: ``--profile`` adds one more first run under cProfile (every thread) and prints its hot spots
-(also BENCH_PROFILE=1); ``--no-double`` skips step 5.
-Environment: MAILOPS_IMAP_COLLECTIONS_PATH, a directory holding ansible_collections/mailops/imap, when
-the script is not run from such a layout (``make bench`` runs it from build/ with PYTHONPATH set).
+Options: ``--profile`` (or BENCH_PROFILE=1) adds a first run and a +1 % re-run under cProfile (every
+thread) and prints their hot spots; ``--no-double`` skips step 5; ``--verify-double`` checks it byte by
+byte too. Environment: MAILOPS_IMAP_COLLECTIONS_PATH, a directory holding ansible_collections/mailops/imap,
+when the script is not run from such a layout (``make bench`` runs it from build/ with PYTHONPATH set).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import collections
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,6 +59,7 @@ TARGET_NOCHANGE_VS_FIRST = 0.05
 TARGET_PEAK_RSS_MIB = 64.0
 TARGET_FLAT_GROWTH = 0.10  # peak RSS may grow by at most 10 % when the mailbox doubles
 CHILD_TIMEOUT_S = 600
+TMPFS_NEEDED = 3 << 30  # bytes free on /dev/shm to put both mail stores there (about 1.6 GB are used)
 
 # 1 % new mail for the incremental re-run: 21 messages spread over 9 folders.
 NEW_MAIL = (("INBOX", 6), ("Sent Items", 3), ("Archive/2024", 2), ("Projects/Alpha", 2), ("Projects/Beta", 1),
@@ -259,32 +268,51 @@ def row(name: str, msgs: int, nbytes: int, report: dict[str, t.Any]) -> dict[str
         "run": name, "messages": msgs, "mb": nbytes / 1e6, "wall_s": elapsed, "child_wall_s": report["child_wall_s"],
         "msgs_per_s": msgs / elapsed if elapsed else 0.0, "mb_per_s": nbytes / 1e6 / elapsed if elapsed else 0.0,
         "peak_rss_mib": mib(report["vmhwm_kb"]), "rss_before_run_mib": mib(report.get("rss_before_kb", 0)),
+        "cpu_s": report.get("cpu_s", 0.0),
     }
 
 
 def print_table(rows: list[dict[str, t.Any]]) -> None:
-    head = f"{'run':<34} {'msgs':>6} {'MB':>8} {'wall s':>8} {'child s':>8} {'msg/s':>8} {'MB/s':>7} {'peak RSS MiB':>13}"
+    head = (f"{'run':<44} {'msgs':>6} {'MB':>7} {'wall s':>7} {'child s':>7} {'CPU s':>6} {'msg/s':>6} {'MB/s':>6} "
+            f"{'peak RSS MiB':>12}")
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['run']:<34} {r['messages']:>6} {r['mb']:>8.1f} {r['wall_s']:>8.3f} {r['child_wall_s']:>8.3f} "
-              f"{r['msgs_per_s']:>8.0f} {r['mb_per_s']:>7.1f} {r['peak_rss_mib']:>13.1f}")
-    print("wall s: around sync.run (or the baseline) inside the child; child s: the whole child process "
-          "(interpreter start and imports included); MB = 10^6 bytes of message data; peak RSS = the child's VmHWM.")
+        print(f"{r['run']:<44} {r['messages']:>6} {r['mb']:>7.1f} {r['wall_s']:>7.3f} {r['child_wall_s']:>7.3f} {r['cpu_s']:>6.2f} "
+              f"{r['msgs_per_s']:>6.0f} {r['mb_per_s']:>6.1f} {r['peak_rss_mib']:>12.1f}")
+    print("wall s: around sync.run (or the baseline) inside the child; child s: the whole child process (interpreter start\n"
+          "and imports included); CPU s: user+system CPU of the child during the run (its threads, not Dovecot's);\n"
+          "MB = 10^6 bytes of message data; peak RSS = the child's VmHWM (its own peak resident memory).")
 
 
-def print_profile(paths: list[str], top: int = 25) -> None:
+def print_profile(title: str, paths: list[str], orders: tuple[str, ...], top: int = 20) -> None:
     import pstats
 
     for path in sorted(paths):
         thread = path.rsplit(".", 2)[-2]
-        for order in ("tottime", "cumulative"):
-            print(f"\n--- cProfile, thread '{thread}', top {top} by {order} ({path}) ---")
+        for order in orders:
+            print(f"\n--- cProfile of {title}, thread '{thread}', top {top} by {order} ---")
             stats = pstats.Stats(path)
             stats.sort_stats(order).print_stats(top)
 
 
 # ---------------------------------------------------------------------- main
+
+
+def mail_store_dir(on_disk: bool) -> tuple[str | None, str]:
+    """Where the Dovecot instances keep their mail: tmpfs when possible, so that the host's disk writeback
+    (which made single runs vary by a factor of two here) does not drown the engine's own cost; the engine's
+    state database stays on disk either way (TMPDIR), so its checkpoint syncs are measured."""
+    if on_disk:
+        return None, f"disk ({tempfile.gettempdir()}, as asked)"
+    shm = "/dev/shm"
+    try:
+        usable = os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) and shutil.disk_usage(shm).free >= TMPFS_NEEDED
+    except OSError:
+        usable = False
+    if usable:
+        return shm, f"tmpfs ({shm}); engine state on disk ({tempfile.gettempdir()})"
+    return None, f"disk ({tempfile.gettempdir()}; {shm} missing or smaller than {TMPFS_NEEDED >> 30} GiB free)"
 
 
 def bench(args: argparse.Namespace, workdir: Path) -> int:
@@ -293,10 +321,17 @@ def bench(args: argparse.Namespace, workdir: Path) -> int:
     out: dict[str, t.Any] = {"targets": {}}
     rows: list[dict[str, t.Any]] = []
     targets: list[tuple[str, str, bool | None]] = []
+    mail_dir, where = mail_store_dir(args.mail_on_disk)
+    out["mail_stores"] = where
     with contextlib.ExitStack() as stack:
-        remote = stack.enter_context(DovecotServer("remote"))
-        local = stack.enter_context(DovecotServer("local"))
-        log(f"servers up: remote 127.0.0.1:{remote.port}, local 127.0.0.1:{local.port}")
+        saved_tempdir = tempfile.tempdir
+        tempfile.tempdir = mail_dir or saved_tempdir  # where DovecotServer makes its directory (mkdtemp)
+        try:
+            remote = stack.enter_context(DovecotServer("remote"))
+            local = stack.enter_context(DovecotServer("local"))
+        finally:
+            tempfile.tempdir = saved_tempdir
+        log(f"servers up: remote 127.0.0.1:{remote.port}, local 127.0.0.1:{local.port}; mail stores on {where}")
 
         ruser = remote.add_user("bench-a", "r\u00e9mote'pw\"A")
         started = time.perf_counter()
@@ -370,7 +405,7 @@ def bench(args: argparse.Namespace, workdir: Path) -> int:
             started = time.perf_counter()
             dbl_msgs, dbl_bytes = seed_account(remote, ruser2, "b", factor=2)
             log(f"seeded {ruser2}: {dbl_msgs} messages, {dbl_bytes / 1e6:.1f} MB (every folder doubled, same 12 MB message) "
-                f"in {time.perf_counter() - started:.1f} s; run 5/5: engine first run over it ...")
+                f"in {time.perf_counter() - started:.1f} s; engine first run over it ...")
             dbl_user = local.add_user("bench-double", "lpw-double")
             double = run_child(engine_spec(remote, local, ruser2, dbl_user, state_dir / "double.sqlite"), workdir, "engine-double")
             check_result(double, "engine first run (2x mailbox)", dbl_msgs, dbl_bytes)
@@ -378,16 +413,23 @@ def bench(args: argparse.Namespace, workdir: Path) -> int:
             if args.verify_double:
                 verify(mail.snapshot(remote, ruser2, remote.users[ruser2]), local, dbl_user, double["result"], "the 2x first run")
 
-        profile_paths: list[str] = []
+        profiles: list[tuple[str, list[str], tuple[str, ...]]] = []
         if args.profile:
             prof_user = local.add_user("bench-profile", "lpw-profile")
-            log("extra run: engine first run under cProfile (slower than unprofiled) ...")
+            log("extra runs under cProfile (slower than unprofiled): engine first run ...")
             prof = run_child(engine_spec(remote, local, ruser, prof_user, state_dir / "profile.sqlite",
                                          profile=str(workdir / "engine-first")), workdir, "engine-profile")
             check_result(prof, "profiled engine first run", None, None)
             rows.append(row("engine first run under cProfile", prof["result"]["totals"]["copied"],
                             prof["result"]["totals"]["bytes"], prof))
-            profile_paths = prof.get("profiles", [])
+            profiles.append(("the first run", prof.get("profiles", []), ("tottime", "cumulative")))
+            new_msgs, new_bytes = add_new_mail(remote, ruser, "a-new-profile")
+            log(f"added {new_msgs} new messages; engine +1% re-run under cProfile ...")
+            prof = run_child(engine_spec(remote, local, ruser, prof_user, state_dir / "profile.sqlite",
+                                         profile=str(workdir / "engine-incremental")), workdir, "engine-profile-incr")
+            check_result(prof, "profiled engine +1% re-run", new_msgs, new_bytes)
+            rows.append(row("engine +1% re-run under cProfile", new_msgs, new_bytes, prof))
+            profiles.append(("the +1% re-run", [p for p in prof.get("profiles", []) if p.endswith(".main.pstats")], ("cumulative",)))
         log("stopping the servers")
     # ExitStack closed: both servers are stopped and their directories removed.
 
@@ -429,7 +471,8 @@ def bench(args: argparse.Namespace, workdir: Path) -> int:
     total_mb = total_bytes / 1e6
     print()
     print(f"mailops.imap benchmark: {total_msgs} messages, {total_mb:.1f} MB in {len(corpus.FOLDERS)} folders with mail "
-          f"(largest message {corpus.BIG_MESSAGE_BYTES / 2**20:.0f} MiB); remote and local over STARTTLS on loopback")
+          f"(largest message {corpus.BIG_MESSAGE_BYTES / 2**20:.0f} MiB);\nremote and local Dovecot over STARTTLS on loopback, "
+          f"mail stores on {out['mail_stores']}")
     print()
     print_table(rows)
     for name, values in (("baseline", out["each"]["baseline_s"]), ("engine first run", out["each"]["engine_first_s"]),
@@ -443,8 +486,8 @@ def bench(args: argparse.Namespace, workdir: Path) -> int:
         print(f"  {verdict:<4}  {text}   [target {target}]")
     print("  PASS  correctness: local folders equal remote folders (bytes, flags, INTERNALDATE) after every engine first run "
           "and after the +1% re-runs")
-    if profile_paths:
-        print_profile(profile_paths)
+    for title, paths, orders in profiles:
+        print_profile(title, paths, orders)
     out["runs"] = rows
     out["correct"] = True
     out["engine_first_result_totals"] = first["result"]["totals"]
@@ -453,12 +496,14 @@ def bench(args: argparse.Namespace, workdir: Path) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--profile", action="store_true", default=os.environ.get("BENCH_PROFILE") == "1",
                         help="add a first run under cProfile and print its hot spots")
     parser.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", "3")),
                         help="rounds of baseline + engine first run (alternating order), no-change and +1%% re-runs; "
                              "medians are compared (default 3, or BENCH_REPEAT)")
+    parser.add_argument("--mail-on-disk", action="store_true", default=os.environ.get("BENCH_MAIL_ON_DISK") == "1",
+                        help="keep the Dovecot mail stores in TMPDIR instead of tmpfs (/dev/shm); noisier (also BENCH_MAIL_ON_DISK=1)")
     parser.add_argument("--no-double", action="store_true", help="skip the 2x mailbox run (memory flatness)")
     parser.add_argument("--verify-double", action="store_true", help="also verify the 2x mailbox byte by byte")
     args = parser.parse_args()

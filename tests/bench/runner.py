@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 import typing as t
@@ -25,6 +26,11 @@ def _status_kb(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _start_profiling() -> list[tuple[str, t.Any]]:
@@ -81,9 +87,11 @@ def main() -> int:
         target = config.parse_target(spec["target"])
         out["rss_before_kb"] = _status_kb("VmRSS")
         profilers = _start_profiling() if spec.get("profile") else None
+        cpu0 = _cpu_s()
         started = time.perf_counter()
         result = sync.run(task, target, spec["state_path"], check_mode=False)
         out["elapsed_s"] = time.perf_counter() - started
+        out["cpu_s"] = _cpu_s() - cpu0
         if profilers is not None:
             out["profiles"] = _dump_profiles(profilers, spec["profile"])
         out["result"] = result.as_dict()
@@ -91,9 +99,11 @@ def main() -> int:
         import baseline
 
         out["rss_before_kb"] = _status_kb("VmRSS")
+        cpu0 = _cpu_s()
         started = time.perf_counter()
         out["result"] = baseline.run(spec["remote"], spec["local"])
         out["elapsed_s"] = time.perf_counter() - started
+        out["cpu_s"] = _cpu_s() - cpu0
     else:
         raise SystemExit(f"unknown mode {spec['mode']!r}")
     out["vmhwm_kb"] = _status_kb("VmHWM")

@@ -5,9 +5,9 @@ header for messages without Message-ID. Matching counts multiplicities."""
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import re
+import sqlite3
 import typing as t
 
 Identity = t.Tuple[str, str, int]
@@ -60,17 +60,55 @@ def identities(conn: t.Any, uids: t.Sequence[int]) -> dict[int, Identity]:
     return result
 
 
+class IdentityPool:
+    """A multiset of local messages by identity, kept in a private temporary SQLite database so that memory does
+    not grow with the size of the local folder."""
+
+    def __init__(self) -> None:
+        self.db = sqlite3.connect("", isolation_level=None)  # "": a private temporary database, on disk when large
+        self.db.execute("CREATE TABLE pool (digest BLOB NOT NULL, luid INTEGER NOT NULL, PRIMARY KEY (digest, luid)) WITHOUT ROWID")
+        self.size = 0
+
+    @staticmethod
+    def _digest(ident: Identity) -> bytes:
+        return hashlib.sha256(f"{ident[0]}\0{ident[1]}\0{ident[2]}".encode("utf-8", "surrogateescape")).digest()
+
+    def add(self, local: t.Mapping[int, Identity]) -> None:
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR IGNORE INTO pool VALUES (?, ?)", [(self._digest(i), luid) for luid, i in local.items()])
+        self.db.execute("COMMIT")
+        self.size += len(local)
+
+    def take(self, ident: Identity) -> int | None:
+        """The lowest local UID of this identity not taken yet, or None."""
+        digest = self._digest(ident)
+        row = self.db.execute("SELECT luid FROM pool WHERE digest = ? ORDER BY luid LIMIT 1", (digest,)).fetchone()
+        if row is None:
+            return None
+        self.db.execute("DELETE FROM pool WHERE digest = ? AND luid = ?", (digest, row[0]))
+        self.size -= 1
+        return int(row[0])
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    def close(self) -> None:
+        self.db.close()
+
+
 def match(remote: t.Mapping[int, Identity], local: t.Mapping[int, Identity]) -> dict[int, int]:
     """Pair remote UIDs with distinct local UIDs of the same identity (multiplicities count).
 
     Returns remote UID -> local UID for the remote messages already present locally.
     """
-    pool: dict[Identity, collections.deque[int]] = collections.defaultdict(collections.deque)
-    for luid in sorted(local):
-        pool[local[luid]].append(luid)
-    pairs: dict[int, int] = {}
-    for ruid in sorted(remote):
-        candidates = pool.get(remote[ruid])
-        if candidates:
-            pairs[ruid] = candidates.popleft()
-    return pairs
+    pool = IdentityPool()
+    try:
+        pool.add(local)
+        pairs: dict[int, int] = {}
+        for ruid in sorted(remote):
+            luid = pool.take(remote[ruid])
+            if luid is not None:
+                pairs[ruid] = luid
+        return pairs
+    finally:
+        pool.close()

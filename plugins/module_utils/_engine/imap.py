@@ -181,6 +181,9 @@ class Connection:
         except Exception as exc:  # pylint: disable=broad-except
             raise classify(exc, ep, "connecting") from None
         client.normalise_times = False  # keep INTERNALDATE with its own offset
+        # imapclient turns imaplib's debug level up (to feed its logger): imaplib then builds a text copy of every
+        # response, message bodies included, whether or not anything logs. That doubles memory and CPU.
+        client._imap.debug = 0
         self.client = client
         try:
             if ep.security == "starttls":
@@ -327,6 +330,30 @@ class Connection:
         if first <= 1:
             return self.search_uids(["ALL"])
         return [u for u in self.search_uids(["UID", f"{first}:*"]) if u >= first]
+
+    def uid_windows(self, low: int, uidnext: int, messages: int, criteria: list[t.Any] | None = None,
+                    window: int = 2000) -> t.Iterator[list[int]]:
+        """The UIDs in [low, uidnext) matching criteria, a bounded list at a time (``UID SEARCH ... UID a:b``).
+
+        The span of each search follows the folder's density (UIDNEXT / MESSAGES), so a sparse UID space costs
+        few searches and a dense one never returns much more than ``window`` UIDs at once.
+        """
+        seen = 0
+        span = window
+        low = max(low, 1)  # UID 0 does not exist (and servers refuse it in a set)
+        while low < uidnext:
+            remaining = max(1, messages - seen)
+            density_span = window * max(1, (uidnext - low) // remaining)
+            span = max(window, min(span * 2, density_span)) if seen else max(window, density_span)
+            high = min(low + span, uidnext) - 1
+            uids = self.search_uids(list(criteria or []) + ["UID", f"{low}:{high}"])
+            uids = [u for u in uids if low <= u <= high]
+            seen += len(uids)
+            for part in chunks(uids, window):
+                yield part
+            if len(uids) > 2 * window:
+                span = max(window, span // 4)
+            low = high + 1
 
     def fetch(self, uids: t.Sequence[int], items: list[str], modifiers: list[str] | None = None) -> dict[int, dict[bytes, t.Any]]:
         out: dict[int, dict[bytes, t.Any]] = {}

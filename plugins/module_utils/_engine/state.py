@@ -84,7 +84,11 @@ class State:
         try:
             if readonly:
                 if os.path.exists(path):
+                    # Check mode must not write, not even SQLite's shared-memory file: a cleanly closed database
+                    # (no -wal file) is opened immutable; after a crash the -wal file has to be read too.
                     uri = "file:" + path.replace("?", "%3f").replace("#", "%23") + "?mode=ro"
+                    if not os.path.exists(path + "-wal"):
+                        uri += "&immutable=1"
                     self.db = sqlite3.connect(uri, uri=True, isolation_level=None)
             else:
                 directory = os.path.dirname(os.path.abspath(path))
@@ -93,6 +97,9 @@ class State:
                 os.close(fd)
                 os.chmod(path, 0o600)
                 self.db = sqlite3.connect(path, isolation_level=None)
+                # WAL: a checkpoint per batch costs no fsync; after a power cut the last batches may be missing
+                # from the state, and the identity check of the next run finds them in the mailbox.
+                self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(_SCHEMA)
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -107,12 +114,11 @@ class State:
         """Take the per-task lock (raises Busy when another run holds it)."""
         lock_path = self.path + ".lock"
         try:
-            if self.readonly and not os.path.isdir(os.path.dirname(os.path.abspath(lock_path))):
-                return
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            # Check mode creates nothing: it honours the lock of a running task when there is one.
+            fd = os.open(lock_path, os.O_RDWR if self.readonly else os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
             if self.readonly:
-                return  # check mode on a read-only place: nothing to protect
+                return
             raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -190,6 +196,19 @@ class State:
             return {}
         rows = self.db.execute("SELECT ruid, luid, flags FROM messages WHERE folder = ? AND ruid >= ?", (folder.id, min_ruid))
         return {ruid: (luid, text_to_flags(flags)) for ruid, luid, flags in rows}
+
+    def iter_known(self, folder: FolderState | None, size: int) -> t.Iterator[list[int]]:
+        """The recorded remote UIDs, ``size`` at a time."""
+        if self.db is None or folder is None:
+            return
+        last = 0
+        while True:
+            rows = self.db.execute("SELECT ruid FROM messages WHERE folder = ? AND ruid > ? ORDER BY ruid LIMIT ?",
+                                   (folder.id, last, size)).fetchall()
+            if not rows:
+                return
+            yield [r for (r,) in rows]
+            last = rows[-1][0]
 
     def known_among(self, folder: FolderState | None, ruids: t.Iterable[int]) -> dict[int, tuple[int | None, frozenset[bytes]]]:
         if self.db is None or folder is None:

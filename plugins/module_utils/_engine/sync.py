@@ -13,6 +13,7 @@ three-way merge against the flags recorded at the last sync, so local changes ar
 from __future__ import annotations
 
 import datetime
+import itertools
 import queue
 import threading
 import time
@@ -21,9 +22,9 @@ import typing as t
 from . import errors
 from .config import Target, Task
 from .folders import FolderPlan, plan as plan_folders
-from .identity import identities, match, message_id
+from .identity import IdentityPool, identities, message_id
 from .imap import (
-    HAS_IMAPCLIENT, IMAPCLIENT_IMPORT_ERROR, AppendRefused, Connection, Endpoint, parse_list_flags,
+    HAS_IMAPCLIENT, IMAPCLIENT_IMPORT_ERROR, AppendRefused, Connection, Endpoint, chunks, parse_list_flags,
 )
 from .result import FolderResult, RunResult
 
@@ -32,6 +33,7 @@ from .state import Busy, FolderState, State
 
 BATCH_BYTES = 4 * 1024 * 1024  # a FETCH/APPEND batch, in message bytes
 BATCH_COUNT = 250  # messages per batch at most
+WINDOW = 2000  # UIDs considered at a time: memory stays flat whatever the size of a folder
 MAX_RECONNECTS = 5
 BACKOFF_S = (1, 2, 4, 8, 16)
 
@@ -112,6 +114,7 @@ class Syncer:
         self.local: Connection | None = None
         self.state: State | None = None
         self.local_names: set[str] = set()
+        self._last_luid = 0
 
     # -- the run --------------------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -244,27 +247,30 @@ class Syncer:
 
         if not usable:
             if fs is not None:
-                self.log(f"{plan.remote}: state does not match the folders any more (UIDVALIDITY changed or a folder was recreated); matching by identity")
+                self.log(f"{plan.remote}: the state does not match the folders any more (UIDVALIDITY changed or a folder "
+                         "was recreated); matching by identity")
             fs = None if check else state.reset_folder(plan.remote, rstat["UIDVALIDITY"], plan.local, lstat["UIDVALIDITY"] if lstat else 0, 0)
 
         remote.select(plan.remote, readonly=check or not deleting)
-        if rstat["MESSAGES"] == 0:
-            candidates: list[int] = []
-        elif usable and fs is not None:
-            fresh = remote.uids_from(fs.remote_uidnext) if rstat["UIDNEXT"] > fs.remote_uidnext else []
-            pending = set(fresh) | failed
-            known_new = state.known_among(fs, pending)
-            candidates = sorted(pending - set(known_new))
-        else:
-            candidates = remote.search_uids(["ALL"])
-
         if usable and fs is not None:
             self._merge_flags(plan, fr, fs, modseq)
 
-        confirmed = self._copy(plan, fr, fs, usable, lstat, candidates)
+        # Local messages the state does not account for (a first run into a non-empty folder, lost state,
+        # copies stored just before an interruption) are matched by identity, so they are never doubled.
+        pool, examined = self._local_pool(plan, fs if usable else None, lstat)
+        planned: set[int] | None = set() if check and deleting else None
+        self._last_luid = 0
+        try:
+            self._copy(plan, fr, fs, usable, rstat, failed, pool, planned)
+        finally:
+            if pool is not None:
+                pool.close()
+        if examined and not check and fs is not None and lstat is not None:
+            # Every local message below UIDNEXT is accounted for now: later runs look only above it.
+            state.record(fs, [], local_uidnext=max(lstat["UIDNEXT"], self._last_luid + 1))
 
-        if deleting:
-            self._delete_remote(plan, fr, fs, confirmed)
+        if deleting and rstat["MESSAGES"]:
+            self._delete_remote(plan, fr, fs, rstat, planned)
 
         if not check and fs is not None and not self.stop.is_set():
             state.finish_folder(fs, rstat["UIDNEXT"], modseq)
@@ -276,83 +282,119 @@ class Syncer:
         if modseq and fs.highestmodseq:
             if modseq == fs.highestmodseq:
                 return
-            changed = remote.search_uids(["MODSEQ", str(fs.highestmodseq + 1)])
-            known = state.known_among(fs, changed)
+            windows: t.Iterable[list[int]] = chunks(remote.search_uids(["MODSEQ", str(fs.highestmodseq + 1)]), WINDOW)
         else:
-            known = state.known(fs)
-        if not known:
-            return
-        now = {uid: _flags(data.get(b"FLAGS")) for uid, data in remote.fetch(list(known), ["FLAGS"]).items()}
-        moved = {ruid: flags for ruid, flags in now.items() if flags != known[ruid][1]}
-        if not moved:
-            return
-        by_luid = {known[ruid][0]: ruid for ruid in moved if known[ruid][0] is not None}
-        if by_luid:
-            local.select(plan.local, readonly=self.check)
-            local_now = {uid: _flags(data.get(b"FLAGS")) for uid, data in local.fetch(list(by_luid), ["FLAGS"]).items()}
-            adds: dict[bytes, list[int]] = {}
-            removes: dict[bytes, list[int]] = {}
-            touched = set()
-            for luid, ruid in by_luid.items():
-                if luid not in local_now:
-                    continue  # deleted locally: leave it deleted
-                base, remote_flags, here = known[ruid][1], moved[ruid], local_now[luid]
-                for flag in (remote_flags - base) - here:
-                    adds.setdefault(flag, []).append(luid)
-                    touched.add(luid)
-                for flag in (base - remote_flags) & here:
-                    removes.setdefault(flag, []).append(luid)
-                    touched.add(luid)
+            windows = state.iter_known(fs, WINDOW)  # no CONDSTORE: every recorded message is checked
+        selected = False
+        for uids in windows:
+            known = state.known_among(fs, uids)
+            if not known:
+                continue
+            now = {uid: _flags(data.get(b"FLAGS")) for uid, data in remote.fetch(sorted(known), ["FLAGS"]).items()}
+            moved = {ruid: flags for ruid, flags in now.items() if flags != known[ruid][1]}
+            if not moved:
+                continue
+            by_luid = {known[ruid][0]: ruid for ruid in moved if known[ruid][0] is not None}
+            if by_luid:
+                if not selected:
+                    local.select(plan.local, readonly=self.check)
+                    selected = True
+                local_now = {uid: _flags(data.get(b"FLAGS")) for uid, data in local.fetch(sorted(by_luid), ["FLAGS"]).items()}
+                adds: dict[bytes, list[int]] = {}
+                removes: dict[bytes, list[int]] = {}
+                touched = set()
+                for luid, ruid in by_luid.items():
+                    if luid not in local_now:
+                        continue  # deleted locally: it stays deleted
+                    base, remote_flags, here = known[ruid][1], moved[ruid], local_now[luid]
+                    for flag in (remote_flags - base) - here:
+                        adds.setdefault(flag, []).append(luid)
+                        touched.add(luid)
+                    for flag in (base - remote_flags) & here:
+                        removes.setdefault(flag, []).append(luid)
+                        touched.add(luid)
+                if not self.check:
+                    for flag, luids in adds.items():
+                        local.store(luids, [flag], add=True)
+                    for flag, luids in removes.items():
+                        local.store(luids, [flag], add=False)
+                fr.flags_updated += len(touched)
             if not self.check:
-                for flag, luids in adds.items():
-                    local.store(luids, [flag], add=True)
-                for flag, luids in removes.items():
-                    local.store(luids, [flag], add=False)
-            fr.flags_updated += len(touched)
-        if not self.check:
-            state.update_flags(fs, moved.items())
+                state.update_flags(fs, moved.items())
 
     # -- copying ------------------------------------------------------------------------------------------
-    def _copy(self, plan: FolderPlan, fr: FolderResult, fs: FolderState | None, usable: bool,
-              lstat: dict[str, int] | None, candidates: list[int]) -> list[int]:
-        remote, local, state = self._sessions()
-        meta = remote.fetch(candidates, ["RFC822.SIZE"]) if candidates else {}
-        sizes = {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in meta.items()}
+    def _local_pool(self, plan: FolderPlan, fs: FolderState | None, lstat: dict[str, int] | None) -> tuple[IdentityPool | None, bool]:
+        """Identities of the local messages the state cannot account for; and whether the local folder was examined.
 
-        # Local messages the state does not account for: a first run into a non-empty folder, lost state,
-        # or copies appended just before an interruption. Matching by identity keeps them from doubling.
-        local_uids: list[int] = []
-        if lstat is not None and lstat["MESSAGES"]:
-            if not usable:
-                local.select(plan.local, readonly=True)
-                local_uids = local.search_uids(["ALL"])
-            elif fs is not None and lstat["UIDNEXT"] > fs.local_uidnext:
-                local.select(plan.local, readonly=True)
-                local_uids = local.uids_from(fs.local_uidnext)
-                if local_uids:
-                    recorded = state.recorded_luids(fs, fs.local_uidnext)
-                    local_uids = [u for u in local_uids if u not in recorded]
+        ``fs`` is the usable folder state, or None when there is none (every local message is then a candidate).
+        """
+        _remote, local, state = self._sessions()
+        if lstat is None:
+            return None, False
+        if fs is not None and lstat["UIDNEXT"] <= fs.local_uidnext:
+            return None, False
+        if not lstat["MESSAGES"]:
+            return None, True
+        low = fs.local_uidnext if fs is not None else 1
+        recorded = state.recorded_luids(fs, low) if fs is not None else set()
+        local.select(plan.local, readonly=True)
+        pool = IdentityPool()
+        for uids in local.uid_windows(low, lstat["UIDNEXT"], lstat["MESSAGES"], window=WINDOW):
+            uids = [u for u in uids if u not in recorded]
+            if uids:
+                pool.add(identities(local, uids))
+        if not pool:
+            pool.close()
+            return None, True
+        return pool, True
+
+    def _copy(self, plan: FolderPlan, fr: FolderResult, fs: FolderState | None, usable: bool, rstat: dict[str, int],
+              failed: set[int], pool: IdentityPool | None, planned: set[int] | None) -> None:
+        """Copy what the local side lacks, a window of UIDs at a time (memory stays flat whatever the folder size)."""
+        remote, _local, state = self._sessions()
+        if not rstat["MESSAGES"]:
+            return
+        start = fs.remote_uidnext if usable and fs is not None else 1
+        retry = sorted(u for u in failed if u < start)  # refused last time: try again
+        windows = itertools.chain(chunks(retry, WINDOW), remote.uid_windows(start, rstat["UIDNEXT"], rstat["MESSAGES"], window=WINDOW))
+        for uids in windows:
+            if self.stop.is_set():
+                return
+            if usable and fs is not None:
+                known = state.known_among(fs, uids)
+                uids = [u for u in uids if u not in known]
+            if uids:
+                self._copy_window(plan, fr, fs, uids, pool, planned)
+
+    def _copy_window(self, plan: FolderPlan, fr: FolderResult, fs: FolderState | None, uids: list[int],
+                     pool: IdentityPool | None, planned: set[int] | None) -> None:
+        remote, _local, state = self._sessions()
         present: dict[int, int] = {}
-        if local_uids and sizes:
-            present = match(identities(remote, sorted(sizes)), identities(local, local_uids))
-        if not self.check and fs is not None and lstat is not None and (present or local_uids or not usable):
-            # Every local message below UIDNEXT is now accounted for: later runs look only above it.
-            flags_of = {uid: _flags(d.get(b"FLAGS")) for uid, d in remote.fetch(sorted(present), ["FLAGS"]).items()} if present else {}
-            state.record(fs, [(ruid, luid, flags_of.get(ruid, frozenset())) for ruid, luid in present.items()],
-                         local_uidnext=lstat["UIDNEXT"])
+        if pool is not None:
+            remote_ids = identities(remote, uids)
+            sizes = {uid: ident[2] for uid, ident in remote_ids.items()}
+            for ruid in sorted(remote_ids):
+                luid = pool.take(remote_ids[ruid])
+                if luid is not None:
+                    present[ruid] = luid
+        else:
+            sizes = {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in remote.fetch(uids, ["RFC822.SIZE"]).items()}
+        if present and not self.check and fs is not None:
+            flags_of = {uid: _flags(d.get(b"FLAGS")) for uid, d in remote.fetch(sorted(present), ["FLAGS"]).items()}
+            state.record(fs, [(ruid, luid, flags_of.get(ruid, frozenset())) for ruid, luid in present.items()])
         fr.already_present += len(present)
 
         to_copy = [uid for uid in sorted(sizes) if uid not in present]
+        if planned is not None:
+            planned.update(sizes)
         if not to_copy:
-            return sorted(present)
-        if self.check:
+            return
+        if self.check or fs is None:
             fr.copied += len(to_copy)
             fr.bytes += sum(sizes[uid] for uid in to_copy)
-            return sorted(present) + to_copy
-        if fs is None:
-            raise RuntimeError("sync: no folder state outside check mode")
+            return
         self.log(f"{plan.remote} -> {plan.local}: copying {len(to_copy)} messages")
-        return sorted(present) + self._transfer(plan, fr, fs, to_copy, sizes)
+        self._transfer(plan, fr, fs, to_copy, sizes, advance=pool is None)
 
     def _batches(self, uids: list[int], sizes: dict[int, int]) -> list[list[int]]:
         batches: list[list[int]] = []
@@ -369,10 +411,14 @@ class Syncer:
             batches.append(current)
         return batches
 
-    def _transfer(self, plan: FolderPlan, fr: FolderResult, fs: FolderState, uids: list[int], sizes: dict[int, int]) -> list[int]:
+    def _transfer(self, plan: FolderPlan, fr: FolderResult, fs: FolderState, uids: list[int], sizes: dict[int, int],
+                  advance: bool) -> list[int]:
         """Fetch batch n+1 on the remote while batch n is appended locally; checkpoint every batch."""
         remote, local, state = self._sessions()
         batches = self._batches(uids, sizes)
+        if len(batches) == 1:  # nothing to overlap with
+            data = remote.fetch(batches[0], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+            return self._append_batch(plan, fr, fs, batches[0], data, advance)
         budget = _Budget(2 * BATCH_BYTES)
         done = threading.Event()
         handoff: queue.Queue[t.Any] = queue.Queue(maxsize=2)
@@ -411,7 +457,7 @@ class Syncer:
                     raise item
                 batch, weight, data = item
                 try:
-                    copied.extend(self._append_batch(plan, fr, fs, batch, data))
+                    copied.extend(self._append_batch(plan, fr, fs, batch, data, advance))
                 finally:
                     del data, item
                     budget.release(weight)
@@ -426,7 +472,7 @@ class Syncer:
         return copied
 
     def _append_batch(self, plan: FolderPlan, fr: FolderResult, fs: FolderState, batch: list[int],
-                      data: dict[int, dict[bytes, t.Any]]) -> list[int]:
+                      data: dict[int, dict[bytes, t.Any]], advance: bool) -> list[int]:
         _remote, local, state = self._sessions()
         items = []
         for uid in batch:
@@ -440,11 +486,11 @@ class Syncer:
             luids = local.append_many(plan.local, [(body, flags, date) for _u, body, flags, date in items])
         except AppendRefused:
             # MULTIAPPEND is all or nothing: find the refused message(s) one by one, keep the others.
-            return self._append_one_by_one(plan, fr, fs, items)
-        self._checkpoint(fr, fs, items, luids)
+            return self._append_one_by_one(plan, fr, fs, items, advance)
+        self._checkpoint(fr, fs, items, luids, advance)
         return [uid for uid, _b, _f, _d in items]
 
-    def _append_one_by_one(self, plan: FolderPlan, fr: FolderResult, fs: FolderState, items: list[t.Any]) -> list[int]:
+    def _append_one_by_one(self, plan: FolderPlan, fr: FolderResult, fs: FolderState, items: list[t.Any], advance: bool) -> list[int]:
         _remote, local, state = self._sessions()
         done: list[int] = []
         for item in items:
@@ -461,19 +507,24 @@ class Syncer:
                 fr.errors += 1
                 state.mark_failed(fs, [uid])
                 continue
-            self._checkpoint(fr, fs, [item], luids)
+            self._checkpoint(fr, fs, [item], luids, advance)
             done.append(uid)
         return done
 
-    def _checkpoint(self, fr: FolderResult, fs: FolderState, items: list[t.Any], luids: list[int] | None) -> None:
+    def _checkpoint(self, fr: FolderResult, fs: FolderState, items: list[t.Any], luids: list[int] | None, advance: bool) -> None:
+        """Record a stored batch. ``advance`` moves the local checkpoint past it; not while older local messages are
+        still unmatched (an interruption must leave them to the identity check of the next run)."""
         _remote, _local, state = self._sessions()
         entries = [(uid, luids[i] if luids else None, flags) for i, (uid, _b, flags, _d) in enumerate(items)]
-        state.record(fs, entries, local_uidnext=(max(luids) + 1) if luids else None)
+        if luids:
+            self._last_luid = max(self._last_luid, max(luids))
+        state.record(fs, entries, local_uidnext=(max(luids) + 1) if luids and advance else None)
         fr.copied += len(items)
         fr.bytes += sum(len(body) for _u, body, _f, _d in items)
 
     # -- remote deletion ---------------------------------------------------------------------------------
-    def _delete_remote(self, plan: FolderPlan, fr: FolderResult, fs: FolderState | None, confirmed: list[int]) -> None:
+    def _delete_remote(self, plan: FolderPlan, fr: FolderResult, fs: FolderState | None, rstat: dict[str, int],
+                       planned: set[int] | None) -> None:
         """Delete remote messages confirmed present locally (and, for older_than, older than N days)."""
         remote, _local, state = self._sessions()
         task = self.task
@@ -481,31 +532,26 @@ class Syncer:
         if task.delete_remote == "older_than":
             cutoff = datetime.date.today() - datetime.timedelta(days=task.delete_remote_days or 0)
             criteria = ["BEFORE", cutoff] + criteria
-        present = remote.search_uids(criteria)
-        if not present:
+        uidplus = remote.has("UIDPLUS")
+        if not self.check and not uidplus and remote.search_uids(["DELETED"]):
+            self.result.notice(
+                f"{plan.remote}: the remote server has no UIDPLUS and other messages are marked deleted there; "
+                "nothing was expunged, so that no message outside this sync is removed."
+            )
             return
-        if self.check:
-            targets = sorted(set(present) & (set(state.known_among(fs, present)) | set(confirmed)))
+        for uids in remote.uid_windows(1, rstat["UIDNEXT"], rstat["MESSAGES"], criteria, window=WINDOW):
+            confirmed = set(state.known_among(fs, uids)) if fs is not None else set()
+            if self.check:
+                fr.deleted_remote += sum(1 for u in uids if u in confirmed or (planned is not None and u in planned))
+                continue
+            if fs is None or not confirmed:
+                continue
+            targets = sorted(confirmed)
+            remote.store(targets, [_DELETED], add=True)
+            if uidplus:
+                remote.uid_expunge(targets)
+            else:
+                with remote.guard("expunging"):
+                    remote.client.expunge()
+            state.forget(fs, targets)
             fr.deleted_remote += len(targets)
-            return
-        if fs is None:
-            raise RuntimeError("sync: no folder state outside check mode")
-        targets = sorted(state.known_among(fs, present))
-        if not targets:
-            return
-        if not remote.has("UIDPLUS"):
-            others = set(remote.search_uids(["DELETED"])) - set(targets)
-            if others:
-                self.result.notice(
-                    f"{plan.remote}: the remote server has no UIDPLUS and other messages are marked deleted there; "
-                    "nothing was expunged, so that no message outside this sync is removed."
-                )
-                return
-        remote.store(targets, [_DELETED], add=True)
-        if remote.has("UIDPLUS"):
-            remote.uid_expunge(targets)
-        else:
-            with remote.guard("expunging"):
-                remote.client.expunge()
-        state.forget(fs, targets)
-        fr.deleted_remote += len(targets)

@@ -157,7 +157,7 @@ def _crlf(data: bytes) -> bytes:
 def _encode_header(value: str) -> str:
     if value.isascii():
         return value
-    return email.header.Header(value, "utf-8").encode()
+    return email.header.Header(value, "utf-8").encode(linesep="\r\n")
 
 
 def _filler(length: int) -> bytes:
