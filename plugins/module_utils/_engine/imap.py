@@ -22,6 +22,7 @@ try:
     import imapclient
     from imapclient.response_parser import parse_response
     from imapclient.datetime_util import datetime_to_INTERNALDATE
+    from imapclient.imap_utf7 import decode as decode_utf7
 except ImportError:  # pragma: no cover - depends on the host
     HAS_IMAPCLIENT = False
     IMAPCLIENT_IMPORT_ERROR: str | None = traceback.format_exc()
@@ -280,28 +281,43 @@ class Connection:
                 return (personal[0], personal[1] or ""), [p for p in others if p]
         return ("", ""), []
 
-    def list_folders(self) -> list[tuple[tuple[bytes, ...], str, str]]:
-        """Every folder as (flags, separator, name); special-use flags included where the server has them."""
+    def _status_items(self) -> list[str]:
+        items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
+        if self.has("CONDSTORE"):
+            items.append("HIGHESTMODSEQ")
+        return items
+
+    def list_folders(self) -> tuple[list[tuple[tuple[bytes, ...], str, str]], dict[str, dict[str, int]]]:
+        """Every folder as (flags, separator, name), special-use flags included where the server has them;
+        and, where the server offers LIST-STATUS, the status of every folder from the same command."""
+        statuses: dict[str, dict[str, int]] = {}
         with self.guard("listing folders"):
             if self.has("SPECIAL-USE") or self.has("LIST-EXTENDED"):
-                typ, data = self.client._imap._simple_command("LIST", '""', '"*"', "RETURN", "(SPECIAL-USE)")
+                returns = "SPECIAL-USE"
+                if self.has("LIST-STATUS"):
+                    returns += f" STATUS ({' '.join(self._status_items())})"
+                imap = self.client._imap
+                imap.untagged_responses.pop("STATUS", None)
+                typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN", f"({returns})")
                 self.client._checkok("list", typ, data)
-                typ, data = self.client._imap._untagged_response(typ, data, "LIST")
+                status_lines = [d for d in imap.untagged_responses.pop("STATUS", []) if d]
+                typ, data = imap._untagged_response(typ, data, "LIST")
                 listed = self.client._proc_folder_list(data)
+                for line in status_lines:
+                    name, items = parse_response([line])[-2:]
+                    name = decode_utf7(name) if isinstance(name, bytes) else str(name)
+                    statuses[name] = {k.decode().upper(): int(v) for k, v in zip(items[::2], items[1::2])}
             else:
                 listed = self.client.list_folders()
         result = []
         for flags, sep, name in listed:
             sep_text = sep.decode() if isinstance(sep, bytes) else (sep or "")
             result.append((tuple(f.upper() if isinstance(f, bytes) else str(f).encode().upper() for f in flags), sep_text, name))
-        return result
+        return result, statuses
 
     def status(self, folder: str) -> dict[str, int]:
-        items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
-        if self.has("CONDSTORE"):
-            items.append("HIGHESTMODSEQ")
         with self.guard(f"reading the status of {folder!r}"):
-            raw = self.client.folder_status(folder, items)
+            raw = self.client.folder_status(folder, self._status_items())
         return {k.decode().upper(): int(v) for k, v in raw.items()}
 
     def select(self, folder: str, readonly: bool) -> dict[str, int]:

@@ -114,6 +114,9 @@ class Syncer:
         self.local: Connection | None = None
         self.state: State | None = None
         self.local_names: set[str] = set()
+        # Folder statuses from LIST-STATUS at the start of the run: each is used once, by the first attempt.
+        self.remote_status: dict[str, dict[str, int]] = {}
+        self.local_status: dict[str, dict[str, int]] = {}
         self._last_luid = 0
 
     # -- the run --------------------------------------------------------------------------------------
@@ -171,8 +174,8 @@ class Syncer:
 
     def _plan(self) -> list[FolderPlan]:
         remote, local, _state = self._sessions()
-        remote_list = remote.list_folders()
-        local_list = local.list_folders()
+        remote_list, self.remote_status = remote.list_folders()
+        local_list, self.local_status = local.list_folders()
         self.local_names = {name.upper() if name.upper() == "INBOX" else name for _f, _s, name in local_list
                             if b"\\NONEXISTENT" not in _f and b"\\NOSELECT" not in _f}
         self.local_names.add("INBOX")
@@ -222,10 +225,11 @@ class Syncer:
         task, check = self.task, self.check
         deleting = task.delete_remote != "never"
 
-        rstat = remote.status(plan.remote)
+        rstat = self.remote_status.pop(plan.remote, None) if first else None
+        rstat = rstat or remote.status(plan.remote)
         lstat: dict[str, int] | None = None
         if plan.local in self.local_names:
-            lstat = local.status(plan.local)
+            lstat = (self.local_status.pop(plan.local, None) if first else None) or local.status(plan.local)
         elif check:
             fr.created = True
         else:
