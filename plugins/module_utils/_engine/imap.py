@@ -365,8 +365,7 @@ class Connection:
             uids = self.search_uids(list(criteria or []) + ["UID", f"{low}:{high}"])
             uids = [u for u in uids if low <= u <= high]
             seen += len(uids)
-            for part in chunks(uids, window):
-                yield part
+            yield from chunks(uids, window)
             if len(uids) > 2 * window:
                 span = max(window, span // 4)
             low = high + 1

@@ -521,7 +521,7 @@ class Syncer:
         _remote, _local, state = self._sessions()
         entries = [(uid, luids[i] if luids else None, flags) for i, (uid, _b, flags, _d) in enumerate(items)]
         if luids:
-            self._last_luid = max(self._last_luid, max(luids))
+            self._last_luid = max(self._last_luid, *luids)
         state.record(fs, entries, local_uidnext=(max(luids) + 1) if luids and advance else None)
         fr.copied += len(items)
         fr.bytes += sum(len(body) for _u, body, _f, _d in items)
