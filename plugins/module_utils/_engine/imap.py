@@ -267,6 +267,10 @@ class Connection:
         except ssl.SSLError as exc:
             # Past the handshake, a TLS error means the connection broke (EOF, reset mid-record).
             raise errors.ConnectionLost(f"The connection to {_server(self.ep)} was lost while {during} ({exc}).", self.ep.side) from None
+        except (socket.timeout, TimeoutError):
+            # A server silent mid-session: the connection is in an unknown state, reconnect and resume.
+            raise errors.ConnectionLost(
+                f"{_server(self.ep)[0].upper()}{_server(self.ep)[1:]} did not answer in time while {during}.", self.ep.side) from None
         except Exception as exc:  # pylint: disable=broad-except
             raise classify(exc, self.ep, during) from None
 

@@ -37,6 +37,10 @@ WINDOW = 2000  # UIDs considered at a time: memory stays flat whatever the size 
 MAX_RECONNECTS = 5
 BACKOFF_S = (1, 2, 4, 8, 16)
 
+# Failures that stop the whole run; any other failure inside a folder fails that folder only.
+_RUN_STOPPERS = (errors.AUTH_FAILED, errors.TLS_FAILED, errors.CONNECT_FAILED, errors.TIMEOUT, errors.STARTTLS_UNSUPPORTED,
+                 errors.STATE_ERROR, errors.MISSING_LIBRARY)
+
 _RECENT = b"\\RECENT"
 _DELETED = b"\\Deleted"
 
@@ -187,6 +191,7 @@ class Syncer:
         return plans
 
     def _folder_with_retry(self, plan: FolderPlan) -> None:
+        """Sync one folder; a dropped connection is reconnected with backoff and the folder resumes from its checkpoint."""
         fr = FolderResult(remote=plan.remote, local=plan.local)
         self.result.folders.append(fr)
         attempt = 0
@@ -195,29 +200,32 @@ class Syncer:
                 self._sync_folder(plan, fr, first=attempt == 0)
                 return
             except errors.ConnectionLost as exc:
+                lost: errors.SyncError = exc
+            except errors.SyncError as exc:
+                if exc.kind in _RUN_STOPPERS:
+                    raise
+                fr.errors += 1  # this folder failed (for example the local server refused to create it)
+                self.result.add_error(exc.kind, exc.message, folder=plan.remote)
+                return
+            self._disconnect()
+            while True:
                 if attempt >= MAX_RECONNECTS:
+                    detail = lost.message[:-1] if lost.message.endswith(".") else lost.message
                     raise errors.SyncError(
-                        errors.CONNECTION_LOST,
-                        f"{exc.message[:-1] if exc.message.endswith('.') else exc.message}; gave up after {MAX_RECONNECTS} reconnects."
-                        " The next run resumes where this one stopped.",
-                        exc.side,
+                        lost.kind, f"{detail}; gave up after {MAX_RECONNECTS} reconnects. The next run resumes where this one stopped.",
+                        lost.side,
                     ) from None
                 delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
                 attempt += 1
-                self.log(f"{exc.message} Reconnecting in {delay} s (attempt {attempt} of {MAX_RECONNECTS}).")
+                self.log(f"{lost.message} Reconnecting in {delay} s (attempt {attempt} of {MAX_RECONNECTS}).")
                 time.sleep(delay)
                 try:
                     self._connect()
+                    break
                 except errors.SyncError as again:
                     if again.kind not in (errors.CONNECT_FAILED, errors.TIMEOUT, errors.CONNECTION_LOST):
                         raise
-                    self._disconnect()  # the next attempt connects again
-            except errors.SyncError as exc:
-                if exc.kind in (errors.AUTH_FAILED, errors.TLS_FAILED, errors.STATE_ERROR, errors.MISSING_LIBRARY):
-                    raise
-                fr.errors += 1
-                self.result.add_error(exc.kind, exc.message, folder=plan.remote)
-                return
+                    lost = again
 
     # -- one folder -------------------------------------------------------------------------------------
     def _sync_folder(self, plan: FolderPlan, fr: FolderResult, first: bool) -> None:
