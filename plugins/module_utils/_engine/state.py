@@ -15,6 +15,7 @@ import errno
 import fcntl
 import os
 import sqlite3
+import time
 import typing as t
 
 from . import errors
@@ -120,13 +121,21 @@ class State:
             if self.readonly:
                 return
             raise
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise Busy() from None
-            raise
+        # A status query holds the lock (shared) for an instant to see whether a run is active: retry briefly,
+        # so that it never makes a real run look busy.
+        deadline = time.monotonic() + 0.5
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    os.close(fd)
+                    raise
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise Busy() from None
+                time.sleep(0.05)
         self._lock_fd = fd
 
     def close(self) -> None:

@@ -56,9 +56,16 @@ def run(
     task_name: str | None = None,
     log: LogFn | None = None,
     stop: threading.Event | None = None,
+    on_locked: t.Callable[[], None] | None = None,
 ) -> RunResult:
-    """Run one sync (or, in check mode, compute its exact plan without writing anything anywhere)."""
-    return Syncer(task, target, state_path, check_mode=check_mode, task_name=task_name, log=log, stop=stop).run()
+    """Run one sync (or, in check mode, compute its exact plan without writing anything anywhere).
+
+    ``log`` receives progress lines (no secrets); setting ``stop`` ends the run after the current batch, with the
+    state checkpointed; ``on_locked`` is called once the task's lock is held (a skipped run never calls it).
+    """
+    syncer = Syncer(task, target, state_path, check_mode=check_mode, task_name=task_name, log=log, stop=stop)
+    syncer.on_locked = on_locked
+    return syncer.run()
 
 
 def endpoints(task: Task, target: Target) -> tuple[Endpoint, Endpoint]:
@@ -122,6 +129,7 @@ class Syncer:
         self.remote_status: dict[str, dict[str, int]] = {}
         self.local_status: dict[str, dict[str, int]] = {}
         self._last_luid = 0
+        self.on_locked: t.Callable[[], None] | None = None
 
     # -- the run --------------------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -139,13 +147,16 @@ class Syncer:
                 result.notice("Another run of this task is active; this run was skipped.")
                 result.finish("skipped")
                 return result
+            if self.on_locked is not None:
+                self.on_locked()
             self._connect()
             plans = self._plan()
             for plan in plans:
                 if self.stop.is_set():
-                    result.notice("The run was stopped before all folders were synced; the next run continues.")
                     break
                 self._folder_with_retry(plan)
+            if self.stop.is_set():
+                result.notice("The run was stopped on request; the next run continues where it stopped.")
         except errors.SyncError as exc:
             result.add_error(exc.kind, exc.message)
             result.finish("failed")
