@@ -389,6 +389,18 @@ class Connection:
                 else:
                     self.client.remove_flags(part, list(flags), silent=True)
 
+    def filter_sieve(self, uids: t.Sequence[int]) -> str | None:
+        """``UID FILTER SIEVE DELIVERY UID <set>`` on the selected folder (Dovecot's imap_filter_sieve): the user's
+        Sieve script runs on exactly these messages. None on success, else the server's words."""
+        imap = self.client._imap
+        for part in chunks(sorted(uids)):
+            with self.guard("running the Sieve filter"):
+                typ, data = imap._simple_command("UID", "FILTER", "SIEVE", "DELIVERY", "UID", uid_set(part).decode("ascii"))
+                imap.untagged_responses.pop("FILTERED", None)
+            if typ != "OK":
+                return _text(data)
+        return None
+
     def uid_expunge(self, uids: t.Sequence[int]) -> None:
         for part in chunks(sorted(uids)):
             with self.guard("expunging messages"):

@@ -26,6 +26,7 @@ from .identity import IdentityPool, identities, message_id
 from .imap import (
     HAS_IMAPCLIENT, IMAPCLIENT_IMPORT_ERROR, AppendRefused, Connection, Endpoint, chunks, parse_list_flags,
 )
+from .lmtp import LmtpDelivery
 from .result import FolderResult, RunResult
 
 __all__ = ["run", "endpoints", "Syncer", "HAS_IMAPCLIENT", "IMAPCLIENT_IMPORT_ERROR", "BATCH_BYTES"]
@@ -86,6 +87,11 @@ def _flags(raw: t.Any) -> frozenset[bytes]:
     return frozenset(f for f in parse_list_flags(raw) if f.upper() != _RECENT)
 
 
+def _head(body: bytes) -> bytes:
+    end = body.find(b"\r\n\r\n")
+    return body[:end] if end >= 0 else body[:65536]
+
+
 class _Budget:
     """Bytes of message data in flight between the fetching thread and the appending one."""
 
@@ -129,14 +135,15 @@ class Syncer:
         self.remote_status: dict[str, dict[str, int]] = {}
         self.local_status: dict[str, dict[str, int]] = {}
         self._last_luid = 0
+        self._new_luids: list[int] = []  # local UIDs stored by the current window (for the Sieve filter)
         self.on_locked: t.Callable[[], None] | None = None
 
     # -- the run --------------------------------------------------------------------------------------
     def run(self) -> RunResult:
         result = self.result
-        if self.task.folders == "inbox" or self.task.engine != "builtin":
-            what = "folders: inbox" if self.task.folders == "inbox" else f"engine: {self.task.engine}"
-            result.add_error("unsupported", f"{what} is not supported by this version of the engine yet; use folders: all or all_except.")
+        if self.task.engine != "builtin":
+            result.add_error("unsupported", f"engine: {self.task.engine} tasks are run by imapsync, not by the builtin engine; "
+                             "use engine: builtin to run this task here.")
             result.finish("failed")
             return result
         try:
@@ -274,17 +281,23 @@ class Syncer:
                          "was recreated); matching by identity")
             fs = None if check else state.reset_folder(plan.remote, rstat["UIDVALIDITY"], plan.local, lstat["UIDVALIDITY"] if lstat else 0, 0)
 
-        remote.select(plan.remote, readonly=check or not deleting)
-        if usable and fs is not None:
-            self._merge_flags(plan, fr, fs, modseq)
+        inbox = task.folders == "inbox"
+        remote.select(plan.remote, readonly=check or not (deleting or inbox))
+        if usable and fs is not None and not inbox:
+            self._merge_flags(plan, fr, fs, modseq)  # INBOX retrieval never syncs flags afterwards
 
         # Local messages the state does not account for (a first run into a non-empty folder, lost state,
         # copies stored just before an interruption) are matched by identity, so they are never doubled.
-        pool, examined = self._local_pool(plan, fs if usable else None, lstat)
+        # (LMTP delivery runs the user's Sieve rules, which may file a message anywhere: no identity there.)
+        lmtp = inbox and task.delivery == "lmtp"
+        pool, examined = (None, False) if lmtp else self._local_pool(plan, fs if usable else None, lstat)
         planned: set[int] | None = set() if check and deleting else None
         self._last_luid = 0
         try:
-            self._copy(plan, fr, fs, usable, rstat, failed, pool, planned)
+            if inbox:
+                self._retrieve_inbox(plan, fr, fs, rstat, pool, planned)
+            else:
+                self._copy(plan, fr, fs, usable, rstat, failed, pool, planned)
         finally:
             if pool is not None:
                 pool.close()
@@ -390,7 +403,8 @@ class Syncer:
                 self._copy_window(plan, fr, fs, uids, pool, planned)
 
     def _copy_window(self, plan: FolderPlan, fr: FolderResult, fs: FolderState | None, uids: list[int],
-                     pool: IdentityPool | None, planned: set[int] | None) -> None:
+                     pool: IdentityPool | None, planned: set[int] | None) -> list[int]:
+        """Copy the messages of ``uids`` the local side lacks; the remote UIDs now confirmed present locally."""
         remote, _local, state = self._sessions()
         present: dict[int, int] = {}
         if pool is not None:
@@ -411,13 +425,92 @@ class Syncer:
         if planned is not None:
             planned.update(sizes)
         if not to_copy:
-            return
+            return sorted(present)
         if self.check or fs is None:
             fr.copied += len(to_copy)
             fr.bytes += sum(sizes[uid] for uid in to_copy)
-            return
+            return sorted(present) + to_copy
+        if self.task.folders == "inbox" and self.task.delivery == "lmtp":
+            self.log(f"{plan.remote}: delivering {len(to_copy)} messages to {self.task.local_user} over LMTP")
+            return sorted(present) + self._deliver_lmtp(plan, fr, fs, to_copy, sizes)
         self.log(f"{plan.remote} -> {plan.local}: copying {len(to_copy)} messages")
-        self._transfer(plan, fr, fs, to_copy, sizes, advance=pool is None)
+        return sorted(present) + self._transfer(plan, fr, fs, to_copy, sizes, advance=pool is None)
+
+    # -- INBOX retrieval ----------------------------------------------------------------------------------
+    def _retrieve_inbox(self, plan: FolderPlan, fr: FolderResult, fs: FolderState | None, rstat: dict[str, int],
+                        pool: IdentityPool | None, planned: set[int] | None) -> None:
+        """Bring the unseen messages of the remote INBOX, mark them \\Seen there, let the user's Sieve filter them."""
+        remote, _local, state = self._sessions()
+        if not rstat["MESSAGES"]:
+            return
+        unseen = ["UNSEEN", "NOT", "DELETED"]
+        for uids in remote.uid_windows(1, rstat["UIDNEXT"], rstat["MESSAGES"], unseen, window=WINDOW):
+            if self.stop.is_set():
+                return
+            # Transferred by an earlier run but still unseen (an interrupted run, or marked unread again on the
+            # remote): never copied twice, only marked \Seen.
+            known = sorted(state.known_among(fs, uids)) if fs is not None else []
+            fresh = [u for u in uids if u not in set(known)]
+            fr.already_present += len(known)
+            if planned is not None:
+                planned.update(known)
+            self._new_luids = []
+            confirmed = self._copy_window(plan, fr, fs, fresh, pool, planned) if fresh else []
+            if self.check:
+                continue
+            if self._new_luids and self.task.sieve and self.task.delivery == "imap":
+                self._filter_sieve(plan, self._new_luids)
+            seen = sorted(set(known) | set(confirmed))
+            if seen:
+                remote.store(seen, [b"\\Seen"], add=True)
+
+    def _filter_sieve(self, plan: FolderPlan, luids: list[int]) -> None:
+        """Run the local user's Sieve script on exactly the new messages (Dovecot imap_filter_sieve)."""
+        _remote, local, _state = self._sessions()
+        if not local.has("FILTER=SIEVE"):
+            self.result.notice(
+                "The local server does not offer FILTER=SIEVE (Dovecot's imap_filter_sieve plugin): the retrieved "
+                "messages stay in INBOX without the user's Sieve filter; enable the plugin, or use delivery: lmtp."
+            )
+            return
+        local.select(plan.local, readonly=False)
+        filtered = local.filter_sieve(luids)
+        if filtered is not None:
+            self.result.notice(f"The local server could not run the Sieve filter: {filtered}; the messages stay in INBOX.")
+            return
+        # A message the script filed elsewhere (fileinto) or discarded is left \Deleted in INBOX: expunge exactly those.
+        gone = [uid for uid, data in local.fetch(luids, ["FLAGS"]).items() if _DELETED in parse_list_flags(data.get(b"FLAGS"))]
+        if gone:
+            local.uid_expunge(gone)
+
+    def _deliver_lmtp(self, plan: FolderPlan, fr: FolderResult, fs: FolderState, uids: list[int], sizes: dict[int, int]) -> list[int]:
+        """Deliver through the local server's LMTP (full delivery: global and user Sieve, vacation, quota)."""
+        remote, _local, state = self._sessions()
+        delivered: list[int] = []
+        with LmtpDelivery(self.target, self.task.local_user) as lmtp:
+            for batch in self._batches(uids, sizes):
+                if self.stop.is_set():
+                    break
+                data = remote.fetch(batch, ["BODY.PEEK[]", "FLAGS"])
+                for uid in batch:
+                    msg = data.get(uid)
+                    if msg is None or msg.get(b"BODY[]") is None:
+                        continue
+                    body = msg[b"BODY[]"]
+                    refused = lmtp.deliver(body)
+                    if refused is not None:
+                        self.result.add_error("delivery_refused", f"The local server refused the message over LMTP: {refused}",
+                                              folder=plan.remote, uid=uid, message_id=message_id(_head(body)))
+                        fr.errors += 1
+                        state.mark_failed(fs, [uid])
+                        continue
+                    # One checkpoint per message: LMTP gives no UID, so a message is recorded the moment it is delivered.
+                    state.record(fs, [(uid, None, _flags(msg.get(b"FLAGS")))])
+                    fr.copied += 1
+                    fr.bytes += len(body)
+                    delivered.append(uid)
+                del data
+        return delivered
 
     def _batches(self, uids: list[int], sizes: dict[int, int]) -> list[list[int]]:
         batches: list[list[int]] = []
@@ -521,11 +614,10 @@ class Syncer:
             try:
                 luids = local.append_many(plan.local, [(body, flags, date)])
             except AppendRefused as exc:
-                head = body[:body.find(b"\r\n\r\n")] if b"\r\n\r\n" in body else body[:65536]
                 self.result.add_error(
                     "append_refused",
                     f"The local server refused the message ({len(body)} bytes): {exc}",
-                    folder=plan.remote, uid=uid, message_id=message_id(head),
+                    folder=plan.remote, uid=uid, message_id=message_id(_head(body)),
                 )
                 fr.errors += 1
                 state.mark_failed(fs, [uid])
@@ -541,6 +633,7 @@ class Syncer:
         entries = [(uid, luids[i] if luids else None, flags) for i, (uid, _b, flags, _d) in enumerate(items)]
         if luids:
             self._last_luid = max(self._last_luid, *luids)
+            self._new_luids.extend(luids)
         state.record(fs, entries, local_uidnext=(max(luids) + 1) if luids and advance else None)
         fr.copied += len(items)
         fr.bytes += sum(len(body) for _u, body, _f, _d in items)

@@ -145,6 +145,17 @@ class DovecotServer:
         self.cert_path: Path | None = None
         self.key_path: Path | None = None
         self.etc_dir.mkdir(mode=0o755)
+        self.sieve_before_dir = self.root / "sieve-before"
+        self.capture_dir = self.root / "captured-mail"
+        self.sendmail_path = self.root / "sendmail-capture"
+        if self.sieve:
+            for directory in (self.sieve_before_dir, self.capture_dir):
+                directory.mkdir(mode=0o755)
+                os.chown(directory, self._uid, self._gid)
+            self.sendmail_path.write_text(
+                "#!/bin/sh\n# Captures what Dovecot would send (vacation replies, redirects): one file per message.\n"
+                f'cat > "{self.capture_dir}/$(date +%s%N)-$$.eml"\n', encoding="utf-8")
+            os.chmod(self.sendmail_path, 0o755)
         self.passwd_dir.mkdir(mode=0o755)
         self.state_dir.mkdir(mode=0o755)
         for directory in (self.mail_root, self.home_root):
@@ -322,11 +333,16 @@ class DovecotServer:
             self.quotas.pop(name, None)
         else:
             self.quotas[name] = storage
-        path = self.passwd_dir / name
-        before = path.stat().st_mtime
         self.add_user(name, self.users[name])
-        # Dovecot re-reads a passwd-file when its mtime (seconds) changed, checking at most once a second.
-        time.sleep(max(0.0, 1.1 - (time.time() - before)) if time.time() - before < 1.1 else 1.1)
+        # Dovecot re-reads a passwd-file when its mtime (seconds) changed, checking at most once a second:
+        # wait until its userdb answers with the new rule (bounded).
+        wanted = f"*:storage={storage}" if storage is not None else None
+        deadline = time.monotonic() + 10
+        while True:
+            fields = dict(line.split("\t", 1) for line in self.doveadm("user", name).stdout.splitlines() if "\t" in line)
+            if fields.get("quota_rule") == wanted or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
 
     def remove_user(self, name: str) -> None:
         """Remove a user (its mail is kept); waits until a running server refuses it."""
@@ -370,6 +386,17 @@ class DovecotServer:
         return script_path
 
     # ------------------------------------------------------------------ helpers
+
+    def install_sieve_before(self, script: str, name: str = "global") -> Path:
+        """Install a global Sieve script that runs before every user's script at delivery (sieve_before)."""
+        path = self.sieve_before_dir / f"{name}.sieve"
+        path.write_text(script, encoding="utf-8")
+        os.chown(path, self._uid, self._gid)
+        return path
+
+    def captured_mail(self) -> list[bytes]:
+        """The messages Dovecot handed to its sendmail_path (vacation replies...), oldest first."""
+        return [p.read_bytes() for p in sorted(self.capture_dir.glob("*.eml"))]
 
     def doveadm(self, *args: str, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess:
         """Run ``doveadm -c CONF ARGS...`` against this instance; returns the completed process (text output)."""
@@ -527,8 +554,14 @@ class DovecotServer:
         if self.sieve:
             lines += [
                 "mail_plugins = $mail_plugins",
+                # Mail that Sieve sends (vacation replies, redirects) is captured, not sent: see captured_mail().
+                f"sendmail_path = {self.sendmail_path}",
                 "plugin {",
                 "  sieve = file:~/sieve;active=~/.dovecot.sieve",
+                # Global scripts run before the user's (install_sieve_before); an empty directory runs none.
+                f"  sieve_before = {self.sieve_before_dir}",
+                # LMTP recipients here are bare user names: let vacation answer without an address check.
+                "  sieve_vacation_dont_check_recipient = yes",
                 "}",
                 "protocol imap {",
                 "  mail_plugins = $mail_plugins imap_sieve imap_filter_sieve",
