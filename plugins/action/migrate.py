@@ -1,18 +1,28 @@
 # Copyright (c) 2026 mailops.imap contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin of mailops.imap.migrate: validate on the controller, then run the module on the host."""
+"""Action plugin of mailops.imap.migrate: validate on the controller, then run the module on the host.
+
+With ``accounts_file`` the CSV file is read here, on the controller (it may be encrypted with
+ansible-vault), and sent to the module as ``accounts``; the file itself never leaves the controller.
+Every account is validated before the module is sent, so a bad row stops the task before any account runs.
+"""
 
 from __future__ import annotations
 
 import typing as t
 
+from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.errors import UnsupportedError
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
-from ansible_collections.mailops.imap.plugins.module_utils._argspec import migrate_argument_spec, parse_migrate
+from ansible_collections.mailops.imap.plugins.module_utils._argspec import (
+    account_defaults, account_options, join_problems, migrate_argument_spec, migrate_mutually_exclusive, mode_conflict,
+    parse_account, parse_migrate, read_accounts_csv,
+)
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 
 MODULE = "mailops.imap.migrate"
@@ -23,48 +33,166 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-def validate_migrate_args(args: t.Mapping[str, t.Any]) -> str | None:
+def _spec_errors(validation: t.Any, prefix: str = "") -> list[str]:
+    messages = []
+    for error in validation.errors:
+        if isinstance(error, UnsupportedError):
+            if prefix:
+                unknown = sorted(".".join(u) if isinstance(u, tuple) else str(u) for u in validation._unsupported_parameters)
+                messages.append(f"{prefix}unknown field(s) {', '.join(unknown)}; valid fields are {', '.join(account_options())}.")
+                continue
+            messages.append(f"Unsupported parameters for ({MODULE}) module: {_sentence(str(error.msg))}")
+        else:
+            messages.append(prefix + _sentence(str(error.msg)))
+    return messages
+
+
+def _secrets_of(accounts: t.Any) -> set[str]:
+    """The passwords of accounts (also of rows that fail validation), to mask them in any message."""
+    found = set()
+    if isinstance(accounts, list):
+        for account in accounts:
+            if isinstance(account, dict) and account.get("remote_password") not in (None, ""):
+                found.add(str(account["remote_password"]))
+    return found
+
+
+def prepare_migrate_args(args: t.Mapping[str, t.Any], accounts_csv: tuple[list[dict[str, t.Any]], list[str]] | None = None
+                         ) -> tuple[dict[str, t.Any] | None, str | None]:
     """Check the task arguments as the module will, without contacting any host.
 
-    Returns ``None`` when they are valid, otherwise one message naming every problem found by the
-    argument spec (types, choices, required and unknown options), or else the first semantic problem
-    (ports, hosts, exclude regexes, option combinations). Secrets never appear in it.
+    ``accounts_csv`` is the content of ``accounts_file`` already read (accounts and their labels). Returns the
+    arguments to send to the module (``accounts_file`` replaced by ``accounts``, each account's values
+    converted) and None, or None and one message naming every problem found: by the argument spec (types,
+    choices, unknown options), then the semantic ones (ports, hosts, exclude regexes, combinations, and for
+    many accounts each bad one by its list entry or CSV line). Secrets never appear in it.
     """
-    validator = ArgumentSpecValidator(migrate_argument_spec())
-    validation = validator.validate(dict(args))
-    no_log_values = validation._no_log_values
+    args = dict(args)
+    no_log_values = _secrets_of(args.get("accounts"))
+    if accounts_csv is not None:
+        no_log_values |= _secrets_of(accounts_csv[0])
+    if isinstance(args.get("remote_password"), str):
+        no_log_values.add(args["remote_password"])
+    if isinstance(args.get("target"), dict) and isinstance(args["target"].get("master_password"), str):
+        no_log_values.add(args["target"]["master_password"])
+
+    def masked(message: str) -> str:
+        return remove_values(message, {v for v in no_log_values if v})
+
+    conflict = mode_conflict(args)
+    if conflict is not None:
+        return None, masked(conflict)
+
+    labels: list[str] | None = None
+    accounts: t.Any = args.pop("accounts", None)
+    if accounts_csv is not None:
+        args.pop("accounts_file", None)
+        accounts, labels = accounts_csv
+
+    validator = ArgumentSpecValidator(migrate_argument_spec(), mutually_exclusive=migrate_mutually_exclusive())
+    validation = validator.validate(args)
+    no_log_values |= validation._no_log_values
     if validation.error_messages:
-        messages = []
-        for error in validation.errors:
-            message = _sentence(str(error.msg))
-            if isinstance(error, UnsupportedError):
-                message = f"Unsupported parameters for ({MODULE}) module: {message}"
-            messages.append(message)
-        return remove_values(" ".join(messages), no_log_values)
+        return None, masked(" ".join(_spec_errors(validation)))
+    params = dict(validation.validated_parameters)
+
+    if accounts is not None:
+        if not isinstance(accounts, list):
+            return None, "accounts: give a list of accounts, each a dictionary of task fields."
+        if not accounts:
+            return None, "accounts is empty; give at least one account (or skip the task with when:)."
+        try:
+            target = config.parse_target(params.get("target"))
+        except ConfigError as exc:
+            return None, masked(_sentence(str(exc)))
+        defaults = account_defaults(params)
+        labels = labels or [f"accounts entry {i}" for i in range(1, len(accounts) + 1)]
+        problems: list[str] = []
+        converted: list[dict[str, t.Any]] = []
+        account_validator = ArgumentSpecValidator(account_options())
+        for label, account in zip(labels, accounts):
+            if not isinstance(account, dict):
+                problems.append(f"{label}: give a dictionary of task fields, not {type(account).__name__}.")
+                continue
+            checked = account_validator.validate(dict(account))
+            no_log_values |= checked._no_log_values
+            if checked.error_messages:
+                problems.extend(_spec_errors(checked, prefix=f"{label}: "))
+                continue
+            values = {k: v for k, v in checked.validated_parameters.items() if v is not None}
+            try:
+                parse_account(defaults, values, target, label)
+            except ConfigError as exc:
+                problems.append(_sentence(str(exc)))
+                continue
+            converted.append(values)
+        if problems:
+            return None, masked(join_problems(problems))
+        params["accounts"] = converted
+        args["accounts"] = converted
+
     try:
-        parse_migrate(validation.validated_parameters)
+        parse_migrate(params, labels)
     except ConfigError as exc:
-        return remove_values(_sentence(str(exc)), no_log_values)
-    return None
+        return None, masked(_sentence(str(exc)))
+    return args, None
+
+
+def validate_migrate_args(args: t.Mapping[str, t.Any]) -> str | None:
+    """Only the verdict of :func:`prepare_migrate_args`: None when valid, else the message."""
+    return prepare_migrate_args(args)[1]
 
 
 class ActionModule(ActionBase):
     _supports_check_mode = True
     _supports_async = True
 
+    def _read_accounts_file(self, path: t.Any) -> tuple[list[dict[str, t.Any]], list[str]]:
+        """The accounts of the CSV file on the controller (searched like a copy src; vault-encrypted is fine)."""
+        if not isinstance(path, str) or not path.strip():
+            raise ConfigError("accounts_file: give the path of a CSV file on the controller.")
+        try:
+            found = self._find_needle("files", path)
+        except AnsibleError:
+            raise ConfigError(f"accounts_file: {path} was not found on the controller; give a path relative to the playbook "
+                              "(or its files/ directory) or an absolute path.") from None
+        try:
+            real = self._loader.get_real_file(found, decrypt=True)
+        except AnsibleError as exc:
+            raise ConfigError(f"accounts_file: {path} cannot be read ({exc.message}); check the file and its vault password.") from None
+        try:
+            with open(real, encoding="utf-8-sig", newline="") as handle:
+                text = handle.read()
+        except UnicodeDecodeError:
+            raise ConfigError(f"accounts_file: {path} is not UTF-8 text; save the CSV as UTF-8.") from None
+        except OSError as exc:
+            raise ConfigError(f"accounts_file: {path} cannot be read ({exc.strerror}); check the path and its permissions.") from None
+        finally:
+            self._loader.cleanup_tmp_file(real)
+        return read_accounts_csv(text, f"accounts_file {path}")
+
     def run(self, tmp: str | None = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
         result = super().run(tmp, task_vars)
         del tmp  # no longer has any effect
 
-        problem = validate_migrate_args(self._task.args)
-        if problem is not None:
+        task_args = dict(self._task.args)
+        accounts_csv = None
+        if task_args.get("accounts_file") is not None and mode_conflict(task_args) is None:
+            try:
+                accounts_csv = self._read_accounts_file(task_args["accounts_file"])
+            except ConfigError as exc:
+                result.update(failed=True, changed=False, msg=_sentence(str(exc)))
+                return result
+
+        module_args, problem = prepare_migrate_args(task_args, accounts_csv)
+        if module_args is None:
             result.update(failed=True, changed=False, msg=problem)
             return result
 
         wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
         module_result = self._execute_module(
             module_name=MODULE,
-            module_args=dict(self._task.args),
+            module_args=module_args,
             task_vars=task_vars,
             wrap_async=wrap_async,
         )

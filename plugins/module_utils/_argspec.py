@@ -13,9 +13,13 @@ No Ansible imports: plain dicts only.
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import typing as t
 
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config
+from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 
 DEFAULT_CONFIG_DIR = "/etc/mailops-imap"
 DEFAULT_STATE_DIR = "/var/lib/mailops-imap"
@@ -27,6 +31,13 @@ MIGRATE_TASK_OPTIONS = (
     "validate_certs", "ca_file", "folders", "exclude", "delete_remote", "delete_remote_days",
     "special_use_mapping", "sieve", "delivery",
 )
+# The task fields an inline migration (or every account of a bulk one, after the defaults) must have.
+REQUIRED_TASK_OPTIONS = ("local_user", "remote_user", "remote_password", "remote_host")
+# migrate: the options that say which migration runs (one defined task, many accounts, else inline).
+MODE_OPTIONS = ("task", "accounts", "accounts_file")
+DEFAULT_PARALLEL = 4
+# Problems listed in one message at most (a CSV of thousands of rows must not produce a novel).
+MAX_PROBLEMS = 20
 
 
 def _default(cls: type, name: str) -> t.Any:
@@ -81,21 +92,264 @@ def common_options() -> dict[str, dict[str, t.Any]]:
     }
 
 
+def account_options() -> dict[str, dict[str, t.Any]]:
+    """The fields of one account of a bulk migration (``accounts`` elements, ``accounts_file`` columns).
+
+    The task options without defaults and without ``required``: a field left out takes the value of the
+    module call's option of the same name (or its default), and the required ones are checked after that.
+    """
+    options = task_options()
+    for option in options.values():
+        option.pop("default", None)
+        option.pop("required", None)
+    return options
+
+
 def migrate_argument_spec() -> dict[str, dict[str, t.Any]]:
-    """The argument spec of ``mailops.imap.migrate`` (a fresh copy on every call)."""
+    """The argument spec of ``mailops.imap.migrate`` (a fresh copy on every call).
+
+    The account fields are not ``required`` here: a defined task (``task``) or many accounts
+    (``accounts``, ``accounts_file``) need none of them; :func:`parse_migrate` requires them for an inline
+    migration.
+    """
     spec = task_options()
+    for option in spec.values():
+        option.pop("required", None)
     spec["target"] = {"type": "dict", "options": target_options()}
+    spec["task"] = {"type": "str"}
+    spec["accounts"] = {"type": "list", "elements": "dict", "options": account_options()}
+    spec["accounts_file"] = {"type": "path"}
+    spec["parallel"] = {"type": "int", "default": DEFAULT_PARALLEL}
     spec.update(common_options())
     return spec
 
 
-def parse_migrate(params: t.Mapping[str, t.Any]) -> tuple[config.Task, config.Target]:
-    """The semantic checks after the argument spec: build the inline task and its target.
+def migrate_mutually_exclusive() -> list[list[str]]:
+    """The ``mutually_exclusive`` of ``mailops.imap.migrate`` (checked on the given options, before defaults)."""
+    groups = [["task", "accounts", "accounts_file"]]
+    groups += [["task", name] for name in (*MIGRATE_TASK_OPTIONS, "target")]
+    return groups
 
-    ``params`` are the validated module parameters. Raises :class:`errors.ConfigError` with a sentence.
+
+def sync_task_info_argument_spec() -> dict[str, dict[str, t.Any]]:
+    """The argument spec of ``mailops.imap.sync_task_info``."""
+    spec: dict[str, dict[str, t.Any]] = {"name": {"type": "str"}}
+    spec.update(common_options())
+    return spec
+
+
+def _given(value: t.Any) -> bool:
+    return value is not None and value != ""
+
+
+def mode_conflict(args: t.Mapping[str, t.Any]) -> str | None:
+    """A sentence when the given (not yet defaulted) options mix ways to run, else None."""
+    modes = [name for name in MODE_OPTIONS if args.get(name) is not None]
+    if len(modes) > 1:
+        return (f"{' and '.join(modes)} exclude each other; give task to run a defined task, accounts or accounts_file "
+                "to run many accounts.")
+    if modes == ["task"]:
+        extra = [name for name in (*MIGRATE_TASK_OPTIONS, "target") if args.get(name) is not None]
+        if extra:
+            return (f"task runs the defined task {args['task']!r} with its own definition and target, so "
+                    f"{', '.join(extra)} cannot be given with it; remove {'it' if len(extra) == 1 else 'them'}, "
+                    "or remove task to run an inline migration.")
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    """One account of a bulk migration."""
+
+    label: str  # where it was given: "accounts entry 2", "accounts_file users.csv line 3"
+    task: config.Task
+
+    @property
+    def name(self) -> str:
+        """How the account is named in results and messages (no secret)."""
+        return describe_account(self.task)
+
+
+def describe_account(task: config.Task) -> str:
+    return f"{task.remote_user} at {task.remote_host} -> {task.local_user}"
+
+
+@dataclasses.dataclass(frozen=True)
+class MigratePlan:
+    """What a ``migrate`` call runs: ``mode`` is ``inline``, ``task`` or ``bulk``."""
+
+    mode: str
+    target: config.Target | None = None
+    task: config.Task | None = None
+    task_name: str | None = None
+    accounts: tuple[Account, ...] = ()
+    parallel: int = DEFAULT_PARALLEL
+
+
+def account_defaults(params: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """The task fields of the module call, the defaults of every account (None means not given)."""
+    return {name: params.get(name) for name in MIGRATE_TASK_OPTIONS if params.get(name) is not None}
+
+
+def merge_account(defaults: t.Mapping[str, t.Any], account: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """An account's task fields: its own where given, else the module call's."""
+    merged = dict(defaults)
+    merged.update({name: value for name, value in account.items() if value is not None})
+    return merged
+
+
+def _missing(data: t.Mapping[str, t.Any]) -> list[str]:
+    return [name for name in REQUIRED_TASK_OPTIONS if not _given(data.get(name))]
+
+
+def parse_account(defaults: t.Mapping[str, t.Any], account: t.Mapping[str, t.Any], target: config.Target, label: str) -> Account:
+    """Validate one account (with the defaults of the module call). ConfigError names ``label``."""
+    data = merge_account(defaults, account)
+    missing = _missing(data)
+    if missing:
+        what = "is" if len(missing) == 1 else "are"
+        raise ConfigError(f"{label}: {', '.join(missing)} {what} required; give {'it' if len(missing) == 1 else 'them'} "
+                          "in the account or once for all accounts in the module call.")
+    data["target"] = target.name
+    try:
+        task = config.parse_task(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{label}: {exc}") from None
+    return Account(label=label, task=task)
+
+
+def join_problems(problems: t.Sequence[str]) -> str:
+    """Several problem sentences as one message (at most MAX_PROBLEMS of them)."""
+    shown = list(problems[:MAX_PROBLEMS])
+    if len(problems) > MAX_PROBLEMS:
+        shown.append(f"And {len(problems) - MAX_PROBLEMS} more problem(s) of the same kind.")
+    return " ".join(shown)
+
+
+def parse_accounts(params: t.Mapping[str, t.Any], accounts: t.Sequence[t.Mapping[str, t.Any]], target: config.Target,
+                   labels: t.Sequence[str] | None = None) -> tuple[Account, ...]:
+    """Validate every account; one ConfigError naming each bad one (and repeated accounts)."""
+    if not accounts:
+        raise ConfigError("accounts is empty; give at least one account (or skip the task with when:).")
+    defaults = account_defaults(params)
+    names = list(labels) if labels is not None else [f"accounts entry {i}" for i in range(1, len(accounts) + 1)]
+    problems: list[str] = []
+    parsed: list[Account] = []
+    seen: dict[str, str] = {}
+    for label, account in zip(names, accounts):
+        try:
+            item = parse_account(defaults, account, target, label)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        key = config.state_key(item.task, target)
+        if key in seen:
+            problems.append(f"{label} repeats the account of {seen[key]} (same remote_user, remote_host, remote_port and "
+                            "local_user); remove one of them.")
+            continue
+        seen[key] = label
+        parsed.append(item)
+    if problems:
+        raise ConfigError(join_problems(problems))
+    return tuple(parsed)
+
+
+def parse_migrate(params: t.Mapping[str, t.Any], labels: t.Sequence[str] | None = None) -> MigratePlan:
+    """The semantic checks after the argument spec: what the call runs, validated.
+
+    ``params`` are the validated module parameters; ``labels`` name the accounts in messages (the action
+    plugin passes the CSV line numbers). Raises :class:`errors.ConfigError` with a sentence.
     """
+    conflict = mode_conflict({name: params.get(name) for name in MODE_OPTIONS})
+    if conflict is not None:
+        raise ConfigError(conflict)
+    parallel = params.get("parallel")
+    parallel = DEFAULT_PARALLEL if parallel is None else parallel
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+        raise ConfigError(f"parallel: {parallel!r} is not valid; use a whole number of at least 1 (accounts run at a time).")
+    if params.get("task") is not None:
+        name = str(params["task"]).strip()
+        if not config.TASK_NAME_RE.match(name):
+            raise ConfigError(f"task: {name!r} is not a valid task name; use the name of a task defined with mailops.imap.sync_task.")
+        return MigratePlan(mode="task", task_name=name, parallel=parallel)
+    if params.get("accounts_file") is not None:
+        raise ConfigError("accounts_file is read on the controller by the migrate action; run the module through it "
+                          "(as mailops.imap.migrate in a play), or give accounts.")
     target = config.parse_target(params.get("target"))
+    if params.get("accounts") is not None:
+        return MigratePlan(mode="bulk", target=target, accounts=parse_accounts(params, params["accounts"], target, labels),
+                           parallel=parallel)
+    missing = _missing(params)
+    if missing:
+        what = "is" if len(missing) == 1 else "are"
+        raise ConfigError(f"{', '.join(missing)} {what} required for an inline migration; give "
+                          f"{'it' if len(missing) == 1 else 'them'}, or run a defined task with task, or many accounts "
+                          "with accounts or accounts_file.")
     data = {name: params.get(name) for name in MIGRATE_TASK_OPTIONS}
     data["target"] = target.name
     task = config.parse_task(data)
-    return task, target
+    return MigratePlan(mode="inline", target=target, task=task, parallel=parallel)
+
+
+def _split_exclude(cell: str) -> list[str]:
+    """An ``exclude`` cell: one regex a line when the cell holds line breaks, else comma-separated (as NethServer 8)."""
+    if "\n" in cell or "\r" in cell:
+        return [line for line in cell.splitlines() if line.strip()]
+    return [part.strip() for part in cell.split(",") if part.strip()]
+
+
+def read_accounts_csv(text: str, source: str) -> tuple[list[dict[str, t.Any]], list[str]]:
+    """The accounts of a CSV file (header row of task field names, one account a row) and their labels.
+
+    ``source`` names the file in messages. Blank cells are not given (the module call's value applies), blank
+    rows are skipped; a label names the line a row starts on (the header is line 1). Raises ConfigError for a
+    file that cannot be an account list (no header, unknown or repeated column, a row with too many cells, no
+    account). The values are not validated here: see :func:`parse_accounts`.
+    """
+    allowed = account_options()
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header: list[str] | None = None
+        header_line = 1
+        accounts: list[dict[str, t.Any]] = []
+        labels: list[str] = []
+        line = 1  # the line the next record starts on
+        for row in reader:
+            start, line = line, reader.line_num + 1
+            cells = [cell.strip() for cell in row]
+            if not any(cells):
+                continue
+            if header is None:
+                header, header_line = [cell.lower() for cell in cells], start
+                unknown = [name for name in header if name not in allowed]
+                if unknown:
+                    raise ConfigError(
+                        f"{source} line {start}: unknown column(s) {', '.join(repr(n) for n in unknown)}; the header row names "
+                        f"task fields: {', '.join(allowed)} (the target and the other options are given once, in the module call)."
+                    )
+                repeated = sorted({name for name in header if header.count(name) > 1})
+                if repeated:
+                    raise ConfigError(f"{source} line {start}: the column(s) {', '.join(repeated)} appear more than once; keep one of each.")
+                continue
+            if len(cells) > len(header):
+                raise ConfigError(f"{source} line {start}: {len(cells)} cells but the header on line {header_line} names "
+                                  f"{len(header)} columns; quote cells that contain a comma.")
+            account: dict[str, t.Any] = {}
+            for name, cell in zip(header, row):
+                if cell.strip() == "":
+                    continue
+                if name == "exclude":
+                    account[name] = _split_exclude(cell)
+                elif name == "remote_password":
+                    account[name] = cell  # exactly as written: a password may begin or end with spaces
+                else:
+                    account[name] = cell.strip()
+            accounts.append(account)
+            labels.append(f"{source} line {start}")
+    except csv.Error as exc:
+        raise ConfigError(f"{source} line {reader.line_num}: not valid CSV ({exc}); check the quoting of that row.") from None
+    if header is None:
+        raise ConfigError(f"{source} is empty; give a header row of task field names, then one account a row.")
+    if not accounts:
+        raise ConfigError(f"{source} has a header row but no account; add one account a row below it.")
+    return accounts, labels

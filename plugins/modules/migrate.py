@@ -9,24 +9,32 @@ module: migrate
 short_description: Copy a remote IMAP account into a local Dovecot account now
 version_added: 0.1.0
 description:
-  - Runs one synchronisation from a remote IMAP account into an account of the local mail server
-    (Dovecot, for example NethServer 8's Mail application), with the collection's built-in engine.
-  - The task is given inline (the remote account, what to copy, whether to delete on the remote) together
-    with the mail target, the local server reached through a Dovecot master user.
+  - Runs a synchronisation from remote IMAP accounts into accounts of the local mail server
+    (Dovecot, for example NethServer 8's Mail application) now, with the collection's built-in engine.
+  - Three ways to say what runs. Inline, one account given by the task options (the remote account, what to copy,
+    whether to delete on the remote) together with the mail target, the local server reached through a Dovecot
+    master user. By name, O(task) runs a sync task defined on the host with M(mailops.imap.sync_task), exactly as
+    its timer and C(imapsyncctl run) do (same state, log and last result). In bulk, O(accounts) or O(accounts_file)
+    run many accounts, O(parallel) at a time.
+  - In bulk, the task options given in the module call are the defaults of every account, and O(target) applies to
+    all accounts. Every account is validated on the controller before any runs; a bad one fails the task with a
+    message naming its list entry or CSV line. Each account runs independently, with its own inline state; the task
+    fails when any account failed, after all have run.
   - A migration is incremental and can be repeated any number of times without duplicating or losing mail.
     Its state is kept in O(state_dir) under a key derived from the remote host, remote port, remote user,
     target name and local user, so repeating the same migration only copies what is new.
   - Without usable state (a first run into a non-empty mailbox, lost state, a changed UIDVALIDITY), a message
     counts as present when the local folder holds one with the same identity (Message-ID, Date and size),
     so adopting a mailbox that another tool half-copied creates no duplicates.
-  - The arguments are validated on the controller before anything is sent to the host.
+  - The arguments are validated on the controller before anything is sent to the host; O(accounts_file) is read there.
   - In check mode both servers are read and the counts are what a real run would do; nothing is written
     anywhere (no folders, no flags, no deletions, no state).
   - Notices of the run (for example a server that cannot run Sieve on retrieved messages) are reported as
     warnings too.
   - A run that stops (connection, TLS or login failure, timeout) fails the task; a run in which some messages
     were refused by the local server (too big, over quota) succeeds with a warning and RV(status=partial).
-  - If the same migration is already running on the host, the task is skipped.
+  - If the same migration (or defined task) is already running on the host, the task is skipped; in bulk, that
+    account is skipped and the others run.
 author:
   - mailops.imap maintainers (@mailops)
 requirements:
@@ -54,26 +62,27 @@ options:
   local_user:
     description:
       - The local account that receives the mail (NethServer 8 I(Local user)).
+      - Required for an inline migration; in bulk, the default of the accounts that do not give it.
     type: str
-    required: true
   remote_user:
     description:
       - The login of the remote account (NethServer 8 I(Remote user)).
       - For a NethServer or Dovecot remote with a master user, V(user*vmail) with the master password works.
+      - Required for an inline migration; in bulk, the default of the accounts that do not give it.
     type: str
-    required: true
   remote_password:
     description:
       - The password of the remote account (NethServer 8 I(Remote password)). Any characters are allowed.
       - It is never logged nor returned.
+      - Required for an inline migration; in bulk, the default of the accounts that do not give it (for example the
+        master password of a NethServer remote, with V(user*vmail) remote users).
     type: str
-    required: true
   remote_host:
     description:
       - The remote IMAP server (NethServer 8 I(IMAP server)), given as a hostname (internationalised names too),
         an IPv4 or an IPv6 address.
+      - Required for an inline migration; in bulk, the default of the accounts that do not give it.
     type: str
-    required: true
   remote_security:
     description:
       - How the connection to the remote server is protected (NethServer 8 I(Select encryption)).
@@ -161,6 +170,7 @@ options:
     description:
       - The local mail server that receives the mail, reached through a Dovecot master user.
       - When omitted, every suboption takes its default (and no master password is sent).
+      - In bulk, the target of every account. Not with O(task), whose definition names its target.
     type: dict
     suboptions:
       name:
@@ -218,19 +228,114 @@ options:
           - The TCP port of the LMTP server.
         type: int
         default: 24
+  task:
+    description:
+      - The name of a sync task defined on the host (with M(mailops.imap.sync_task), in O(config_dir)) to run now.
+      - The run is the one its timer and C(imapsyncctl run) make, with the task's state in O(state_dir), a run log, and
+        its result recorded as the task's last result (see M(mailops.imap.sync_task_info)). In check mode nothing is
+        written, not even the log.
+      - Runs even when the task is disabled (O(task) asks for it explicitly).
+      - Excludes the task options, O(target), O(accounts) and O(accounts_file).
+    type: str
+  accounts:
+    description:
+      - Many accounts to migrate, each a dictionary of task fields; the fields an account leaves out take the value of
+        the option of the same name in the module call (or its default). Runs O(parallel) accounts at a time.
+      - O(local_user), O(remote_user), O(remote_password) and O(remote_host) must be given, in each account or in the
+        module call.
+      - Every account is validated on the controller before any runs; a bad one fails the task naming its entry
+        (counted from 1) and the field, never a password.
+      - Two accounts with the same remote user, remote host, remote port and local user are refused.
+      - Excludes O(task) and O(accounts_file).
+    type: list
+    elements: dict
+    suboptions:
+      local_user:
+        description: As O(local_user).
+        type: str
+      remote_user:
+        description: As O(remote_user).
+        type: str
+      remote_password:
+        description: As O(remote_password). It is never logged nor returned.
+        type: str
+      remote_host:
+        description: As O(remote_host).
+        type: str
+      remote_security:
+        description: As O(remote_security).
+        type: str
+        choices: [starttls, ssl, none]
+      remote_port:
+        description: As O(remote_port).
+        type: int
+      validate_certs:
+        description: As O(validate_certs).
+        type: bool
+      ca_file:
+        description: As O(ca_file).
+        type: path
+      folders:
+        description: As O(folders).
+        type: str
+        choices: [inbox, all, all_except]
+      exclude:
+        description: As O(exclude).
+        type: list
+        elements: str
+      delete_remote:
+        description: As O(delete_remote).
+        type: str
+        choices: [never, after_sync, older_than]
+      delete_remote_days:
+        description: As O(delete_remote_days).
+        type: int
+      special_use_mapping:
+        description: As O(special_use_mapping).
+        type: bool
+      sieve:
+        description: As O(sieve).
+        type: bool
+      delivery:
+        description: As O(delivery).
+        type: str
+        choices: [imap, lmtp]
+  accounts_file:
+    description:
+      - A CSV file on the controller with many accounts, read by the action plugin and sent as O(accounts); the file
+        itself is not copied to the host. It may be encrypted with C(ansible-vault).
+      - A relative path is searched like the C(src) of M(ansible.builtin.copy) (the role's or playbook's C(files/)
+        directory, then the playbook's directory).
+      - UTF-8 (a byte order mark is fine), comma-separated, quoted as spreadsheets do. The first row names the columns,
+        which are the fields of O(accounts) (for example C(local_user,remote_user,remote_password)); an unknown column
+        is an error that names it. Then one account a row; a blank cell means the field is not given (the module
+        call's value applies), blank rows are skipped. A password is taken exactly as written, other cells without
+        surrounding spaces.
+      - An C(exclude) cell holds one regular expression a line when it has line breaks, else a comma-separated list.
+      - Every row is validated on the controller before any account runs; a bad row fails the task naming its line
+        (the header is line 1) and the field, never a password.
+      - Excludes O(task) and O(accounts).
+    type: path
+  parallel:
+    description:
+      - With O(accounts) or O(accounts_file), how many accounts run at a time on the host (at least 1). Each account
+        uses one connection to the remote server and one to the local server.
+    type: int
+    default: 4
   config_dir:
     description:
-      - The directory of the collection's definitions on the managed host.
-      - Not used by an inline migration; accepted so that every module of the collection can be relocated alike.
+      - The directory of the collection's definitions on the managed host, where O(task) is looked up.
+      - Not used by an inline or bulk migration.
     type: path
     default: /etc/mailops-imap
   state_dir:
     description:
-      - The directory on the managed host where the migration's state is kept. It is created (mode 0700) when
-        missing, except in check mode.
+      - The directory on the managed host where the migration's state is kept (and, with O(task), the task's run
+        logs and last result). It is created (mode 0700) when missing, except in check mode.
     type: path
     default: /var/lib/mailops-imap
 notes:
+  - A bulk migration runs accounts in threads of one process on the host; with many accounts use C(async) too.
   - Repeating the same migration is cheap, its cost grows with what is new on the remote, not with the mailbox size.
   - For a long migration use C(async) with C(poll), so that the connection to the host does not time out.
 """
@@ -295,18 +400,63 @@ EXAMPLES = r"""
     state_dir: /srv/mailops-imap/state
   async: 7200
   poll: 30
+
+- name: Run the task defined on the host as inbox-carol now (as its timer would)
+  mailops.imap.migrate:
+    task: inbox-carol
+  become: true
+
+- name: Migrate every account listed in files/accounts.csv, three at a time
+  # accounts.csv (encrypt it with ansible-vault):
+  #   local_user,remote_user,remote_password
+  #   alice,alice@example.org,"s3cret, with a comma"
+  #   bob,bob@example.org,other-secret
+  mailops.imap.migrate:
+    accounts_file: accounts.csv
+    parallel: 3
+    remote_host: imap.old.example.org
+    remote_security: ssl
+    folders: all_except
+    exclude:
+      - ^Spam$
+    target:
+      master_password: "{{ vault_dovecot_master_password }}"
+  register: bulk
+
+- name: Show how each account went
+  ansible.builtin.debug:
+    msg: "{{ item.account }}: {{ item.status }}, {{ item.totals.copied }} copied"
+  loop: "{{ bulk.accounts }}"
+  loop_control:
+    label: "{{ item.account }}"
+
+- name: Migrate a few accounts given in the play, from a NethServer remote through its master user
+  mailops.imap.migrate:
+    remote_host: old-ns.example.org
+    remote_password: "{{ vault_old_ns_master_password }}"
+    accounts:
+      - remote_user: alice*vmail
+        local_user: alice
+      - remote_user: bob*vmail
+        local_user: bob
+        folders: all_except
+        exclude: [^Archive/2010]
+    target:
+      master_password: "{{ vault_dovecot_master_password }}"
 """
 
 RETURN = r"""
 task:
-  description: The name of the sync task; null for an inline migration.
-  returned: when the run started
+  description: The name of the sync task (O(task)); null for an inline migration.
+  returned: when one run started (inline or O(task))
   type: str
   sample: null
 status:
   description:
     - V(success) when everything was copied, V(partial) when some messages were refused by the local server
       (see RV(errors)), V(failed) when the run stopped, V(skipped) when the same migration was already running.
+    - In bulk, V(failed) when any account failed, else V(partial) when any ended partial, else V(skipped) when every
+      account was skipped, else V(success).
   returned: when the run started
   type: str
   sample: success
@@ -332,7 +482,7 @@ duration_s:
   sample: 125.3
 folders:
   description: One entry per remote folder considered by the run.
-  returned: when the run started
+  returned: when one run started (inline or O(task))
   type: list
   elements: dict
   contains:
@@ -373,7 +523,7 @@ folders:
       type: int
       sample: 0
 totals:
-  description: The sums over all folders.
+  description: The sums over all folders (in bulk, over all folders of all accounts).
   returned: when the run started
   type: dict
   contains:
@@ -408,7 +558,7 @@ totals:
 errors:
   description:
     - What went wrong, one entry per refused message or per failure that stopped the run.
-  returned: when the run started
+  returned: when one run started (inline or O(task))
   type: list
   elements: dict
   contains:
@@ -436,66 +586,106 @@ errors:
       sample: "The remote server refused the login of alice@example.org; check remote_user and remote_password."
 notices:
   description: Things worth knowing about the run; each is also reported as a warning.
-  returned: when the run started
+  returned: when one run started (inline or O(task))
   type: list
   elements: str
   sample: []
+summary:
+  description: How many accounts ran, and how many ended with each status.
+  returned: with O(accounts) or O(accounts_file)
+  type: dict
+  contains:
+    accounts:
+      description: The number of accounts.
+      type: int
+      sample: 3
+    success:
+      description: Accounts that ended V(success).
+      type: int
+      sample: 2
+    partial:
+      description: Accounts that ended V(partial).
+      type: int
+      sample: 1
+    failed:
+      description: Accounts that ended V(failed).
+      type: int
+      sample: 0
+    skipped:
+      description: Accounts that were V(skipped) (the same migration was already running).
+      type: int
+      sample: 0
+accounts:
+  description:
+    - One entry per account, in the order given, each the result of one run (see RV(task), RV(status), RV(folders),
+      RV(totals), RV(errors), RV(notices) and the others) plus RV(accounts[].account).
+  returned: with O(accounts) or O(accounts_file)
+  type: list
+  elements: dict
+  contains:
+    account:
+      description: Which account, as C(remote_user at remote_host -> local_user).
+      type: str
+      sample: alice@example.org at imap.old.example.org -> alice
+    task:
+      description: Always null (each account is an inline migration).
+      type: str
+      sample: null
+    status:
+      description: V(success), V(partial), V(failed) or V(skipped), as RV(status) of one run.
+      type: str
+      sample: success
+    check_mode:
+      description: Whether this was a check mode run.
+      type: bool
+      sample: false
+    started:
+      description: When the account's run started (ISO 8601, UTC).
+      type: str
+      sample: "2026-01-31T09:00:00+00:00"
+    finished:
+      description: When the account's run finished (ISO 8601, UTC).
+      type: str
+      sample: "2026-01-31T09:01:10+00:00"
+    duration_s:
+      description: The duration of the account's run in seconds.
+      type: float
+      sample: 70.2
+    folders:
+      description: One entry per remote folder, as RV(folders).
+      type: list
+      elements: dict
+      sample: []
+    totals:
+      description: The sums over the account's folders, as RV(totals).
+      type: dict
+      sample: {"copied": 120, "bytes": 5242880, "already_present": 0, "flags_updated": 0, "deleted_remote": 0,
+               "folders_created": 3, "errors": 0}
+    errors:
+      description: What went wrong for this account, as RV(errors).
+      type: list
+      elements: dict
+      sample: []
+    notices:
+      description: Things worth knowing about the account's run; each is also reported as a warning.
+      type: list
+      elements: str
+      sample: []
 """
 
-import os
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.mailops.imap.plugins.module_utils._argspec import migrate_argument_spec, parse_migrate
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, sync
+from ansible_collections.mailops.imap.plugins.module_utils import _migrate
+from ansible_collections.mailops.imap.plugins.module_utils._argspec import migrate_argument_spec, migrate_mutually_exclusive
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=migrate_argument_spec(), supports_check_mode=True)
-    params = module.params
-
-    try:
-        task, target = parse_migrate(params)
-    except errors.ConfigError as exc:
-        module.fail_json(msg=str(exc))
-
-    if not sync.HAS_IMAPCLIENT:
-        module.fail_json(msg=missing_required_lib("imapclient"), exception=sync.IMAPCLIENT_IMPORT_ERROR)
-
-    if task.exclude and task.folders != "all_except":
-        module.warn(f"exclude is ignored with folders: {task.folders}; use folders: all_except to exclude folders.")
-
-    state_dir = params["state_dir"]
-    if not module.check_mode and not os.path.isdir(state_dir):
-        try:
-            os.makedirs(state_dir, mode=0o700)
-        except OSError as exc:
-            module.fail_json(msg=f"state_dir: cannot create {state_dir} ({exc.strerror}); choose a writable directory with state_dir.")
-    state_path = os.path.join(state_dir, config.state_key(task, target) + ".sqlite")
-
-    try:
-        outcome = sync.run(task, target, state_path, check_mode=module.check_mode, task_name=None)
-    except errors.ConfigError as exc:
-        module.fail_json(msg=str(exc))
-
-    for notice in outcome.notices:
-        module.warn(notice)
-
-    result = outcome.as_dict()
-    result["changed"] = outcome.changed
-    if module._diff:
-        result["diff"] = outcome.diff()
-
-    if outcome.status == "failed":
-        detail = outcome.errors[0]["detail"] if outcome.errors else "The run failed without a reason; see the host's log."
-        module.fail_json(msg=detail, **result)
-    if outcome.status == "skipped":
-        result["skipped"] = True
-        result["msg"] = outcome.notices[0] if outcome.notices else "The same migration is already running on this host; this run was skipped."
-    elif outcome.status == "partial":
-        count = result["totals"]["errors"]
-        module.warn(f"The migration ended partial: {count} error(s), for example messages refused by the local server; see errors.")
-    module.exit_json(**result)
+    module = AnsibleModule(
+        argument_spec=migrate_argument_spec(),
+        mutually_exclusive=migrate_mutually_exclusive(),
+        supports_check_mode=True,
+    )
+    _migrate.main(module)
 
 
 if __name__ == "__main__":

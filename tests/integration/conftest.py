@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -76,3 +77,45 @@ def account(remote_server: DovecotServer, local_server: DovecotServer) -> Accoun
         local_user=local_user,
         local_password=local_server.users[local_user],
     )
+
+
+@pytest.fixture(scope="session")
+def imapsyncctl(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The path of a launcher named ``imapsyncctl`` that runs the engine's command line of this checkout.
+
+    Like the one the role installs: ``#!<python>``, the collection's build path on ``sys.path``, then ``cli.main()``.
+    """
+    from ansible_collections.mailops.imap.plugins.module_utils._engine import cli  # pylint: disable=import-outside-toplevel
+
+    # .../<build>/ansible_collections/mailops/imap/plugins/module_utils/_engine/cli.py
+    build = os.path.abspath(cli.__file__).rsplit(os.sep + "ansible_collections" + os.sep, 1)[0]
+    bin_dir = tmp_path_factory.mktemp("bin")
+    launcher = bin_dir / "imapsyncctl"
+    launcher.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        f"sys.path.insert(0, {build!r})\n"
+        "from ansible_collections.mailops.imap.plugins.module_utils._engine.cli import main\n"
+        "sys.exit(main())\n",
+        encoding="utf-8",
+    )
+    launcher.chmod(0o755)
+    return str(launcher)
+
+
+@pytest.fixture
+def make_account(remote_server: DovecotServer, local_server: DovecotServer) -> Callable[..., Account]:
+    """A factory of fresh, empty users on both servers (as the ``account`` fixture, as many as a test needs).
+
+    ``make(remote_password=...)`` chooses the remote password (a CSV test wants commas and quotes in it).
+    """
+
+    def make(remote_password: str | None = None) -> Account:
+        password = remote_password or REMOTE_PASSWORD_BASE + uuid.uuid4().hex[:4]
+        remote_user = remote_server.add_user(unique_name("ruser"), password)
+        local_user = local_server.add_user(unique_name("luser"), LOCAL_PASSWORD_BASE + uuid.uuid4().hex[:4])
+        return Account(remote_server=remote_server, local_server=local_server, remote_user=remote_user,
+                       remote_password=remote_server.users[remote_user], local_user=local_user,
+                       local_password=local_server.users[local_user])
+
+    return make

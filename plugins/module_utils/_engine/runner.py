@@ -56,7 +56,11 @@ def summary_lines(result: RunResult) -> list[str]:
 
 def run_task(store: Store, name: str, *, check_mode: bool = False, progress: ProgressFn | None = None,
              stop: threading.Event | None = None) -> RunResult:
-    """Run the task ``name`` now. Raises ConfigError for a missing or invalid definition."""
+    """Run the task ``name`` now. Raises ConfigError for a missing or invalid definition.
+
+    ``progress`` receives the progress lines of the run as they are logged (no secrets); the summary at the
+    end goes to the log only, since the caller has the result. ``stop`` ends the run gracefully when set.
+    """
     task = store.load_task(name)
     target = store.load_target(task.target)
     if check_mode:
@@ -64,22 +68,29 @@ def run_task(store: Store, name: str, *, check_mode: bool = False, progress: Pro
 
     log_path = store.new_log(name, _stamp())
     with open(log_path, "a", encoding="utf-8") as handle:
-        def log(message: str) -> None:
+        def write(message: str) -> None:
             handle.write(f"{_now()} {message}\n")
             handle.flush()
+
+        def log(message: str) -> None:
+            write(message)
             if progress is not None:
                 progress(message)
 
+        def locked() -> None:
+            store.write_pid(name)
+            store.set_current_log(name, log_path)
+
         log(f"run of task {name}: {describe(task, target)}")
-        result = sync.run(task, target, store.state_path(name), task_name=name, log=log, stop=stop,
-                          on_locked=lambda: store.write_pid(name))
+        result = sync.run(task, target, store.state_path(name), task_name=name, log=log, stop=stop, on_locked=locked)
         for line in summary_lines(result):
-            log(line)
+            write(line)  # the log only: callers show the summary from the result
     try:
         store.record_result(name, result.as_dict())
     finally:
         if result.status != "skipped":
             store.clear_pid(name)
+            store.clear_current_log(name, log_path)
     return result
 
 

@@ -12,6 +12,7 @@ Layout (both directories relocatable, for tests and unprivileged users)::
     state_dir/runs/NAME/last.json          the last result (SPEC result)     0600
     state_dir/runs/NAME/YYYYmmddTHHMMSSZ.log   human logs of the last runs   0600
     state_dir/runs/NAME/pid                the process of the running run
+    state_dir/runs/NAME/current            the log file name of the running run
 
 Every write is atomic (a temporary file in the same directory, fsync, rename). Secrets never go anywhere
 else: not in the definitions, not in the logs, not in the results.
@@ -170,10 +171,16 @@ class Store:
         atomic_write(os.path.join(self._runs(task), "last.json"), data.encode("utf-8"), 0o600)
 
     def new_log(self, task: str, stamp: str) -> str:
-        """The path of a new run log (older logs beyond the newest KEEP_LOGS are removed)."""
+        """The path of a new run log (older logs beyond the newest KEEP_LOGS are removed).
+
+        The log of a run in progress is never removed: skipped runs, one a timer tick, would otherwise
+        rotate away the log of the long run they met.
+        """
         directory = self._runs(task)
-        logs = self.logs(task)
-        for old in logs[:max(0, len(logs) - (KEEP_LOGS - 1))]:
+        current = self.current_log(task)
+        logs = [path for path in self.logs(task) if path != current]
+        keep = KEEP_LOGS - 1 - (1 if current else 0)
+        for old in logs[:max(0, len(logs) - keep)]:
             with contextlib.suppress(OSError):
                 os.unlink(old)
         path = os.path.join(directory, f"{stamp}.log")
@@ -188,6 +195,47 @@ class Store:
         except FileNotFoundError:
             return []
         return [os.path.join(self.runs_dir(task), e) for e in sorted(entries) if e.endswith(".log")]
+
+    def newest_log(self, task: str) -> str | None:
+        """The log to show for a task: the running run's, else the one written last (None when there is none).
+
+        Written last, not started last: a run skipped while a long run was active started later than the long
+        run but ended long before it.
+        """
+        current = self.current_log(task)
+        if current is not None:
+            return current
+        stamped = []
+        for path in self.logs(task):
+            with contextlib.suppress(OSError):
+                stamped.append((os.stat(path).st_mtime_ns, path))
+        return max(stamped)[1] if stamped else None
+
+    def set_current_log(self, task: str, path: str) -> None:
+        """Name the log of the run that holds the task's lock (kept from rotation, shown by ``newest_log``)."""
+        atomic_write(os.path.join(self._runs(task), "current"), (os.path.basename(path) + "\n").encode("utf-8"), 0o600)
+
+    def current_log(self, task: str) -> str | None:
+        """The log of the run in progress, or None (no run active, or its log is not known)."""
+        if self.running_pid(task) is None:
+            return None
+        try:
+            with open(os.path.join(self.runs_dir(task), "current"), encoding="utf-8") as handle:
+                name = handle.read().strip()
+        except OSError:
+            return None
+        path = os.path.join(self.runs_dir(task), name)
+        if not name.endswith(".log") or os.sep in name or not os.path.isfile(path):
+            return None
+        return path
+
+    def clear_current_log(self, task: str, path: str) -> None:
+        """Forget the current log, if it still names ``path`` (a later run may have named its own already)."""
+        current = os.path.join(self.runs_dir(task), "current")
+        with contextlib.suppress(OSError):
+            with open(current, encoding="utf-8") as handle:
+                if handle.read().strip() == os.path.basename(path):
+                    os.unlink(current)
 
     def running_pid(self, task: str) -> int | None:
         """The process running the task now, or None (the task's lock is the truth; the pid file only names it)."""

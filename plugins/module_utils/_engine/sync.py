@@ -216,6 +216,8 @@ class Syncer:
         while True:
             try:
                 self._sync_folder(plan, fr, first=attempt == 0)
+                self.log(f"{plan.remote} -> {plan.local}: done, {fr.copied} copied, {fr.already_present} already present, "
+                         f"{fr.flags_updated} flag updates, {fr.deleted_remote} deleted on the remote, {fr.errors} errors")
                 return
             except errors.ConnectionLost as exc:
                 lost: errors.SyncError = exc
@@ -577,6 +579,7 @@ class Syncer:
                 finally:
                     del data, item
                     budget.release(weight)
+                self.log(f"{plan.remote} -> {plan.local}: {len(copied)} of {len(uids)} messages copied")
         finally:
             done.set()
             while thread.is_alive():

@@ -11,6 +11,14 @@ Used to simulate "the connection was cut in the middle of a run"::
 A cut is one-shot: when the armed number of bytes has been forwarded in the armed direction, every
 connection open at that moment is closed (by default with a TCP reset), the trigger disarms itself, and
 later connections are forwarded normally until :meth:`CuttingProxy.cut_after` is called again.
+
+The proxy can also hold the traffic (every connection, new ones too) without closing anything, to keep a
+client busy for exactly as long as a test needs::
+
+    proxy.pause()                           # from now on nothing is forwarded (connections are accepted)
+    proxy.pause_after(300_000)              # or: forward 300 kB more server -> client, then hold
+    assert proxy.wait_paused(10)
+    proxy.resume()                          # forward everything that waited, and what follows
 """
 
 from __future__ import annotations
@@ -84,6 +92,10 @@ class CuttingProxy:
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._armed: tuple[str, int, bool] | None = None  # (direction, bytes still allowed, reset)
+        self._pause_armed: tuple[str, int] | None = None  # (direction, bytes still allowed before holding)
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self.paused_event = threading.Event()  # set while the traffic is held
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -153,6 +165,34 @@ class CuttingProxy:
     def wait_cut(self, timeout: float | None = None) -> bool:
         """Wait until a cut happened; returns whether it did."""
         return self.cut_event.wait(timeout)
+
+    def pause(self) -> None:
+        """Hold all traffic from now on (connections stay open, new ones are accepted) until :meth:`resume`."""
+        with self._lock:
+            self._pause_armed = None
+            self._flowing.clear()
+            self.paused_event.set()
+
+    def pause_after(self, nbytes: int, direction: str = S2C) -> None:
+        """Arm a one-shot pause: forward *nbytes* more bytes in *direction* (all connections together), then hold
+        all traffic until :meth:`resume`."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}")
+        if nbytes < 0:
+            raise ValueError("nbytes must be >= 0")
+        with self._lock:
+            self._pause_armed = (direction, nbytes)
+
+    def resume(self) -> None:
+        """Forward again (what waited first); cancels a pending :meth:`pause_after`."""
+        with self._lock:
+            self._pause_armed = None
+            self.paused_event.clear()
+            self._flowing.set()
+
+    def wait_paused(self, timeout: float | None = None) -> bool:
+        """Wait until the traffic is held; returns whether it is."""
+        return self.paused_event.wait(timeout)
 
     @property
     def active_connections(self) -> int:
@@ -224,6 +264,37 @@ class CuttingProxy:
             self._armed = None
             return remaining, reset
 
+    def _pause_point(self, direction: str, size: int) -> int | None:
+        """With a pause armed for *direction*: how many of *size* bytes go through before the traffic is held."""
+        with self._lock:
+            if self._pause_armed is None or self._pause_armed[0] != direction:
+                return None
+            remaining = self._pause_armed[1]
+            if size < remaining:
+                self._pause_armed = (direction, remaining - size)
+                return None
+            self._pause_armed = None
+            self._flowing.clear()
+            self.paused_event.set()
+            return remaining
+
+    def _hold(self, conn: _Connection) -> bool:
+        """Wait while the traffic is held; False when the connection or the proxy closed meanwhile."""
+        while not self._flowing.wait(0.2):
+            if conn.closed.is_set() or self._stopping.is_set():
+                return False
+        return not conn.closed.is_set()
+
+    def _forward(self, destination: socket.socket, direction: str, data: bytes) -> bool:
+        """Send *data* on, counting it (and cutting when a cut is due); False once the connection was cut."""
+        allowed, reset = self._account(direction, len(data))
+        if allowed:
+            destination.sendall(data[:allowed])
+        if reset is not None:
+            self._cut(reset)
+            return False
+        return True
+
     def _pump(self, conn: _Connection) -> None:
         sel = selectors.DefaultSelector()
         try:
@@ -231,16 +302,21 @@ class CuttingProxy:
             sel.register(conn.upstream, selectors.EVENT_READ, (conn.client, S2C))
             while not conn.closed.is_set() and not self._stopping.is_set():
                 for key, _mask in sel.select(timeout=0.2):
+                    if not self._hold(conn):
+                        return
                     destination, direction = key.data
                     data = key.fileobj.recv(_CHUNK)  # type: ignore[union-attr]
                     if not data:
                         conn.close()
                         return
-                    allowed, reset = self._account(direction, len(data))
-                    if allowed:
-                        destination.sendall(data[:allowed])
-                    if reset is not None:
-                        self._cut(reset)
+                    held = self._pause_point(direction, len(data))
+                    if held is not None:
+                        if held and not self._forward(destination, direction, data[:held]):
+                            return
+                        if not self._hold(conn):
+                            return
+                        data = data[held:]
+                    if data and not self._forward(destination, direction, data):
                         return
         except (OSError, ValueError):
             conn.close()

@@ -117,18 +117,27 @@ def test_spec_covers_task_and_target_fields():
     spec = _argspec.migrate_argument_spec()
     assert set(_argspec.MIGRATE_TASK_OPTIONS) <= set(config.TASK_FIELDS)
     assert set(spec["target"]["options"]) == set(config.TARGET_FIELDS)
-    assert set(spec) == set(_argspec.MIGRATE_TASK_OPTIONS) | {"target", "config_dir", "state_dir"}
+    assert set(spec) == set(_argspec.MIGRATE_TASK_OPTIONS) | {
+        "target", "task", "accounts", "accounts_file", "parallel", "config_dir", "state_dir"}
     for name, option in spec.items():
         if name in ("remote_password",):
             assert option["no_log"] is True
-        elif name != "target":
+        elif name not in ("target", "accounts"):
             assert not option.get("no_log"), name
+        assert not option.get("required"), name  # required per mode, by parse_migrate
     assert spec["target"]["options"]["master_password"]["no_log"] is True
+    accounts = spec["accounts"]["options"]
+    assert set(accounts) == set(_argspec.MIGRATE_TASK_OPTIONS)
+    assert accounts["remote_password"]["no_log"] is True
+    for name, option in accounts.items():
+        assert "default" not in option and not option.get("required"), name  # a missing field takes the call's value
+        assert option["type"] == spec[name]["type"] and option.get("choices") == spec[name].get("choices"), name
 
 
 def test_spec_defaults_match_engine_defaults():
     spec = _argspec.migrate_argument_spec()
     engine = config.Task(local_user="a", remote_user="b", remote_host="c")
+    assert spec["parallel"]["default"] == 4
     for name in _argspec.MIGRATE_TASK_OPTIONS:
         if "default" in spec[name]:
             expected = list(engine.exclude) if name == "exclude" else getattr(engine, name)
@@ -183,3 +192,225 @@ def test_run_sends_the_module(check_mode):
     assert call.kwargs["module_args"] == args()
     assert call.kwargs["wrap_async"] is False
     plugin._remove_tmp_path.assert_called_once()
+
+
+# --- modes: a defined task, many accounts --------------------------------------------------------------------
+
+ALICE = {"local_user": "alice", "remote_user": "alice@old.example.org", "remote_password": SECRET}
+BOB = {"local_user": "bob", "remote_user": "bob@old.example.org", "remote_password": "B0b'pw"}
+BULK = {"remote_host": "imap.old.example.org", "target": {"master_password": MASTER}}
+
+
+def prepared(**kwargs):
+    module_args, message = action.prepare_migrate_args(kwargs)
+    assert message is None, message
+    return module_args
+
+
+def refused(args, csv_data=None) -> str:
+    module_args, message = action.prepare_migrate_args(args, csv_data)
+    assert module_args is None and message is not None
+    for secret in (SECRET, MASTER, "B0b'pw"):
+        assert secret not in message
+    assert "Traceback" not in message and message.endswith(".")
+    return message
+
+
+def test_task_by_name_alone():
+    assert prepared(task="inbox-carol") == {"task": "inbox-carol"}
+    assert prepared(task="inbox-carol", config_dir="/c", state_dir="/s", parallel=2)["task"] == "inbox-carol"
+
+
+def test_task_excludes_inline_fields_and_accounts():
+    message = refused({"task": "t1", "local_user": "x", "target": {"master_password": MASTER}})
+    assert message.startswith("task runs the defined task 't1'") and "local_user, target cannot be given" in message
+    assert "accounts" in refused({"task": "t1", "accounts": [ALICE]})
+    assert "accounts_file" in refused({"task": "t1", "accounts_file": "a.csv"})
+    assert "accounts and accounts_file exclude each other" in refused({"accounts": [ALICE], "accounts_file": "a.csv"})
+
+
+def test_task_name_checked():
+    assert "not a valid task name" in refused({"task": "Bad Name"})
+
+
+def test_inline_requires_the_account_fields():
+    message = refused({"remote_host": "imap.example.org"})
+    assert message.startswith("local_user, remote_user, remote_password are required for an inline migration")
+
+
+def test_accounts_take_the_call_options_as_defaults():
+    module_args = prepared(accounts=[ALICE, dict(BOB, remote_port="993", remote_security="ssl", validate_certs="no")],
+                           folders="all_except", exclude=["^Spam$"], **BULK)
+    assert module_args["accounts"][0] == ALICE
+    assert module_args["accounts"][1]["remote_port"] == 993 and module_args["accounts"][1]["validate_certs"] is False
+    assert module_args["folders"] == "all_except" and "accounts_file" not in module_args
+
+
+def test_accounts_each_bad_one_named_with_its_field():
+    message = refused({"accounts": [ALICE, dict(BOB, remote_port=70000), dict(BOB, local_user="carol", remote_security="tls"),
+                                    {"local_user": "dave", "remote_user": "d"}, "just a string"], **BULK})
+    assert "accounts entry 1" not in message
+    assert "accounts entry 2: remote_port: 70000 is not a port number" in message
+    assert "accounts entry 3: value of remote_security must be one of: starttls, ssl, none, got: tls." in message
+    assert "accounts entry 4: remote_password is required" in message
+    assert "accounts entry 5: give a dictionary of task fields, not str." in message
+
+
+def test_accounts_unknown_field():
+    message = refused({"accounts": [dict(ALICE, remote_pasword="x")], **BULK})
+    assert message.startswith("accounts entry 1: unknown field(s) remote_pasword; valid fields are local_user,")
+
+
+def test_accounts_required_fields_from_either_place():
+    assert "accounts entry 1: remote_host is required" in refused({"accounts": [ALICE], "target": {"master_password": MASTER}})
+    assert prepared(accounts=[dict(ALICE, remote_host="imap.a.example")], target={"master_password": MASTER})
+    shared = prepared(accounts=[{"local_user": "a", "remote_user": "a*vmail"}, {"local_user": "b", "remote_user": "b*vmail"}],
+                      remote_password=SECRET, **BULK)
+    assert len(shared["accounts"]) == 2
+
+
+def test_accounts_repeated_account_refused():
+    message = refused({"accounts": [ALICE, BOB, dict(ALICE, remote_password="other")], **BULK})
+    assert message == ("accounts entry 3 repeats the account of accounts entry 1 (same remote_user, remote_host, remote_port "
+                       "and local_user); remove one of them.")
+
+
+def test_accounts_empty_or_not_a_list():
+    assert refused({"accounts": [], **BULK}).startswith("accounts is empty")
+
+
+def test_parallel_at_least_one():
+    assert "parallel: 0 is not valid" in refused({"accounts": [ALICE], "parallel": 0, **BULK})
+
+
+def test_a_password_in_a_wrong_column_is_masked():
+    # a row whose cells slipped: the password landed in remote_security
+    message = refused({"accounts": [dict(ALICE, remote_security=SECRET)], **BULK})
+    assert "remote_security" in message
+
+
+def test_many_problems_are_capped():
+    rows = [dict(ALICE, local_user=f"u{i}", remote_port=0) for i in range(30)]
+    message = refused({"accounts": rows, **BULK})
+    assert message.count("is not a port number") == _argspec.MAX_PROBLEMS
+    assert message.endswith("And 10 more problem(s) of the same kind.")
+
+
+# --- CSV files -------------------------------------------------------------------------------------------------
+
+
+def read_csv(text: str):
+    return _argspec.read_accounts_csv(text, "accounts_file users.csv")
+
+
+def test_csv_rows_and_line_numbers():
+    accounts, labels = read_csv(
+        "Local_User, remote_user ,remote_password,remote_port,exclude\r\n"
+        "alice,alice@x,\"pw, with \"\"quotes\"\" \",993,\"^Spam$,Trash\"\r\n"
+        "\r\n"
+        ",,,,\r\n"
+        "bob,bob@x,\" spaced \",,\"^A{1,3}$\nJunk\"\r\n"
+        "carol,carol@x,pw3\r\n"
+    )
+    assert accounts == [
+        {"local_user": "alice", "remote_user": "alice@x", "remote_password": "pw, with \"quotes\" ", "remote_port": "993",
+         "exclude": ["^Spam$", "Trash"]},
+        {"local_user": "bob", "remote_user": "bob@x", "remote_password": " spaced ", "exclude": ["^A{1,3}$", "Junk"]},
+        {"local_user": "carol", "remote_user": "carol@x", "remote_password": "pw3"},
+    ]
+    assert labels == ["accounts_file users.csv line 2", "accounts_file users.csv line 5", "accounts_file users.csv line 7"]
+
+
+def test_csv_structure_problems():
+    with pytest.raises(ConfigErrorType, match=r"^accounts_file users.csv line 1: unknown column\(s\) 'passwd', 'target'; "):
+        read_csv("local_user,passwd,target\nalice,x,y\n")
+    with pytest.raises(ConfigErrorType, match=r"line 1: the column\(s\) local_user appear more than once"):
+        read_csv("local_user,local_user\na,b\n")
+    with pytest.raises(ConfigErrorType, match=r"line 3: 3 cells but the header on line 1 names 2 columns; quote cells"):
+        read_csv("local_user,remote_user\na,b\nc,d,e\n")
+    with pytest.raises(ConfigErrorType, match=r"users.csv is empty"):
+        read_csv("\n\n")
+    with pytest.raises(ConfigErrorType, match=r"users.csv has a header row but no account"):
+        read_csv("local_user,remote_user\n")
+    with pytest.raises(ConfigErrorType, match=r"line 2: not valid CSV"):
+        read_csv('local_user,remote_user\n"a"b,c\n')
+
+
+def test_csv_rows_validated_with_their_lines():
+    data = read_csv("local_user,remote_user,remote_password,remote_security\n"
+                    f"alice,alice@x,{SECRET.replace(chr(34), '')},\n"
+                    "bob,bob@x,pw2,tls\n"
+                    "carol,carol@x,,starttls\n")
+    message = refused({"accounts_file": "users.csv", **BULK}, data)
+    assert "accounts_file users.csv line 3: value of remote_security must be one of: starttls, ssl, none, got: tls." in message
+    assert "accounts_file users.csv line 4: remote_password is required" in message
+    assert "line 2" not in message
+
+
+def test_csv_becomes_accounts():
+    data = read_csv("local_user,remote_user,remote_password,remote_port\nalice,alice@x,pw1,993\nbob,bob@x,pw2,\n")
+    module_args, message = action.prepare_migrate_args({"accounts_file": "users.csv", "parallel": 2, **BULK}, data)
+    assert message is None
+    assert "accounts_file" not in module_args
+    assert module_args["accounts"] == [
+        {"local_user": "alice", "remote_user": "alice@x", "remote_password": "pw1", "remote_port": 993},
+        {"local_user": "bob", "remote_user": "bob@x", "remote_password": "pw2"},
+    ]
+
+
+ConfigErrorType = action.ConfigError
+
+
+def make_file_action(task_args, found="/play/files/users.csv", real=None):
+    plugin = make_action(task_args)
+    plugin._find_needle = mock.MagicMock(return_value=found)
+    plugin._loader.get_real_file = mock.MagicMock(return_value=real or found)
+    plugin._loader.cleanup_tmp_file = mock.MagicMock()
+    return plugin
+
+
+def test_run_reads_the_csv_on_the_controller(tmp_path):
+    path = tmp_path / "users.csv"
+    path.write_bytes("\ufefflocal_user,remote_user,remote_password\r\nälice,alice@x,pw1\r\n".encode("utf-8"))
+    plugin = make_file_action(dict(BULK, accounts_file="users.csv"), found=str(path))
+    result = plugin.run(task_vars={})
+    assert result.get("failed") is not True, result
+    plugin._find_needle.assert_called_once_with("files", "users.csv")
+    plugin._loader.get_real_file.assert_called_once_with(str(path), decrypt=True)
+    plugin._loader.cleanup_tmp_file.assert_called_once_with(str(path))
+    sent = plugin._execute_module.call_args.kwargs["module_args"]
+    assert "accounts_file" not in sent
+    assert sent["accounts"] == [{"local_user": "älice", "remote_user": "alice@x", "remote_password": "pw1"}]
+
+
+def test_run_refuses_a_bad_csv_before_sending_the_module(tmp_path):
+    path = tmp_path / "users.csv"
+    path.write_text(f"local_user,remote_user,remote_password,remote_security\nalice,alice@x,{MASTER},tls\n", encoding="utf-8")
+    plugin = make_file_action(dict(BULK, accounts_file="users.csv"), found=str(path))
+    result = plugin.run(task_vars={})
+    assert result["failed"] is True and result["changed"] is False
+    assert result["msg"].startswith("accounts_file users.csv line 2: value of remote_security")
+    assert MASTER not in repr(result)
+    plugin._execute_module.assert_not_called()
+
+
+def test_run_missing_or_unreadable_csv(tmp_path):
+    from ansible.errors import AnsibleError
+
+    plugin = make_file_action(dict(BULK, accounts_file="nope.csv"))
+    plugin._find_needle.side_effect = AnsibleError("Unable to find 'nope.csv'")
+    result = plugin.run(task_vars={})
+    assert result["failed"] is True and result["msg"].startswith("accounts_file: nope.csv was not found on the controller")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("local_user\n\xe4lice\n".encode("latin-1"))
+    plugin = make_file_action(dict(BULK, accounts_file="latin.csv"), found=str(latin))
+    result = plugin.run(task_vars={})
+    assert result["failed"] is True and "is not UTF-8 text" in result["msg"]
+    plugin._execute_module.assert_not_called()
+
+
+def test_run_does_not_read_the_file_when_modes_conflict():
+    plugin = make_file_action({"task": "t1", "accounts_file": "users.csv"})
+    result = plugin.run(task_vars={})
+    assert result["failed"] is True and "exclude each other" in result["msg"]
+    plugin._find_needle.assert_not_called()

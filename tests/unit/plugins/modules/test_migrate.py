@@ -14,6 +14,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.mailops.imap.plugins.module_utils import _migrate
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config, result
 from ansible_collections.mailops.imap.plugins.modules import migrate
 
@@ -68,8 +69,8 @@ def run_module(tmp_path, run, check_mode=False, diff=False, **changes):
             mock.patch.object(basic.AnsibleModule, "exit_json", exit_json), \
             mock.patch.object(basic.AnsibleModule, "fail_json", fail_json), \
             mock.patch.object(basic.AnsibleModule, "warn", lambda self, text, **kw: warnings.append(text)), \
-            mock.patch.object(migrate.sync, "run", fake_run), \
-            mock.patch.object(migrate.sync, "HAS_IMAPCLIENT", True):
+            mock.patch.object(_migrate.sync, "run", fake_run), \
+            mock.patch.object(_migrate.sync, "HAS_IMAPCLIENT", True):
         with pytest.raises(Exit) as exc_info:
             migrate.main()
     return Outcome(exc_info.value, fake_run, warnings)
@@ -151,15 +152,226 @@ def test_bad_definition_fails_before_anything(tmp_path):
 
 
 def test_missing_imapclient(tmp_path):
-    with mock.patch.object(migrate.sync, "IMAPCLIENT_IMPORT_ERROR", "Traceback ..."):
+    with mock.patch.object(_migrate.sync, "IMAPCLIENT_IMPORT_ERROR", "Traceback ..."):
         args = {"local_user": "a", "remote_user": "b", "remote_password": "c", "remote_host": "h", "state_dir": str(tmp_path / "s")}
 
         def fail_json(self, msg, **kwargs):
             raise Fail(dict(kwargs, msg=msg))
 
         with patch_module_args(args), mock.patch.object(basic.AnsibleModule, "fail_json", fail_json), \
-                mock.patch.object(migrate.sync, "HAS_IMAPCLIENT", False):
+                mock.patch.object(_migrate.sync, "HAS_IMAPCLIENT", False):
             with pytest.raises(Fail) as exc_info:
                 migrate.main()
     assert "imapclient" in exc_info.value.kwargs["msg"]
     assert not (tmp_path / "s").exists()
+
+
+# --- a defined task -------------------------------------------------------------------------------------------
+
+
+def run_args(tmp_path, args, fake_run=None, fake_task=None, check_mode=False, diff=False):
+    """Run the module with ``args``; sync.run and runner.run_task are replaced by the given mocks."""
+    args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+    args.setdefault("state_dir", str(tmp_path / "state"))
+    warnings = []
+
+    def exit_json(self, **kwargs):
+        raise Exit(kwargs)
+
+    def fail_json(self, msg, **kwargs):
+        kwargs.pop("exception", None)
+        raise Fail(dict(kwargs, msg=msg, failed=True))
+
+    fake_run = fake_run or mock.MagicMock(side_effect=AssertionError("sync.run must not be called"))
+    fake_task = fake_task or mock.MagicMock(side_effect=AssertionError("run_task must not be called"))
+    with patch_module_args(args), \
+            mock.patch.object(basic.AnsibleModule, "exit_json", exit_json), \
+            mock.patch.object(basic.AnsibleModule, "fail_json", fail_json), \
+            mock.patch.object(basic.AnsibleModule, "warn", lambda self, text, **kw: warnings.append(text)), \
+            mock.patch.object(_migrate.sync, "run", fake_run), \
+            mock.patch.object(_migrate.runner, "run_task", fake_task), \
+            mock.patch.object(_migrate.sync, "HAS_IMAPCLIENT", True):
+        with pytest.raises(Exit) as exc_info:
+            migrate.main()
+    return exc_info.value, warnings
+
+
+def named(status=None, copied=0, check_mode=False, errors=(), notices=()):
+    run = outcome(status=status, copied=copied, check_mode=check_mode, errors=errors, notices=notices)
+    run.task = "inbox-carol"
+    return run
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_task_by_name_runs_the_defined_task(tmp_path, check_mode):
+    fake_task = mock.MagicMock(return_value=named(copied=2, check_mode=check_mode))
+    exc, _warnings = run_args(tmp_path, {"task": "inbox-carol", "config_dir": str(tmp_path / "etc")}, fake_task=fake_task,
+                              check_mode=check_mode, diff=True)
+    assert not isinstance(exc, Fail)
+    assert exc.kwargs["task"] == "inbox-carol" and exc.kwargs["changed"] is True and exc.kwargs["totals"]["copied"] == 2
+    assert exc.kwargs["diff"]["after"] == "INBOX: 4 messages\n"
+    used_store, name = fake_task.call_args.args
+    assert name == "inbox-carol" and fake_task.call_args.kwargs == {"check_mode": check_mode}
+    assert used_store.config_dir == str(tmp_path / "etc") and used_store.state_dir == str(tmp_path / "state")
+
+
+def test_task_by_name_failures(tmp_path):
+    fake_task = mock.MagicMock(return_value=named(status="failed", errors=[("auth_failed", "The remote server refused.")]))
+    exc, _warnings = run_args(tmp_path, {"task": "inbox-carol"}, fake_task=fake_task)
+    assert isinstance(exc, Fail) and exc.kwargs["msg"] == "The remote server refused." and exc.kwargs["task"] == "inbox-carol"
+
+    missing = mock.MagicMock(side_effect=config.ConfigError("The sync task 'inbox-carol' is not defined in /etc; define it."))
+    exc, _warnings = run_args(tmp_path, {"task": "inbox-carol"}, fake_task=missing)
+    assert isinstance(exc, Fail) and "is not defined" in exc.kwargs["msg"]
+
+    busy = mock.MagicMock(return_value=named(status="skipped", notices=["Another run of this task is active; this run was skipped."]))
+    exc, _warnings = run_args(tmp_path, {"task": "inbox-carol"}, fake_task=busy)
+    assert exc.kwargs["skipped"] is True and exc.kwargs["changed"] is False
+
+
+def test_task_by_name_excludes_inline_fields(tmp_path):
+    exc, _warnings = run_args(tmp_path, {"task": "inbox-carol", "local_user": "x"})
+    assert isinstance(exc, Fail) and "mutually exclusive" in exc.kwargs["msg"]
+
+
+def test_accounts_file_must_come_through_the_action(tmp_path):
+    exc, _warnings = run_args(tmp_path, {"accounts_file": "users.csv", "remote_host": "h"})
+    assert isinstance(exc, Fail) and exc.kwargs["msg"].startswith("accounts_file is read on the controller")
+
+
+# --- many accounts ---------------------------------------------------------------------------------------------
+
+ACCOUNTS = [
+    {"local_user": "alice", "remote_user": "alice@x", "remote_password": SECRET},
+    {"local_user": "bob", "remote_user": "bob@x", "remote_password": "B0b'pw", "folders": "all_except", "exclude": ["^Spam$"]},
+    {"local_user": "carol", "remote_user": "carol@x", "remote_password": "C'pw", "remote_port": 10143},
+]
+
+
+def bulk_args(**changes):
+    data = {"accounts": [dict(a) for a in ACCOUNTS], "remote_host": "imap.example.org", "target": {"master_password": "M"},
+            "parallel": 2}
+    data.update(changes)
+    return data
+
+
+def by_user(results):
+    """A fake sync.run answering per local user."""
+    def run(task, target, state_path, **kwargs):
+        made = results[task.local_user]
+        return made() if callable(made) else made
+    return mock.MagicMock(side_effect=run)
+
+
+def test_bulk_runs_every_account_with_its_own_state_and_aggregates(tmp_path):
+    fake = by_user({"alice": outcome(copied=1), "bob": outcome(copied=2), "carol": outcome(copied=0)})
+    exc, warnings = run_args(tmp_path, bulk_args(folders="all", validate_certs=False), fake_run=fake, diff=True)
+    assert not isinstance(exc, Fail), exc.kwargs
+    res = exc.kwargs
+    assert res["status"] == "success" and res["changed"] is True and res["check_mode"] is False
+    assert res["summary"] == {"accounts": 3, "success": 3, "partial": 0, "failed": 0, "skipped": 0}
+    assert res["totals"]["copied"] == 3 and res["totals"]["bytes"] == 30
+    assert [a["account"] for a in res["accounts"]] == [
+        "alice@x at imap.example.org -> alice", "bob@x at imap.example.org -> bob", "carol@x at imap.example.org -> carol"]
+    assert [a["totals"]["copied"] for a in res["accounts"]] == [1, 2, 0]
+    assert set(result.RunResult(None, False).as_dict()) <= set(res["accounts"][0])
+    assert [d["before_header"] for d in res["diff"]] == [a["account"] for a in res["accounts"]]
+    tasks = {call.args[0].local_user: call.args[0] for call in fake.call_args_list}
+    assert tasks["bob"].folders == "all_except" and tasks["alice"].folders == "all", "an account's own value wins"
+    assert tasks["carol"].remote_port == 10143 and tasks["alice"].remote_port == 143
+    assert all(t.validate_certs is False for t in tasks.values()), "the call's value is the default of every account"
+    state_paths = {call.args[2] for call in fake.call_args_list}
+    assert len(state_paths) == 3 and all(os.path.basename(p).startswith("inline-") for p in state_paths)
+    assert warnings == []
+    assert SECRET not in repr(res) and "B0b'pw" not in repr(res)
+
+
+def test_bulk_runs_parallel_accounts_at_a_time(tmp_path):
+    import threading
+    import time
+
+    lock = threading.Lock()
+    active, peak = [0], [0]
+
+    def slow():
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.15)
+        with lock:
+            active[0] -= 1
+        return outcome(copied=1)
+
+    accounts = [{"local_user": f"u{i}", "remote_user": f"u{i}@x", "remote_password": "p"} for i in range(5)]
+    fake = by_user({f"u{i}": slow for i in range(5)})
+    exc, _warnings = run_args(tmp_path, bulk_args(accounts=accounts, parallel=2), fake_run=fake)
+    assert exc.kwargs["summary"]["success"] == 5
+    assert peak[0] == 2, "two accounts at a time, no more"
+    peak[0] = 0
+    run_args(tmp_path, bulk_args(accounts=accounts, parallel=1), fake_run=by_user({f"u{i}": slow for i in range(5)}))
+    assert peak[0] == 1
+
+
+def test_bulk_fails_when_any_account_failed_after_all_ran(tmp_path):
+    fake = by_user({"alice": outcome(copied=1),
+                    "bob": outcome(status="failed", errors=[("auth_failed", "The remote server refused the login of bob@x.")]),
+                    "carol": outcome(copied=2, errors=[("append_refused", "Over quota.")])})
+    exc, warnings = run_args(tmp_path, bulk_args(), fake_run=fake)
+    assert isinstance(exc, Fail)
+    assert exc.kwargs["msg"] == ("1 of 3 account(s) failed (bob@x at imap.example.org -> bob: The remote server refused the login "
+                                 "of bob@x.). The other accounts ran; see accounts for each result.")
+    assert exc.kwargs["status"] == "failed" and exc.kwargs["changed"] is True
+    assert [a["status"] for a in exc.kwargs["accounts"]] == ["success", "failed", "partial"]
+    assert fake.call_count == 3
+    assert any("ended partial" in w for w in warnings)
+
+
+def test_bulk_partial_and_skipped(tmp_path):
+    fake = by_user({"alice": outcome(copied=1, errors=[("append_refused", "Over quota.")]),
+                    "bob": outcome(status="skipped", notices=["Another run of this task is active; this run was skipped."]),
+                    "carol": outcome()})
+    exc, warnings = run_args(tmp_path, bulk_args(), fake_run=fake)
+    assert not isinstance(exc, Fail)
+    assert exc.kwargs["status"] == "partial" and "skipped" not in exc.kwargs
+    assert "bob@x at imap.example.org -> bob: Another run of this task is active; this run was skipped." in warnings
+    assert any("1 account(s) were skipped" in w for w in warnings)
+
+    all_busy = by_user({u: outcome(status="skipped") for u in ("alice", "bob", "carol")})
+    exc, _warnings = run_args(tmp_path, bulk_args(), fake_run=all_busy)
+    assert exc.kwargs["status"] == "skipped" and exc.kwargs["skipped"] is True and exc.kwargs["changed"] is False
+
+
+def test_bulk_an_unexpected_error_fails_that_account_only(tmp_path):
+    def boom():
+        raise RuntimeError("something odd")
+
+    fake = by_user({"alice": outcome(copied=1), "bob": boom, "carol": outcome()})
+    exc, _warnings = run_args(tmp_path, bulk_args(), fake_run=fake)
+    assert isinstance(exc, Fail)
+    bob = exc.kwargs["accounts"][1]
+    assert bob["status"] == "failed" and bob["errors"][0]["kind"] == "internal_error"
+    assert "RuntimeError: something odd" in bob["errors"][0]["detail"]
+    assert exc.kwargs["accounts"][0]["status"] == "success"
+
+
+def test_bulk_check_mode_writes_nothing(tmp_path):
+    fake = by_user({u: outcome(copied=1, check_mode=True) for u in ("alice", "bob", "carol")})
+    exc, _warnings = run_args(tmp_path, bulk_args(), fake_run=fake, check_mode=True)
+    assert exc.kwargs["check_mode"] is True and exc.kwargs["changed"] is True
+    assert all(call.kwargs["check_mode"] is True for call in fake.call_args_list)
+    assert not (tmp_path / "state").exists()
+
+
+def test_bulk_exclude_warning_once(tmp_path):
+    fake = by_user({u: outcome() for u in ("alice", "bob", "carol")})
+    _exc, warnings = run_args(tmp_path, bulk_args(exclude=["^Junk$"]), fake_run=fake)
+    assert warnings == ["exclude is ignored for 2 account(s) whose folders is not all_except (alice@x at imap.example.org -> "
+                        "alice, carol@x at imap.example.org -> carol); use folders: all_except to exclude folders."]
+
+
+def test_bulk_bad_account_fails_before_anything(tmp_path):
+    fake = by_user({})
+    exc, _warnings = run_args(tmp_path, bulk_args(accounts=[ACCOUNTS[0], {"local_user": "x", "remote_user": "y"}]), fake_run=fake)
+    assert isinstance(exc, Fail) and exc.kwargs["msg"].startswith("accounts entry 2: remote_password is required")
+    fake.assert_not_called()
+    assert not (tmp_path / "state").exists()

@@ -1,0 +1,202 @@
+# Copyright (c) 2026 mailops.imap contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What declaring or removing a definition changes: shared by ``mail_target`` and ``sync_task``.
+
+A definition is stored normalized (the public dict of the parsed target or task, see
+:class:`store.Store`), its secret apart. Declaring one again is a change only when the normalized
+public dict or the secret differ from what is stored (or when the stored secret file is readable by
+others than its owner: it is then written again with mode 0600). The diff shows the public dict with
+the secret masked; a changed secret shows as changed, never with either value.
+
+No Ansible imports: the modules turn a :class:`Change` into their result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import stat
+import typing as t
+
+from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
+from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store
+
+MASK = "********"
+MASK_CHANGED = "******** (changed)"
+SECRET_FIELDS = {"targets": "master_password", "tasks": "remote_password"}
+
+
+def _normalized(public: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """The public dict as it reads back from its JSON file (tuples become lists and so on)."""
+    return json.loads(json.dumps(dict(public), sort_keys=True, ensure_ascii=False))
+
+
+def _unreadable(path: str, exc: OSError) -> ConfigError:
+    return ConfigError(f"{path} cannot be read ({exc.strerror}); run the task as root (become: true) "
+                       "or choose a config_dir this user owns.")
+
+
+def read_public(path: str) -> tuple[bool, dict[str, t.Any]]:
+    """Whether a definition file exists, and its content ({} when it is not a readable JSON object)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return False, {}
+    except ValueError:
+        return True, {}
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    return True, data if isinstance(data, dict) else {}
+
+
+def read_secret(path: str) -> tuple[bool, str | None]:
+    """Whether a secret file exists, and its text (None when it is not UTF-8)."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return False, None
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    try:
+        return True, raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return True, None
+
+
+def _exposed(path: str) -> bool:
+    """Whether an existing secret file is readable or writable by others than its owner."""
+    try:
+        return bool(stat.S_IMODE(os.stat(path).st_mode) & 0o077)
+    except FileNotFoundError:
+        return False
+
+
+def masked(public: t.Mapping[str, t.Any] | None, field: str, has_secret: bool, secret_changed: bool = False) -> dict[str, t.Any]:
+    """The public dict with the secret field as a placeholder (never its value); {} for no definition."""
+    if public is None:
+        return {}
+    data = dict(public)
+    if has_secret:
+        data[field] = MASK_CHANGED if secret_changed else MASK
+    return data
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """The difference between what is stored and what is declared, for one definition."""
+
+    kind: str
+    name: str
+    path: str
+    before: dict[str, t.Any] | None  # stored public dict (None: no definition file)
+    before_secret: bool  # whether a secret file exists
+    after: dict[str, t.Any] | None  # declared public dict (None: state absent)
+    secret: str | None = dataclasses.field(default=None, repr=False)  # declared secret
+    secret_changed: bool = False
+    secret_exposed: bool = False
+
+    @property
+    def changed(self) -> bool:
+        if self.after is None:
+            return self.before is not None or self.before_secret
+        return self.before != self.after or self.secret_changed or self.secret_exposed
+
+    @property
+    def secret_field(self) -> str:
+        return SECRET_FIELDS[self.kind]
+
+    def diff(self) -> dict[str, t.Any]:
+        """Ansible's diff: the definition before and after, the secret masked."""
+        before = masked(self.before, self.secret_field, self.before_secret)
+        if self.before is None and self.before_secret:
+            before = {self.secret_field: MASK}  # a secret left without its definition
+        after = masked(self.after, self.secret_field, self.after is not None,
+                       self.secret_changed and self.before_secret)
+        return {"before": before, "after": after, "before_header": self.path, "after_header": self.path}
+
+    def definition(self) -> dict[str, t.Any]:
+        """The public definition as stored after the change ({} when absent)."""
+        return dict(self.after) if self.after is not None else {}
+
+    def apply(self, store: Store) -> None:
+        """Write (atomically, secret first) or remove the definition; nothing when unchanged."""
+        if not self.changed:
+            return
+        if self.after is None:
+            store.remove(self.kind, self.name)
+        else:
+            store.write(self.kind, self.name, self.after, self.secret)
+
+
+def plan_present(store: Store, kind: str, name: str, public: t.Mapping[str, t.Any], secret: str) -> Change:
+    """The change that storing ``public`` and ``secret`` as ``kind``/``name`` makes."""
+    path = store.definition_path(kind, name)
+    secret_path = store.secret_path(kind, name)
+    exists, stored = read_public(path)
+    has_secret, stored_secret = read_secret(secret_path)
+    return Change(
+        kind=kind, name=name, path=path,
+        before=stored if exists else None, before_secret=has_secret,
+        after=_normalized(public), secret=secret,
+        secret_changed=not has_secret or stored_secret != secret,
+        secret_exposed=has_secret and _exposed(secret_path),
+    )
+
+
+def plan_absent(store: Store, kind: str, name: str) -> Change:
+    """The change that removing ``kind``/``name`` (definition and secret) makes."""
+    path = store.definition_path(kind, name)
+    exists, stored = read_public(path)
+    has_secret = os.path.lexists(store.secret_path(kind, name))
+    return Change(kind=kind, name=name, path=path, before=stored if exists else None, before_secret=has_secret, after=None)
+
+
+def tasks_using_target(store: Store, target: str) -> list[str]:
+    """The names of the stored tasks whose definition refers to the mail target ``target``."""
+    users = []
+    for name in store.names("tasks"):
+        exists, public = read_public(store.definition_path("tasks", name))
+        if exists and public.get("target", "default") == target:
+            users.append(name)
+    return users
+
+
+def target_missing(store: Store, target: str) -> bool:
+    """Whether the mail target ``target`` has no definition under the store's config_dir."""
+    return not read_public(store.definition_path("targets", target))[0]
+
+
+def missing_target_message(store: Store, target: str) -> str:
+    """The refusal of a task whose mail target is not defined (real run)."""
+    return (f"The mail target {target!r} is not defined in {store.config_dir}; define it first with "
+            f"mailops.imap.mail_target (name: {target}), in an earlier task of the play, then define this sync task.")
+
+
+def missing_target_warning(store: Store, target: str, validate: bool) -> str:
+    """The check mode warning for a task whose mail target is not defined yet."""
+    text = (f"The mail target {target!r} is not defined in {store.config_dir} yet: in check mode an earlier "
+            f"mailops.imap.mail_target task writes nothing, but a real run fails unless {target!r} is defined by then.")
+    if validate:
+        text += " The logins were not validated, since the target's master user is not known yet."
+    return text
+
+
+def target_in_use_message(target: str, tasks: t.Sequence[str]) -> str:
+    """The refusal to remove a mail target that tasks still refer to."""
+    names = ", ".join(tasks)
+    return (f"The mail target {target!r} is still used by the sync task(s) {names}; remove them first "
+            f"(mailops.imap.sync_task with state: absent) or point them at another target.")
+
+
+def login_failure(problems: t.Sequence[t.Mapping[str, t.Any]]) -> dict[str, t.Any]:
+    """The failure of ``validate: true``: the sentence of each failed login, the first one's kind and side, all errors."""
+    first = problems[0]
+    return {
+        "msg": " ".join(str(p["detail"]) for p in problems) + " The definition was not saved (validate: true).",
+        "kind": first["kind"],
+        "side": first.get("side"),
+        "errors": [{"kind": p["kind"], "side": p.get("side"), "detail": p["detail"]} for p in problems],
+    }

@@ -1,0 +1,226 @@
+# Copyright (c) 2026 mailops.imap contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What ``mailops.imap.migrate`` does on the host: one inline run, one defined task, or many accounts.
+
+The module itself only builds the AnsibleModule; this module maps the engine's results onto Ansible's
+(``changed``, check mode, diff, warnings, failure). Many accounts run in threads, ``parallel`` at a time,
+each an independent run of the engine with its own state (the inline key of :func:`config.state_key`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import os
+import time
+import typing as t
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.mailops.imap.plugins.module_utils._argspec import Account, MigratePlan, parse_migrate
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, runner, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine.result import RunResult
+from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store
+
+STATUS_ORDER = ("success", "partial", "failed", "skipped")
+TOTAL_KEYS = ("copied", "bytes", "already_present", "flags_updated", "deleted_remote", "folders_created", "errors")
+
+
+class ModuleLike(t.Protocol):
+    """The parts of AnsibleModule used here."""
+
+    params: dict[str, t.Any]
+    check_mode: bool
+    _diff: bool
+
+    def warn(self, warning: str) -> None: ...
+
+    def fail_json(self, msg: str, **kwargs: t.Any) -> t.NoReturn: ...
+
+    def exit_json(self, **kwargs: t.Any) -> t.NoReturn: ...
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _ensure_state_dir(module: ModuleLike) -> str:
+    state_dir = module.params["state_dir"]
+    if not module.check_mode and not os.path.isdir(state_dir):
+        try:
+            os.makedirs(state_dir, mode=0o700)
+        except OSError as exc:
+            module.fail_json(msg=f"state_dir: cannot create {state_dir} ({exc.strerror}); choose a writable directory with state_dir.")
+    return state_dir
+
+
+def _failed_result(kind: str, detail: str, check_mode: bool) -> RunResult:
+    outcome = RunResult(task=None, check_mode=check_mode)
+    outcome.add_error(kind, detail)
+    outcome.finish("failed")
+    return outcome
+
+
+def run_inline_account(task: config.Task, target: config.Target, state_dir: str, check_mode: bool) -> RunResult:
+    """One account with its inline state; never raises (an unexpected error is a failed result)."""
+    state_path = os.path.join(state_dir, config.state_key(task, target) + ".sqlite")
+    try:
+        return sync.run(task, target, state_path, check_mode=check_mode, task_name=None)
+    except errors.ConfigError as exc:
+        return _failed_result(exc.kind, str(exc), check_mode)
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        # One account must not take the others down; the sentence names the error without a secret.
+        return _failed_result("internal_error", f"The run stopped on an unexpected {type(exc).__name__}: {exc}; "
+                              "report it, with the host's Python and imapclient versions.", check_mode)
+
+
+def _finish_single(module: ModuleLike, outcome: RunResult, skipped_msg: str) -> t.NoReturn:
+    """Exit with one run's result at the top level (inline or defined task)."""
+    for notice in outcome.notices:
+        module.warn(notice)
+    result = outcome.as_dict()
+    result["changed"] = outcome.changed
+    if module._diff:
+        result["diff"] = outcome.diff()
+    if outcome.status == "failed":
+        detail = outcome.errors[0]["detail"] if outcome.errors else "The run failed without a reason; see the host's log."
+        module.fail_json(msg=detail, **result)
+    if outcome.status == "skipped":
+        result["skipped"] = True
+        result["msg"] = outcome.notices[0] if outcome.notices else skipped_msg
+    elif outcome.status == "partial":
+        count = result["totals"]["errors"]
+        module.warn(f"The migration ended partial: {count} error(s), for example messages refused by the local server; see errors.")
+    module.exit_json(**result)
+
+
+def _exclude_warning(module: ModuleLike, tasks: list[tuple[str, config.Task]]) -> None:
+    ignored = [name for name, task in tasks if task.exclude and task.folders != "all_except"]
+    if not ignored:
+        return
+    if len(tasks) == 1 and ignored == [tasks[0][0]]:
+        module.warn(f"exclude is ignored with folders: {tasks[0][1].folders}; use folders: all_except to exclude folders.")
+        return
+    shown = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
+    module.warn(f"exclude is ignored for {len(ignored)} account(s) whose folders is not all_except ({shown}); "
+                "use folders: all_except to exclude folders.")
+
+
+def run_inline(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
+    if plan.task is None or plan.target is None:
+        module.fail_json(msg="An inline migration needs its task fields and target; give local_user, remote_user, remote_password and remote_host.")
+    _exclude_warning(module, [("", plan.task)])
+    state_dir = _ensure_state_dir(module)
+    state_path = os.path.join(state_dir, config.state_key(plan.task, plan.target) + ".sqlite")
+    try:
+        outcome = sync.run(plan.task, plan.target, state_path, check_mode=module.check_mode, task_name=None)
+    except errors.ConfigError as exc:
+        module.fail_json(msg=str(exc))
+    _finish_single(module, outcome, "The same migration is already running on this host; this run was skipped.")
+
+
+def run_defined(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
+    """``task: NAME``: the same run as ``imapsyncctl run NAME`` and the timers (state, log, last result)."""
+    name = plan.task_name or ""
+    store = Store(module.params["config_dir"], module.params["state_dir"])
+    try:
+        outcome = runner.run_task(store, name, check_mode=module.check_mode)
+    except errors.ConfigError as exc:
+        module.fail_json(msg=str(exc), task=name)
+    except OSError as exc:
+        module.fail_json(msg=f"The task {name!r} cannot run: {exc.strerror} ({exc.filename}); run as root (become: true) "
+                         "or check config_dir and state_dir.", task=name)
+    _finish_single(module, outcome, f"The task {name} is already running on this host; this run was skipped.")
+
+
+def run_accounts(accounts: t.Sequence[Account], target: config.Target, state_dir: str, check_mode: bool,
+                 parallel: int) -> list[RunResult]:
+    """Run every account, ``parallel`` at a time; the results in the order of ``accounts``."""
+    workers = max(1, min(parallel, len(accounts)))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailops-account") as pool:
+        futures = [pool.submit(run_inline_account, account.task, target, state_dir, check_mode) for account in accounts]
+        return [future.result() for future in futures]
+
+
+def aggregate(accounts: t.Sequence[Account], outcomes: t.Sequence[RunResult], check_mode: bool, started: str,
+              duration_s: float) -> dict[str, t.Any]:
+    """The result of many accounts: totals, a count per status, one entry per account."""
+    entries = []
+    totals = dict.fromkeys(TOTAL_KEYS, 0)
+    summary = {"accounts": len(outcomes), **dict.fromkeys(STATUS_ORDER, 0)}
+    for account, outcome in zip(accounts, outcomes):
+        entry = {"account": account.name, **outcome.as_dict()}
+        entries.append(entry)
+        for key in TOTAL_KEYS:
+            totals[key] += entry["totals"][key]
+        summary[outcome.status] = summary.get(outcome.status, 0) + 1
+    if summary["failed"]:
+        status = "failed"
+    elif summary["partial"]:
+        status = "partial"
+    elif outcomes and summary["skipped"] == len(outcomes):
+        status = "skipped"
+    else:
+        status = "success"
+    return {
+        "status": status, "check_mode": check_mode, "started": started, "finished": _now(), "duration_s": duration_s,
+        "totals": totals, "summary": summary, "accounts": entries,
+        "changed": any(outcome.changed for outcome in outcomes),
+    }
+
+
+def _account_diff(account: Account, outcome: RunResult) -> dict[str, str]:
+    diff = outcome.diff()
+    diff["before_header"] = diff["after_header"] = account.name
+    return diff
+
+
+def run_bulk(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
+    if plan.target is None:
+        module.fail_json(msg="Many accounts need a target; give target.")
+    accounts = list(plan.accounts)
+    _exclude_warning(module, [(account.name, account.task) for account in accounts])
+    state_dir = _ensure_state_dir(module)
+    started, t0 = _now(), time.monotonic()
+    outcomes = run_accounts(accounts, plan.target, state_dir, module.check_mode, plan.parallel)
+    result = aggregate(accounts, outcomes, module.check_mode, started, round(time.monotonic() - t0, 3))
+
+    for account, outcome in zip(accounts, outcomes):
+        for notice in outcome.notices:
+            module.warn(f"{account.name}: {notice}")
+    if module._diff:
+        result["diff"] = [_account_diff(a, o) for a, o in zip(accounts, outcomes) if o.folders]
+
+    summary = result["summary"]
+    if summary["partial"]:
+        module.warn(f"{summary['partial']} of {summary['accounts']} account(s) ended partial, for example with messages "
+                    "refused by the local server; see the errors of each in accounts.")
+    if summary["skipped"]:
+        module.warn(f"{summary['skipped']} account(s) were skipped because the same migration was already running on this host.")
+    if summary["failed"]:
+        failed = [(a, o) for a, o in zip(accounts, outcomes) if o.status == "failed"]
+        details = "; ".join(
+            f"{a.name}: {o.errors[0]['detail'] if o.errors else 'failed without a reason'}" for a, o in failed[:10])
+        more = f"; and {len(failed) - 10} more" if len(failed) > 10 else ""
+        others = "The other accounts ran; see" if len(failed) < summary["accounts"] else "See"
+        module.fail_json(msg=f"{len(failed)} of {summary['accounts']} account(s) failed ({details}{more}). "
+                         f"{others} accounts for each result.", **result)
+    if result["status"] == "skipped":
+        result["skipped"] = True
+        result["msg"] = "Every account was already being migrated on this host; this run was skipped."
+    module.exit_json(**result)
+
+
+def main(module: ModuleLike) -> t.NoReturn:
+    """Run what the validated parameters ask for and exit the module."""
+    try:
+        plan = parse_migrate(module.params)
+    except errors.ConfigError as exc:
+        module.fail_json(msg=str(exc))
+    if not sync.HAS_IMAPCLIENT:
+        module.fail_json(msg=missing_required_lib("imapclient"), exception=sync.IMAPCLIENT_IMPORT_ERROR)
+    if plan.mode == "task":
+        run_defined(module, plan)
+    if plan.mode == "bulk":
+        run_bulk(module, plan)
+    run_inline(module, plan)

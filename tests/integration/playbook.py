@@ -1,0 +1,114 @@
+"""Run a few module tasks through a real ansible-playbook and collect their results.
+
+The module arguments travel in an extra-vars file (mode 0600), never on a command line; while the
+playbook runs, a watcher checks that no given secret shows up in any process's arguments or environment.
+Every step is registered with ``ignore_errors``, so a failed step's result (``msg``, ``kind``...) is
+collected like the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class Played:
+    proc: subprocess.CompletedProcess
+    results: list[dict]
+
+    @property
+    def output(self) -> str:
+        return self.proc.stdout + self.proc.stderr
+
+    @property
+    def result(self) -> dict:
+        """The result of the last step."""
+        return self.results[-1]
+
+
+def ansible_playbook() -> str:
+    path = shutil.which("ansible-playbook")
+    if path is None:
+        pytest.fail("ansible-playbook is not on PATH: run the integration tests through `make integration`", pytrace=False)
+    return path
+
+
+def _playbook(steps: list[tuple[str, dict]]) -> str:
+    lines = ["- hosts: localhost", "  gather_facts: false", "  tasks:"]
+    for index, (module, _args) in enumerate(steps):
+        lines += [
+            f"    - name: Step {index} ({module})",
+            f"      {module}: \"{{{{ steps[{index}] }}}}\"",
+            f"      register: step{index}",
+            "      ignore_errors: true",
+        ]
+    registered = ", ".join(f"step{i}" for i in range(len(steps)))
+    lines += [
+        "    - name: Save the results",
+        "      ansible.builtin.copy:",
+        f"        content: \"{{{{ [{registered}] | to_json }}}}\"",
+        "        dest: \"{{ result_file }}\"",
+        "        mode: \"0600\"",
+        "      check_mode: false",
+        "      diff: false",
+        "      changed_when: false",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _watch(needles: list[bytes], stop: threading.Event, seen: list[str]) -> None:
+    while needles and not stop.is_set():
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    cmdline = handle.read()
+                with open(f"/proc/{pid}/environ", "rb") as handle:
+                    environ = handle.read()
+            except OSError:
+                continue
+            if any(n in cmdline or n in environ for n in needles):
+                seen.append(cmdline.replace(b"\0", b" ").decode("utf-8", "replace")[:200])
+        stop.wait(0.02)
+
+
+def play(tmp_path: Path, steps: list[tuple[str, dict]], *args: str, secrets: tuple[str, ...] = ()) -> Played:
+    """Run ``steps`` (module name, arguments) in one play with ``args`` (``--check``, ``--diff``, ``-vvv``...)."""
+    work = tmp_path / "play"
+    work.mkdir(exist_ok=True)
+    playbook = work / "play.yml"
+    playbook.write_text(_playbook(steps), encoding="utf-8")
+    result_file = work / "results.json"
+    if result_file.exists():
+        result_file.unlink()
+    extra = work / "vars.json"
+    extra.write_text(json.dumps({"steps": [a for _m, a in steps], "result_file": str(result_file)}), encoding="utf-8")
+    os.chmod(extra, 0o600)
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_LOCALHOST_WARNING="0",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_PYTHON_INTERPRETER=os.environ.get("PYTHON", ""))
+    if not env["ANSIBLE_PYTHON_INTERPRETER"]:
+        env["ANSIBLE_PYTHON_INTERPRETER"] = str(Path(ansible_playbook()).parent / "python")
+    cmd = [ansible_playbook(), "-i", "localhost,", "-c", "local", str(playbook), "-e", f"@{extra}", *args]
+    seen: list[str] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=([s.encode("utf-8") for s in secrets], stop, seen), daemon=True)
+    watcher.start()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
+    finally:
+        stop.set()
+        watcher.join()
+    assert not seen, f"a password appeared in a process's arguments or environment: {seen}"
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(result_file.read_text(encoding="utf-8"))
+    result_file.unlink()
+    return Played(proc, results)
