@@ -12,6 +12,8 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import os
+import signal
+import threading
 import time
 import typing as t
 
@@ -123,13 +125,19 @@ def run_defined(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
     """``task: NAME``: the same run as ``imapsyncctl run NAME`` and the timers (state, log, last result)."""
     name = plan.task_name or ""
     store = Store(module.params["config_dir"], module.params["state_dir"])
+    # `imapsyncctl stop NAME` sends SIGTERM to whichever process runs the task: end gracefully here too
+    # (current batch finished, state checkpointed, result recorded).
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     try:
-        outcome = runner.run_task(store, name, check_mode=module.check_mode)
+        outcome = runner.run_task(store, name, check_mode=module.check_mode, stop=stop)
     except errors.ConfigError as exc:
         module.fail_json(msg=str(exc), task=name)
     except OSError as exc:
         module.fail_json(msg=f"The task {name!r} cannot run: {exc.strerror} ({exc.filename}); run as root (become: true) "
                          "or check config_dir and state_dir.", task=name)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     _finish_single(module, outcome, f"The task {name} is already running on this host; this run was skipped.")
 
 

@@ -211,7 +211,9 @@ def test_task_by_name_runs_the_defined_task(tmp_path, check_mode):
     assert exc.kwargs["task"] == "inbox-carol" and exc.kwargs["changed"] is True and exc.kwargs["totals"]["copied"] == 2
     assert exc.kwargs["diff"]["after"] == "INBOX: 4 messages\n"
     used_store, name = fake_task.call_args.args
-    assert name == "inbox-carol" and fake_task.call_args.kwargs == {"check_mode": check_mode}
+    kwargs = fake_task.call_args.kwargs
+    assert name == "inbox-carol" and kwargs["check_mode"] == check_mode
+    assert not kwargs["stop"].is_set(), "a SIGTERM handler ends the run gracefully; nothing asked it to stop"
     assert used_store.config_dir == str(tmp_path / "etc") and used_store.state_dir == str(tmp_path / "state")
 
 
