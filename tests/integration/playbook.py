@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import threading
+import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,15 +42,24 @@ def ansible_playbook() -> str:
     return path
 
 
-def _playbook(steps: list[tuple[str, dict]]) -> str:
+Step = t.Union[t.Tuple[str, dict], t.Tuple[str, dict, dict]]
+
+
+def _keywords(step: Step) -> dict:
+    return step[2] if len(step) > 2 else {}  # type: ignore[misc]
+
+
+def _playbook(steps: t.Sequence[Step]) -> str:
     lines = ["- hosts: localhost", "  gather_facts: false", "  tasks:"]
-    for index, (module, _args) in enumerate(steps):
+    for index, step in enumerate(steps):
+        module = step[0]
         lines += [
             f"    - name: Step {index} ({module})",
             f"      {module}: \"{{{{ steps[{index}] }}}}\"",
             f"      register: step{index}",
             "      ignore_errors: true",
         ]
+        lines += [f"      {key}: {json.dumps(value)}" for key, value in _keywords(step).items()]
     registered = ", ".join(f"step{i}" for i in range(len(steps)))
     lines += [
         "    - name: Save the results",
@@ -81,8 +91,14 @@ def _watch(needles: list[bytes], stop: threading.Event, seen: list[str]) -> None
         stop.wait(0.02)
 
 
-def play(tmp_path: Path, steps: list[tuple[str, dict]], *args: str, secrets: tuple[str, ...] = ()) -> Played:
-    """Run ``steps`` (module name, arguments) in one play with ``args`` (``--check``, ``--diff``, ``-vvv``...)."""
+def play(tmp_path: Path, steps: t.Sequence[Step], *args: str, secrets: tuple[str, ...] = (),
+         wrapper: tuple[str, ...] = ()) -> Played:
+    """Run ``steps`` (module name, arguments[, task keywords]) in one play with ``args`` (``--check``, ``--diff``,
+    ``-vvv``...), each step with ignore_errors.
+
+    The output must not hold any of ``secrets``, nor may any process's arguments or environment while the play
+    runs. ``wrapper`` runs ansible-playbook through another command (which gets its command line as last arguments).
+    """
     work = tmp_path / "play"
     work.mkdir(exist_ok=True)
     playbook = work / "play.yml"
@@ -91,13 +107,13 @@ def play(tmp_path: Path, steps: list[tuple[str, dict]], *args: str, secrets: tup
     if result_file.exists():
         result_file.unlink()
     extra = work / "vars.json"
-    extra.write_text(json.dumps({"steps": [a for _m, a in steps], "result_file": str(result_file)}), encoding="utf-8")
+    extra.write_text(json.dumps({"steps": [step[1] for step in steps], "result_file": str(result_file)}), encoding="utf-8")
     os.chmod(extra, 0o600)
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_LOCALHOST_WARNING="0",
                ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_PYTHON_INTERPRETER=os.environ.get("PYTHON", ""))
     if not env["ANSIBLE_PYTHON_INTERPRETER"]:
         env["ANSIBLE_PYTHON_INTERPRETER"] = str(Path(ansible_playbook()).parent / "python")
-    cmd = [ansible_playbook(), "-i", "localhost,", "-c", "local", str(playbook), "-e", f"@{extra}", *args]
+    cmd = [*wrapper, ansible_playbook(), "-i", "localhost,", "-c", "local", str(playbook), "-e", f"@{extra}", *args]
     seen: list[str] = []
     stop = threading.Event()
     watcher = threading.Thread(target=_watch, args=([s.encode("utf-8") for s in secrets], stop, seen), daemon=True)
@@ -107,8 +123,12 @@ def play(tmp_path: Path, steps: list[tuple[str, dict]], *args: str, secrets: tup
     finally:
         stop.set()
         watcher.join()
+    output = proc.stdout + proc.stderr
     assert not seen, f"a password appeared in a process's arguments or environment: {seen}"
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output, output
+    for secret in secrets:
+        assert secret not in output, "a password appeared in the output"
     results = json.loads(result_file.read_text(encoding="utf-8"))
     result_file.unlink()
     return Played(proc, results)

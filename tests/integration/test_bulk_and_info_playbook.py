@@ -5,109 +5,23 @@ from __future__ import annotations
 import csv
 import fcntl
 import io
-import json
 import os
 import shutil
-import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config, store
+import playbook
 from harness import mail
 from harness.systemd import SYSTEMD, UserManager
 
 
-def ansible_playbook() -> str:
-    path = shutil.which("ansible-playbook")
-    if path is None:
-        pytest.fail("ansible-playbook is not on PATH: run the integration tests through `make integration`", pytrace=False)
-    return path
-
-
-def _playbook(steps: list[tuple[str, dict, dict]]) -> str:
-    lines = ["- hosts: localhost", "  gather_facts: false", "  tasks:"]
-    for index, (module, _args, keywords) in enumerate(steps):
-        lines += [
-            f"    - name: Step {index} ({module})",
-            f"      {module}: \"{{{{ steps[{index}] }}}}\"",
-            f"      register: step{index}",
-            "      ignore_errors: true",
-        ]
-        lines += [f"      {key}: {json.dumps(value)}" for key, value in keywords.items()]
-    registered = ", ".join(f"step{i}" for i in range(len(steps)))
-    lines += [
-        "    - name: Save the results",
-        "      ansible.builtin.copy:",
-        f"        content: \"{{{{ [{registered}] | to_json }}}}\"",
-        "        dest: \"{{ result_file }}\"",
-        "        mode: \"0600\"",
-        "      check_mode: false",
-        "      diff: false",
-        "      changed_when: false",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _watch(needles: list[bytes], stop: threading.Event, seen: list[str]) -> None:
-    while needles and not stop.is_set():
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                    cmdline = handle.read()
-                with open(f"/proc/{pid}/environ", "rb") as handle:
-                    environ = handle.read()
-            except OSError:
-                continue
-            if any(n in cmdline or n in environ for n in needles):
-                seen.append(cmdline.replace(b"\0", b" ").decode("utf-8", "replace")[:200])
-        stop.wait(0.02)
-
-
 def play(tmp_path: Path, steps: list[tuple[str, dict, dict]], *args: str, secrets: tuple[str, ...] = (),
          wrapper: tuple[str, ...] = ()) -> tuple[str, list[dict]]:
-    """Run ``steps`` (module, arguments, task keywords) in one play, each with ignore_errors; output and results.
-
-    The arguments travel in an extra-vars file (mode 0600); the output must not hold any of ``secrets``, nor
-    may any process's arguments or environment while the play runs. ``wrapper`` runs ansible-playbook
-    through another command (which gets the ansible-playbook command line as its last arguments).
-    """
-    work = tmp_path / "play"
-    work.mkdir(exist_ok=True)
-    playbook = work / "play.yml"
-    playbook.write_text(_playbook(steps), encoding="utf-8")
-    result_file = work / "results.json"
-    if result_file.exists():
-        result_file.unlink()
-    extra = work / "vars.json"
-    extra.write_text(json.dumps({"steps": [a for _m, a, _k in steps], "result_file": str(result_file)}), encoding="utf-8")
-    os.chmod(extra, 0o600)
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_LOCALHOST_WARNING="0",
-               ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_PYTHON_INTERPRETER=os.environ.get("PYTHON", ""))
-    if not env["ANSIBLE_PYTHON_INTERPRETER"]:
-        env["ANSIBLE_PYTHON_INTERPRETER"] = str(Path(ansible_playbook()).parent / "python")
-    cmd = [*wrapper, ansible_playbook(), "-i", "localhost,", "-c", "local", str(playbook), "-e", f"@{extra}", *args]
-    seen: list[str] = []
-    stop = threading.Event()
-    watcher = threading.Thread(target=_watch, args=([s.encode("utf-8") for s in secrets], stop, seen), daemon=True)
-    watcher.start()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
-    finally:
-        stop.set()
-        watcher.join()
-    output = proc.stdout + proc.stderr
-    assert not seen, f"a password appeared in a process's arguments or environment: {seen}"
-    assert proc.returncode == 0, output
-    assert "Traceback" not in output, output
-    for secret in secrets:
-        assert secret not in output, "a password appeared in the output"
-    results = json.loads(result_file.read_text(encoding="utf-8"))
-    result_file.unlink()
-    return output, results
+    """Run ``steps`` (module, arguments, task keywords) in one play: the output and the results (see playbook.play)."""
+    played = playbook.play(tmp_path, steps, *args, secrets=secrets, wrapper=wrapper)
+    return played.output, played.results
 
 
 def target_args(local) -> dict:
