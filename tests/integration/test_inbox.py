@@ -168,3 +168,17 @@ def test_without_filter_capability_messages_stay_with_a_notice(account, tmp_path
         assert result["status"] == "success" and result["totals"]["copied"] == 1
         assert any("FILTER=SIEVE" in notice for notice in result["notices"])
         assert inbox_subjects(plain, local_user) == ["invoice 1"]
+
+
+def test_lmtp_over_a_unix_socket(account, tmp_path):
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    local = account.local_server
+    mail.seed(srv, user, pw, "INBOX", [(mail.make_message("over the socket"), (), RECENT)])
+    task = config.parse_task({"local_user": account.local_user, "remote_user": user, "remote_password": pw,
+                              "remote_host": srv.host, "remote_port": srv.port, "ca_file": str(srv.cert_path),
+                              "folders": "inbox", "delivery": "lmtp"})
+    target = config.parse_target({"host": local.host, "port": local.port, "ca_file": str(local.cert_path),
+                                  "master_password": local.master_password, "lmtp_host": str(local.lmtp_socket)})
+    result = sync.run(task, target, str(tmp_path / "s.sqlite")).as_dict()
+    assert result["status"] == "success" and result["totals"]["copied"] == 1, result
+    assert inbox_subjects(local, account.local_user) == ["over the socket"]

@@ -145,6 +145,7 @@ class DovecotServer:
         self.cert_path: Path | None = None
         self.key_path: Path | None = None
         self.etc_dir.mkdir(mode=0o755)
+        self.lmtp_socket = self.root / "lmtp.sock"
         self.sieve_before_dir = self.root / "sieve-before"
         self.capture_dir = self.root / "captured-mail"
         self.sendmail_path = self.root / "sendmail-capture"
@@ -591,6 +592,10 @@ class DovecotServer:
                 "  inet_listener lmtp {",
                 f"    address = {LOOPBACK}",
                 f"    port = {self.lmtp_port}",
+                "  }",
+                # The same service on a UNIX socket (lmtp_socket), as NethServer's containers expose it.
+                f"  unix_listener {self.lmtp_socket} {{",
+                "    mode = 0666",
                 "  }",
                 "}",
                 "postmaster_address = postmaster@localhost",
