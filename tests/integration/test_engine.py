@@ -456,3 +456,14 @@ def test_small_windows_over_sparse_uids(account, tmp_path, monkeypatch):
     assert gone["totals"]["deleted_remote"] == remaining
     assert remote_snapshot(account)["INBOX"] == []
     assert len(local_snapshot(account)["INBOX"]) == remaining
+
+
+def test_an_internal_error_is_a_failed_result_not_a_traceback(account, tmp_path, monkeypatch):
+    def broken(self):
+        raise KeyError("unexpected")
+    monkeypatch.setattr(sync.Syncer, "_plan", broken)
+    lines = []
+    task = task_for(account, tmp_path)
+    result = sync.run(task, target_for(account), str(tmp_path / "s.sqlite"), log=lines.append).as_dict()
+    assert result["status"] == "failed" and result["errors"][0]["kind"] == "internal_error"
+    assert "KeyError" in result["errors"][0]["detail"] and "Traceback" in "\n".join(lines)

@@ -17,6 +17,7 @@ import itertools
 import queue
 import threading
 import time
+import traceback
 import typing as t
 
 from . import errors
@@ -166,6 +167,14 @@ class Syncer:
                 result.notice("The run was stopped on request; the next run continues where it stopped.")
         except errors.SyncError as exc:
             result.add_error(exc.kind, exc.message)
+            result.finish("failed")
+            return result
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # A bug, not a user's mistake: a sentence in the result, the details in the run log. Every batch
+            # copied so far is checkpointed, so the next run resumes without duplicates.
+            self.log("internal error:\n" + traceback.format_exc())
+            result.add_error("internal_error", f"The run stopped on an unexpected {type(exc).__name__} ({exc}); what was copied "
+                             "is recorded and the next run resumes. Please report this with the run log.")
             result.finish("failed")
             return result
         finally:
