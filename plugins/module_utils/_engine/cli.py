@@ -50,6 +50,12 @@ exit codes of run: 0 success (also a run ended by stop), 1 failed, 2 bad definit
 
 Definitions are read from --config-dir (default $MAILOPS_IMAP_CONFIG_DIR, else /etc/mailops-imap), state,
 results and logs from --state-dir (default $MAILOPS_IMAP_STATE_DIR, else /var/lib/mailops-imap).
+
+A task with engine: imapsync is run by upstream imapsync: the program named by $MAILOPS_IMAP_IMAPSYNC (a path
+or a command name), else imapsync from PATH. Its passwords go to imapsync in files of mode 0600 that exist
+only while it runs; run --check runs imapsync --dry. A missing imapsync fails the run (exit 1) with kind
+missing_program, imapsync's own failure with kind imapsync_failed; a definition that imapsync cannot run
+equivalently is refused (exit 2).
 """
 
 
@@ -94,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", parents=[common], help="run a task now",
                               description="Run a task now. SIGTERM or Ctrl-C stops it after the current batch, "
-                                          "with its state saved; the next run continues where it stopped.")
+                                          "with its state saved; the next run continues where it stopped. "
+                                          "A task with engine: imapsync runs imapsync (from "
+                                          f"${runner.ENV_IMAPSYNC}, else PATH), which a stop ends with SIGTERM.")
     run.add_argument("task", metavar="TASK", type=_task_name)
     run.add_argument("--check", action="store_true", help="compute what a run would do, write nothing anywhere")
     run.add_argument("--json", action="store_true", help="print the result as JSON instead of a summary")
