@@ -1,14 +1,16 @@
 # Tooling for the mailops.imap collection. The repository root is the collection root.
 #
-#   make test         deps, sanity, unit, integration (stops at the first failure)
-#   make deps         system packages (Dovecot, as root) + .venv from tests/requirements.txt
+#   make test         deps, sanity, lint, unit, integration (stops at the first failure)
+#   make deps         system packages (Dovecot, as root) + .venv from tests/requirements*.txt
 #   make collection   lay the working tree out as build/ansible_collections/mailops/imap
 #   make sanity       ansible-test sanity on that copy
+#   make lint         ansible-lint (production profile, .ansible-lint) on that copy
 #   make unit         pytest tests/unit on that copy
 #   make integration  pytest tests/integration on that copy (real Dovecot)
 #   make dist         build the collection tarball into build/
 #   make bench        run tests/bench/bench.py
-#   make demo         not yet: comes with the role (issue 5)
+#   make bench-role   the imapsync role with 500 tasks under a user manager (tests/bench/role_bench.py, root)
+#   make demo         two throwaway Dovecot servers, migrate.yml, the role under a user manager (tests/demo/demo.py)
 #   make clean        remove build output; make distclean also removes .venv
 
 SHELL := /bin/bash
@@ -26,8 +28,10 @@ BUILD := $(ROOT)/build
 COLL := $(BUILD)/ansible_collections/mailops/imap
 
 # Debian packages the integration tests need (a local Dovecot with Sieve and LMTP),
-# plus shellcheck so that the sanity test of that name runs instead of being skipped.
-APT_PACKAGES := dovecot-imapd dovecot-sieve dovecot-lmtpd openssl shellcheck
+# plus shellcheck so that the sanity test of that name runs instead of being skipped,
+# plus systemd (the tests' and the demo's private user manager) and python3-venv (the
+# imapsync role builds the engine's virtual environment with python3 -m venv).
+APT_PACKAGES := dovecot-imapd dovecot-sieve dovecot-lmtpd openssl shellcheck systemd python3-venv
 
 # Environment of everything that runs against the laid-out copy: the collection is
 # importable as ansible_collections.mailops.imap and ansible-playbook finds it.
@@ -36,12 +40,14 @@ TEST_ENV := PYTHONPATH=$(BUILD) ANSIBLE_COLLECTIONS_PATH=$(BUILD) PATH=$(VENV)/b
 # Extra arguments, e.g. make unit PYTEST_ARGS='-x -k state', make bench BENCH_ARGS=--no-double
 PYTEST_ARGS ?=
 SANITY_ARGS ?=
+LINT_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: test deps system-deps venv ansible-test-get-pip collection sanity unit integration dist bench demo clean distclean
+.PHONY: test deps system-deps venv ansible-test-get-pip collection sanity lint unit integration dist bench demo clean distclean
 
 test: deps
 	$(MAKE) --no-print-directory sanity
+	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory integration
 
@@ -65,10 +71,13 @@ system-deps:
 
 venv: $(STAMP)
 
-# Reinstalled only when tests/requirements.txt changes (or .venv is gone).
-$(STAMP): $(ROOT)/tests/requirements.txt
+# Reinstalled only when a requirements file changes (or .venv is gone). Both files in one pip call, so
+# that the resolver keeps ansible-core at the pin of tests/requirements.txt (or fails) whatever the
+# linters of tests/requirements-lint.txt would like.
+REQUIREMENTS := $(ROOT)/tests/requirements.txt $(ROOT)/tests/requirements-lint.txt
+$(STAMP): $(REQUIREMENTS)
 	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
-	$(VENV_PY) -m pip install -q --disable-pip-version-check -r $(ROOT)/tests/requirements.txt
+	$(VENV_PY) -m pip install -q --disable-pip-version-check $(addprefix -r ,$(REQUIREMENTS))
 	@touch $@
 
 # A fresh copy on every call: tracked and untracked-but-not-ignored files of the working
@@ -122,11 +131,19 @@ ansible-test-get-pip: venv
 # ansible-test runs itself in a venv of its own (the copy's tests/output/.tmp/delegation,
 # kept by `collection`) and each test in a venv under ~/.ansible/test/venv, all from PyPI
 # and reused on later runs. --local works too and is as fast once cached, but would install
-# ansible-test's requirements into .venv, which should hold exactly tests/requirements.txt.
+# ansible-test's requirements into .venv, which should hold exactly tests/requirements*.txt.
 # Time (2 cores): about 55 s from nothing (ansible-test's venvs, plus .venv), about 18 s
 # cached, most of it pylint. No tests/sanity/ignore-*.txt: fix the finding instead.
 sanity: deps ansible-test-get-pip collection
 	cd $(COLL) && $(VENV)/bin/ansible-test sanity --python 3.11 --venv --requirements $(SANITY_ARGS)
+
+# ansible-lint with the production profile on roles/, playbooks/ and the collection's metadata, as
+# configured in .ansible-lint (offline: it installs nothing; the exclusions). It runs in the laid-out copy,
+# where it finds this collection through ANSIBLE_COLLECTIONS_PATH=build like everything else. ANSIBLE_HOME
+# keeps its cache in the copy (.ansible/) and keeps ~/.ansible/collections (an older mailops.imap installed
+# there, say) off its collections path. No .ansible-lint-ignore: fix the finding instead.
+lint: deps collection
+	cd $(COLL) && $(TEST_ENV) ANSIBLE_HOME=$(COLL)/.ansible $(VENV)/bin/ansible-lint $(LINT_ARGS)
 
 # pytest exits 5 when it collects nothing. That is accepted only while the directory has
 # no test file at all (tests/unit is still empty); once a test file exists, 5 fails.
@@ -155,10 +172,22 @@ bench: deps collection
 	@test -f $(COLL)/tests/bench/bench.py || { echo "make bench: tests/bench/bench.py does not exist yet" >&2; exit 1; }
 	cd $(COLL) && $(TEST_ENV) $(VENV_PY) tests/bench/bench.py $(BENCH_ARGS)
 
-# Placeholder: the demo comes with the role (issue 5).
-demo:
-	@echo "make demo: not yet, it comes with the imapsync role (issue 5)" >&2
-	@exit 1
+# The imapsync role with 500 tasks on one host (tests/bench/role_bench.py): first apply and re-apply timed, under a
+# private systemd user manager (as root, like the integration tests). E.g. make bench-role BENCH_ROLE_ARGS='--tasks 1000'
+BENCH_ROLE_ARGS ?=
+.PHONY: bench-role
+bench-role: deps collection
+	cd $(COLL) && $(TEST_ENV) $(VENV_PY) tests/bench/role_bench.py $(BENCH_ROLE_ARGS)
+
+# The newcomer's tour (tests/demo/demo.py, under a minute): two throwaway Dovecot servers on loopback, a sample
+# account, playbooks/migrate.yml in check mode, for real and again, then playbooks/deploy.yml (the imapsync role,
+# imapsync_scope: user) under a private systemd user manager, its timer firing, the results; everything is removed
+# at the end. As root (Dovecot runs as the dovecot user; the user manager needs a mount namespace); `deps`
+# installs what it needs. tests/integration/test_demo.py runs the same script in CI (make integration).
+# DEMO_ARGS=--verbose shows the whole output of every ansible-playbook run.
+DEMO_ARGS ?=
+demo: deps collection
+	cd $(COLL) && $(TEST_ENV) $(VENV_PY) tests/demo/demo.py $(DEMO_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(ROOT)/tests/output $(ROOT)/.pytest_cache $(ROOT)/*.tar.gz

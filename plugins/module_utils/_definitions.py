@@ -19,6 +19,7 @@ import os
 import stat
 import typing as t
 
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store
 
@@ -152,6 +153,92 @@ def plan_absent(store: Store, kind: str, name: str) -> Change:
     exists, stored = read_public(path)
     has_secret = os.path.lexists(store.secret_path(kind, name))
     return Change(kind=kind, name=name, path=path, before=stored if exists else None, before_secret=has_secret, after=None)
+
+
+def action(change: Change) -> str:
+    """What a change does to its definition: ``created``, ``updated``, ``removed`` or ``unchanged``."""
+    if not change.changed:
+        return "unchanged"
+    if change.after is None:
+        return "removed"
+    return "created" if change.before is None else "updated"
+
+
+def stored_names(store: Store, kind: str) -> list[str]:
+    """The names with a definition or a secret under the store's config_dir (a secret left alone counts too)."""
+    names = set(store.names(kind))
+    try:
+        entries = os.listdir(os.path.join(store.config_dir, "secrets", kind))
+    except FileNotFoundError:
+        entries = []
+    except OSError as exc:
+        raise _unreadable(os.path.join(store.config_dir, "secrets", kind), exc) from None
+    names.update(entry for entry in entries if config.TASK_NAME_RE.match(entry))
+    return sorted(names)
+
+
+@dataclasses.dataclass(frozen=True)
+class BulkChange:
+    """The changes that declaring many definitions of one kind at once makes (``sync_task`` with ``tasks``).
+
+    ``changes`` holds one :class:`Change` per declared definition, in the order given, then one per removed
+    definition (``purge``), in name order.
+    """
+
+    kind: str
+    directory: str
+    changes: tuple[Change, ...]
+
+    @property
+    def changed(self) -> bool:
+        return any(change.changed for change in self.changes)
+
+    def results(self) -> list[dict[str, t.Any]]:
+        """One entry per declared definition: its name, what happens to it, whether its secret is (re)set."""
+        return [{"name": change.name, "action": action(change), "changed": change.changed,
+                 "password_changed": change.secret_changed}
+                for change in self.changes if change.after is not None]
+
+    def removed(self) -> list[str]:
+        """The names whose definition (or secret) is removed."""
+        return [change.name for change in self.changes if change.after is None and change.changed]
+
+    def counts(self) -> dict[str, int]:
+        """How many definitions are created, updated, unchanged and removed."""
+        counts = {"created": 0, "updated": 0, "unchanged": 0, "removed": 0}
+        for change in self.changes:
+            if change.after is not None or change.changed:
+                counts[action(change)] += 1
+        return counts
+
+    def diff(self) -> dict[str, t.Any]:
+        """Ansible's diff: the changed definitions only, by name, before and after, the secrets masked."""
+        before: dict[str, t.Any] = {}
+        after: dict[str, t.Any] = {}
+        for change in self.changes:
+            if not change.changed:
+                continue
+            one = change.diff()
+            if one["before"]:
+                before[change.name] = one["before"]
+            if one["after"]:
+                after[change.name] = one["after"]
+        return {"before": before, "after": after, "before_header": self.directory, "after_header": self.directory}
+
+    def apply(self, store: Store) -> None:
+        """Write the declared definitions that changed, then remove the purged ones."""
+        for change in self.changes:
+            change.apply(store)
+
+
+def plan_bulk(store: Store, kind: str, declared: t.Sequence[tuple[str, t.Mapping[str, t.Any], str]], purge: bool) -> BulkChange:
+    """The changes that storing every ``(name, public, secret)`` of ``declared`` makes, and with ``purge`` removing
+    every other stored definition of ``kind`` (and its secret). Names must be unique (the caller checks)."""
+    changes = [plan_present(store, kind, name, public, secret) for name, public, secret in declared]
+    if purge:
+        listed = {name for name, _public, _secret in declared}
+        changes += [plan_absent(store, kind, name) for name in stored_names(store, kind) if name not in listed]
+    return BulkChange(kind=kind, directory=os.path.join(store.config_dir, kind), changes=tuple(changes))
 
 
 def tasks_using_target(store: Store, target: str) -> list[str]:

@@ -23,6 +23,11 @@ description:
     like the credential check of NethServer 8 when a task is created.
   - Removing a task (O(state=absent)) removes its definition and its password. Its sync state and run logs in
     O(state_dir) are kept, so a task declared again under the same name continues incrementally.
+  - Many tasks at once (O(tasks)) take one module call whatever their number, as the C(mailops.imap.imapsync) role
+    does; with O(purge=true) the call also removes every stored task that is not listed.
+  - A task with O(engine=imapsync) is refused when upstream imapsync cannot express one of its options (for example
+    O(folders=inbox), O(delete_remote=older_than), an O(exclude) expression Perl reads differently); the message
+    names every such option, the reason and the fix.
 author:
   - mailops.imap maintainers (@mailops)
 requirements:
@@ -36,10 +41,13 @@ attributes:
       - Reports what would change and writes nothing.
       - With O(validate=true) it logs in to both servers too (and logs out), when the target is defined.
       - A target that is not defined yet only gives a warning, since an earlier M(mailops.imap.mail_target) task
-        writes nothing in check mode.
+        writes nothing in check mode. The options of a task with O(engine=imapsync) are then checked against a
+        target with default values (its master password is checked by the real run, once the target is defined).
   diff_mode:
     support: full
-    details: Shows the definition before and after, the remote password as a placeholder.
+    details:
+      - Shows the definition before and after, the remote password as a placeholder.
+      - With O(tasks), only the definitions that change (created, updated or removed), by name.
   platform:
     platforms: posix
 options:
@@ -47,11 +55,101 @@ options:
     description:
       - The name of the task, unique on the host, 1 to 64 characters of V(a-z), V(0-9), V(_), V(.) and V(-),
         starting with a letter or a digit. It names the task's files, state and systemd timer.
+      - Required unless O(tasks) is given; O(name) and O(tasks) exclude each other.
     type: str
-    required: true
+  tasks:
+    description:
+      - Many tasks declared in one call (the bulk mode), each element a task with the fields of the single mode.
+      - A field an element leaves out takes the value of the module option of the same name, or its default. So
+        O(target), O(remote_host) or O(remote_security) can be given once for all tasks.
+      - Each element is checked (name, required fields, values) before anything is written; a bad element is an
+        error that names its position and its task, and then nothing is written. Names must be unique.
+      - Only O(state=present); see O(purge) to remove tasks.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: The name of the task, see O(name).
+        type: str
+        required: true
+      target:
+        description: See O(target).
+        type: str
+      local_user:
+        description: See O(local_user).
+        type: str
+      remote_user:
+        description: See O(remote_user).
+        type: str
+      remote_password:
+        description: See O(remote_password).
+        type: str
+      remote_host:
+        description: See O(remote_host).
+        type: str
+      remote_security:
+        description: See O(remote_security).
+        type: str
+        choices: [starttls, ssl, none]
+      remote_port:
+        description: See O(remote_port).
+        type: int
+      validate_certs:
+        description: See O(validate_certs).
+        type: bool
+      ca_file:
+        description: See O(ca_file).
+        type: path
+      folders:
+        description: See O(folders).
+        type: str
+        choices: [inbox, all, all_except]
+      exclude:
+        description: See O(exclude).
+        type: list
+        elements: str
+      delete_remote:
+        description: See O(delete_remote).
+        type: str
+        choices: [never, after_sync, older_than]
+      delete_remote_days:
+        description: See O(delete_remote_days).
+        type: int
+      schedule:
+        description: See O(schedule).
+        type: str
+        choices: [manual, interval]
+      interval_minutes:
+        description: See O(interval_minutes).
+        type: int
+      special_use_mapping:
+        description: See O(special_use_mapping).
+        type: bool
+      sieve:
+        description: See O(sieve).
+        type: bool
+      delivery:
+        description: See O(delivery).
+        type: str
+        choices: [imap, lmtp]
+      engine:
+        description: See O(engine).
+        type: str
+        choices: [builtin, imapsync]
+      enabled:
+        description: See O(enabled).
+        type: bool
+  purge:
+    description:
+      - With O(tasks), whether every stored task that is not listed is removed (its definition and its password,
+        as with O(state=absent); its sync state and logs are kept).
+      - Only with O(tasks).
+    type: bool
+    default: false
   state:
     description:
       - V(present) stores the definition, V(absent) removes it and its password (not its sync state nor its logs).
+      - Only V(present) with O(tasks).
     type: str
     choices: [present, absent]
     default: present
@@ -59,6 +157,7 @@ options:
     description:
       - The name of the mail target (see M(mailops.imap.mail_target)) that receives the mail.
       - It must be defined on the host when the task is stored; in check mode a missing target only gives a warning.
+      - With O(tasks), the target of every element that names none.
     type: str
     default: default
   local_user:
@@ -181,6 +280,8 @@ options:
     description:
       - What runs the task. V(builtin) is the collection's sync engine. V(imapsync) makes the
         C(mailops.imap.imapsync) role render an equivalent imapsync command line instead.
+      - With V(imapsync), the options upstream imapsync cannot express equivalently are refused here, when the
+        task is defined, with a sentence naming each of them.
     type: str
     choices: [builtin, imapsync]
     default: builtin
@@ -255,6 +356,25 @@ EXAMPLES = r"""
     interval_minutes: 10
   become: true
 
+- name: Declare every task of the host in one call, removing the stored tasks that are not listed
+  mailops.imap.sync_task:
+    remote_host: imap.old.example.org   # for every task that gives none
+    remote_security: ssl
+    tasks:
+      - name: alice
+        local_user: alice
+        remote_user: alice@example.org
+        remote_password: "{{ vault_alice_password }}"
+      - name: bob-inbox
+        local_user: bob
+        remote_user: bob@example.org
+        remote_password: "{{ vault_bob_password }}"
+        folders: inbox
+        schedule: interval
+        interval_minutes: 5
+    purge: true
+  become: true
+
 - name: Remove a task (its sync state stays, so declaring it again continues where it stopped)
   mailops.imap.sync_task:
     name: alice
@@ -267,7 +387,7 @@ definition:
   description:
     - The definition as stored after the task, every field with its value (defaults included), without the
       remote password. Empty with O(state=absent).
-  returned: always
+  returned: with O(name)
   type: dict
   sample:
     name: alice
@@ -294,9 +414,46 @@ password_changed:
   description:
     - Whether the stored remote password was (in check mode, would be) set or replaced. Never the value.
     - Always V(false) with O(state=absent).
-  returned: always
+  returned: with O(name)
   type: bool
   sample: false
+results:
+  description:
+    - With O(tasks), one entry per listed task, in the order given.
+  returned: with O(tasks)
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The name of the task.
+      type: str
+      sample: alice
+    action:
+      description: What happened (in check mode, would happen) to its definition.
+      type: str
+      sample: created
+      choices: [created, updated, unchanged]
+    changed:
+      description: Whether its definition or its password changed.
+      type: bool
+      sample: true
+    password_changed:
+      description: Whether its stored remote password was (would be) set or replaced. Never the value.
+      type: bool
+      sample: true
+removed:
+  description:
+    - With O(tasks) and O(purge=true), the names of the stored tasks that were (in check mode, would be) removed.
+  returned: with O(tasks)
+  type: list
+  elements: str
+  sample: [old-task]
+summary:
+  description:
+    - With O(tasks), how many definitions were (would be) created, updated, left unchanged and removed.
+  returned: with O(tasks)
+  type: dict
+  sample: {created: 2, updated: 0, unchanged: 498, removed: 1}
 kind:
   description:
     - With O(validate=true), the classification of the first failed login, for programs to act on.
@@ -316,6 +473,10 @@ errors:
   type: list
   elements: dict
   contains:
+    task:
+      description: With O(tasks), the name of the task whose login failed.
+      type: str
+      sample: alice
     kind:
       description: V(connect_failed), V(tls_failed), V(auth_failed), V(starttls_unsupported) or V(timeout).
       type: str
@@ -331,10 +492,11 @@ errors:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.common.validation import check_required_if
 
 from ansible_collections.mailops.imap.plugins.module_utils import _definitions as defs
-from ansible_collections.mailops.imap.plugins.module_utils._definitions_spec import sync_task_argument_spec, sync_task_required_if
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, runner, sync
+from ansible_collections.mailops.imap.plugins.module_utils import _definitions_spec as spec
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, imapsync_cmd, runner, sync
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store, check_name
 
@@ -348,11 +510,56 @@ def _check_name(kind: str, field: str, value: str) -> str:
         raise ConfigError(f"{field}: {exc}") from None
 
 
-def main() -> None:
-    module = AnsibleModule(argument_spec=sync_task_argument_spec(), required_if=sync_task_required_if(), supports_check_mode=True)
+class Targets:
+    """The mail targets the declared tasks name: whether each is defined, and its definition (read once each)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._loaded: dict[str, config.Target | None] = {}
+
+    def missing(self, name: str) -> bool:
+        return self.get(name) is None
+
+    def get(self, name: str) -> config.Target | None:
+        if name not in self._loaded:
+            self._loaded[name] = None if defs.target_missing(self.store, name) else self.store.load_target(name)
+        return self._loaded[name]
+
+    def for_checks(self, name: str) -> config.Target:
+        """The stored target, else (check mode, not defined yet) a target with default values and that name."""
+        return self.get(name) or config.Target(name=name)
+
+
+def _check_imapsync(task: config.Task, targets: Targets) -> None:
+    """Refuse a task for imapsync that upstream imapsync cannot express (ConfigError naming every option)."""
+    if task.engine == "imapsync":
+        imapsync_cmd.check_expressible(task, targets.for_checks(task.target))
+
+
+def _require_imapclient(module: AnsibleModule) -> None:
+    if not sync.HAS_IMAPCLIENT:
+        module.fail_json(msg=missing_required_lib("imapclient") + " It is needed by validate: true.",
+                         exception=sync.IMAPCLIENT_IMPORT_ERROR)
+
+
+def _write_failed(module: AnsibleModule, store: Store, what: str, exc: Exception) -> None:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    module.fail_json(msg=f"{what} cannot be written under {store.config_dir} ({reason}); "
+                         "run the task as root (become: true) or choose a writable config_dir.")
+
+
+def single(module: AnsibleModule, store: Store) -> None:
+    """One task, by name: store it (state: present) or remove it (state: absent)."""
     params = module.params
-    store = Store(params["config_dir"], params["state_dir"])
     name = params["name"]
+    if params["purge"]:
+        module.fail_json(msg="purge works with tasks (it removes the stored tasks not listed there); "
+                             "to remove the task named by name, use state: absent.")
+    try:
+        check_required_if(spec.sync_task_required_if(), {key: value for key, value in params.items() if value is not None})
+    except TypeError as exc:
+        module.fail_json(msg=str(exc))
+    targets = Targets(store)
 
     try:
         if params["state"] == "absent":
@@ -363,17 +570,16 @@ def main() -> None:
             _check_name("targets", "target", task.target)
             if task.exclude and task.folders != "all_except":
                 module.warn(f"exclude is ignored with folders: {task.folders}; use folders: all_except to exclude folders.")
+            _check_imapsync(task, targets)
             change = defs.plan_present(store, KIND, name, task.public(), task.remote_password)
 
-            if defs.target_missing(store, task.target):
+            if targets.missing(task.target):
                 if not module.check_mode:
                     module.fail_json(msg=defs.missing_target_message(store, task.target))
                 module.warn(defs.missing_target_warning(store, task.target, params["validate"]))
             elif params["validate"]:
-                if not sync.HAS_IMAPCLIENT:
-                    module.fail_json(msg=missing_required_lib("imapclient") + " It is needed by validate: true.",
-                                     exception=sync.IMAPCLIENT_IMPORT_ERROR)
-                problems = runner.check_logins(task, store.load_target(task.target))
+                _require_imapclient(module)
+                problems = runner.check_logins(task, targets.for_checks(task.target))
                 if problems:
                     module.fail_json(**defs.login_failure(problems))
     except ConfigError as exc:
@@ -383,9 +589,7 @@ def main() -> None:
         try:
             change.apply(store)
         except (OSError, ConfigError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            module.fail_json(msg=f"The sync task {name!r} cannot be written under {store.config_dir} ({reason}); "
-                                 "run the task as root (become: true) or choose a writable config_dir.")
+            _write_failed(module, store, f"The sync task {name!r}", exc)
 
     result = {
         "changed": change.changed,
@@ -395,6 +599,127 @@ def main() -> None:
     if module._diff:
         result["diff"] = change.diff()
     module.exit_json(**result)
+
+
+def _plural(names: list[str]) -> str:
+    return "is" if len(names) == 1 else "are"
+
+
+def parse_elements(params: dict, targets: Targets) -> tuple[list[config.Task], list[str]]:
+    """Every element of ``tasks`` merged with the module call's values and validated; the problems found.
+
+    Each problem is a sentence naming the element (its position and its name).
+    """
+    defaults = spec.task_defaults(params)
+    problems: list[str] = []
+    parsed: list[config.Task] = []
+    seen: dict[str, int] = {}
+    for index, element in enumerate(params["tasks"], start=1):
+        label = f"tasks entry {index}"
+        try:
+            name = _check_name(KIND, "name", element.get("name"))
+        except ConfigError as exc:
+            problems.append(f"{label}: {exc}")
+            continue
+        label = f"tasks entry {index} ({name})"
+        if name in seen:
+            problems.append(f"{label}: the name {name!r} is already used by tasks entry {seen[name]}; task names must be unique.")
+            continue
+        seen[name] = index
+        data = spec.merge_task(defaults, element)
+        missing = spec.missing_fields(data)
+        if missing:
+            problems.append(f"{label}: {', '.join(missing)} {_plural(missing)} required; give "
+                            f"{'it' if len(missing) == 1 else 'them'} in the task or once for all tasks in the module call.")
+            continue
+        try:
+            task = config.parse_task(data)
+            _check_name("targets", "target", task.target)
+            _check_imapsync(task, targets)
+        except ConfigError as exc:
+            problems.append(f"{label}: {exc}")
+            continue
+        parsed.append(task)
+    return parsed, problems
+
+
+def bulk(module: AnsibleModule, store: Store) -> None:
+    """Many tasks at once (``tasks``), and with ``purge`` the removal of the stored tasks not listed."""
+    params = module.params
+    if params["state"] != "present":
+        module.fail_json(msg="state: absent removes the one task named by name; with tasks, use purge: true to remove "
+                             "the stored tasks that are not listed.")
+    targets = Targets(store)
+    try:
+        parsed, problems = parse_elements(params, targets)
+        if problems:
+            module.fail_json(msg=spec_join(problems))
+
+        ignored = [task.name for task in parsed if task.exclude and task.folders != "all_except"]
+        if ignored:
+            module.warn(f"exclude is ignored by the task(s) {', '.join(str(n) for n in ignored)}, whose folders is not "
+                        "all_except; use folders: all_except to exclude folders.")
+        missing = sorted({task.target for task in parsed if targets.missing(task.target)})
+        for target in missing:
+            if not module.check_mode:
+                module.fail_json(msg=defs.missing_target_message(store, target))
+            module.warn(defs.missing_target_warning(store, target, params["validate"]))
+        if params["validate"]:
+            checkable = [task for task in parsed if not targets.missing(task.target)]
+            if checkable:
+                _require_imapclient(module)
+            failures = []
+            for task in checkable:
+                for problem in runner.check_logins(task, targets.for_checks(task.target)):
+                    failures.append(dict(problem, task=task.name))
+            if failures:
+                failed = defs.login_failure(failures)
+                failed["msg"] = " ".join(f"{p['task']}: {p['detail']}" for p in failures) + \
+                    " No definition was saved (validate: true)."
+                failed["errors"] = [dict(e, task=p["task"]) for e, p in zip(failed["errors"], failures)]
+                module.fail_json(**failed)
+        change = defs.plan_bulk(store, KIND, [(str(task.name), task.public(), task.remote_password) for task in parsed],
+                                params["purge"])
+    except ConfigError as exc:
+        module.fail_json(msg=str(exc))
+
+    if not module.check_mode:
+        try:
+            change.apply(store)
+        except (OSError, ConfigError) as exc:
+            _write_failed(module, store, "The sync tasks", exc)
+
+    result = {
+        "changed": change.changed,
+        "results": change.results(),
+        "removed": change.removed(),
+        "summary": change.counts(),
+    }
+    if module._diff:
+        result["diff"] = change.diff()
+    module.exit_json(**result)
+
+
+def spec_join(problems: list[str]) -> str:
+    """Several problems as one message (the first 20, and how many more)."""
+    shown = problems[:20]
+    if len(problems) > 20:
+        shown.append(f"And {len(problems) - 20} more problem(s); nothing was written.")
+    else:
+        shown.append("Nothing was written.")
+    return " ".join(shown)
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=spec.sync_task_module_argument_spec(),
+                           mutually_exclusive=spec.sync_task_mutually_exclusive(),
+                           required_one_of=spec.sync_task_required_one_of(),
+                           supports_check_mode=True)
+    store = Store(module.params["config_dir"], module.params["state_dir"])
+    if module.params["tasks"] is not None:
+        bulk(module, store)
+    else:
+        single(module, store)
 
 
 if __name__ == "__main__":

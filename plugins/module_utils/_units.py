@@ -1,0 +1,415 @@
+# Copyright (c) 2026 mailops.imap contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The systemd timers of sync tasks (``mailops.imap.sync_timers``, used by the ``mailops.imap.imapsync`` role).
+
+One ``mailops-imapsync@NAME.timer`` file per enabled task with ``schedule: interval``, in the unit directory of
+the system manager or of a user manager; it starts ``mailops-imapsync@NAME.service`` (the template service the
+role writes) ``first_delay`` after the timer starts, then every ``interval_minutes`` after the last start of the
+service. The timers of manual, disabled (and, with ``purge``, unlisted) tasks are stopped, disabled and removed.
+
+Everything is asked of ``systemctl`` in as few calls as possible, whatever the number of tasks: one
+``list-units`` and one ``show`` to learn the state, then at most one call per action (stop, disable, enable,
+``daemon-reload``, reset-failed, start), each on every unit that needs it. ``daemon-reload`` runs only when a
+unit file changed (or the caller says another one did: the service template). Nothing is done where the state is
+already the wanted one, so a second run changes nothing; :func:`plan` alone is check mode.
+
+Pure Python, no Ansible imports: the module turns a :class:`Plan` into its result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import subprocess
+import tempfile
+import typing as t
+
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config
+from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
+
+UNIT_PREFIX = "mailops-imapsync@"
+SERVICE_TEMPLATE = UNIT_PREFIX + ".service"
+UNIT_RE = re.compile(r"^mailops-imapsync@([a-z0-9][a-z0-9_.-]{0,63})\.(timer|service)$")
+SCOPES = ("system", "user")
+SYSTEM_UNIT_DIR = "/etc/systemd/system"
+USER_UNIT_DIR = "~/.config/systemd/user"
+HEADER = "# Written by mailops.imap (the sync_timers module of the imapsync role); changes here are overwritten."
+
+# A systemd time span ("90s", "1min 30s", "2h", "500ms"): numbers and units only, so no value can carry a line
+# break or another directive into a unit file.
+_SPAN_TOKEN_RE = re.compile(r"[ \t]*(\d+(?:\.\d+)?)[ \t]*([a-zA-Z]*)[ \t]*")
+SPAN_UNITS = frozenset(("usec", "us", "msec", "ms", "seconds", "second", "sec", "s", "minutes", "minute", "min", "m",
+                        "hours", "hour", "hr", "h", "days", "day", "d", "weeks", "week", "w", ""))
+ACTIVE_STATES = ("active", "activating", "reloading", "deactivating")
+CHUNK = 200  # units per systemctl call (command lines stay short)
+TIMEOUT_S = 120.0
+
+
+class SystemdError(Exception):
+    """A systemctl call failed; the message is a sentence (the command and systemctl's words)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TimerTask:
+    """What the timers need to know of a task."""
+
+    name: str
+    schedule: str = "manual"
+    interval_minutes: int | None = None
+    enabled: bool = True
+
+    @property
+    def wants_timer(self) -> bool:
+        return self.enabled and self.schedule == "interval"
+
+
+def default_unit_dir(scope: str) -> str:
+    """Where the unit files of a manager go by default (the user's ``~/.config/systemd/user`` with ``user``)."""
+    return SYSTEM_UNIT_DIR if scope == "system" else os.path.expanduser(USER_UNIT_DIR)
+
+
+def timer_unit(name: str) -> str:
+    return f"{UNIT_PREFIX}{name}.timer"
+
+
+def service_unit(name: str) -> str:
+    return f"{UNIT_PREFIX}{name}.service"
+
+
+def is_timespan(text: str) -> bool:
+    """Whether ``text`` is a systemd time span of numbers and units (``1min 30s``, ``1min30s``, ``90``)."""
+    position, tokens = 0, 0
+    while position < len(text):
+        match = _SPAN_TOKEN_RE.match(text, position)
+        if match is None or match.group(2) not in SPAN_UNITS:
+            return False
+        position, tokens = match.end(), tokens + 1
+    return tokens > 0
+
+
+def check_timespan(field: str, value: t.Any) -> str:
+    """A systemd time span, as given (stripped); ConfigError otherwise."""
+    text = str(value).strip() if value is not None and not isinstance(value, bool) else ""
+    if not is_timespan(text):
+        raise ConfigError(f"{field}: {value!r} is not a systemd time span; use for example 30s, 1min, 1min 30s or 2h.")
+    return text
+
+
+def parse_tasks(items: t.Sequence[t.Mapping[str, t.Any]]) -> list[TimerTask]:
+    """The tasks of the module call, checked (names unique and valid, an interval with schedule: interval)."""
+    tasks: list[TimerTask] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items, start=1):
+        label = f"tasks entry {index}"
+        name = item.get("name")
+        if not isinstance(name, str) or not config.TASK_NAME_RE.match(name):
+            problems.append(f"{label}: {name!r} is not a valid task name; use 1 to 64 characters of a-z, 0-9, '_', '.', '-', "
+                            "starting with a letter or digit.")
+            continue
+        label += f" ({name})"
+        if name in seen:
+            problems.append(f"{label}: the name is already used by tasks entry {seen[name]}; task names must be unique.")
+            continue
+        seen[name] = index
+        schedule = item.get("schedule") or "manual"
+        if schedule not in config.SCHEDULE_CHOICES:
+            problems.append(f"{label}: schedule: {schedule!r} is not valid; use one of {', '.join(config.SCHEDULE_CHOICES)}.")
+            continue
+        interval = item.get("interval_minutes")
+        if schedule == "interval" or interval is not None:
+            if isinstance(interval, bool) or not isinstance(interval, int) or not 1 <= interval <= 1440:
+                problems.append(f"{label}: interval_minutes: {interval!r} is not valid; give a whole number of minutes "
+                                "from 1 to 1440 with schedule: interval.")
+                continue
+        enabled = item.get("enabled")
+        tasks.append(TimerTask(name=name, schedule=schedule, interval_minutes=interval,
+                               enabled=True if enabled is None else bool(enabled)))
+    if problems:
+        raise ConfigError(" ".join(problems))
+    return tasks
+
+
+def render_timer(task: TimerTask, first_delay: str, accuracy: str, randomized_delay: str) -> str:
+    """The text of the timer unit of ``task`` (a task that wants a timer)."""
+    minutes = task.interval_minutes
+    lines = [
+        HEADER,
+        "[Unit]",
+        f"Description=mailops.imap sync task {task.name}, every {minutes} min",
+        "",
+        "[Timer]",
+        # The first run comes first_delay after the timer starts (at boot, or when the role starts it); the next
+        # ones interval_minutes after the last start of the service, whether a timer or someone else started it.
+        f"OnActiveSec={first_delay}",
+        f"OnUnitActiveSec={minutes}min",
+        f"AccuracySec={accuracy}",
+    ]
+    if randomized_delay not in ("0", "0s"):
+        # Spreads the tasks of a host: each timer gets a fixed offset, the same at every elapse and every boot.
+        lines += [f"RandomizedDelaySec={randomized_delay}", "FixedRandomDelay=true"]
+    lines += [
+        f"Unit={service_unit(task.name)}",
+        "",
+        "[Install]",
+        "WantedBy=timers.target",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+class Systemctl:
+    """``systemctl`` of the system manager or of the user manager (``--user``) of the user running this."""
+
+    def __init__(self, scope: str, systemctl: str = "systemctl",
+                 run: t.Callable[[list[str]], tuple[int, str, str]] | None = None) -> None:
+        if scope not in SCOPES:
+            raise ConfigError(f"scope: {scope!r} is not valid; use system or user.")
+        self.scope = scope
+        self.systemctl = systemctl
+        self._run = run or self._subprocess
+
+    @staticmethod
+    def environment() -> dict[str, str]:
+        """The environment of systemctl: C locale, no pager, and for a user manager an XDG_RUNTIME_DIR."""
+        env = dict(os.environ, LC_ALL="C", SYSTEMD_PAGER="", SYSTEMD_COLORS="0")
+        if not env.get("XDG_RUNTIME_DIR"):
+            runtime = f"/run/user/{os.getuid()}"
+            if os.path.isdir(runtime):
+                env["XDG_RUNTIME_DIR"] = runtime  # become (sudo, su) does not set it; the user manager lives there
+        return env
+
+    def _subprocess(self, argv: list[str]) -> tuple[int, str, str]:
+        try:
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+                                  env=self.environment(), timeout=TIMEOUT_S)
+        except FileNotFoundError:
+            return 127, "", f"{argv[0]}: command not found"
+        except subprocess.TimeoutExpired:
+            return 124, "", f"no answer within {TIMEOUT_S:g} s"
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.systemctl, *(["--user"] if self.scope == "user" else []), *args]
+
+    def call(self, *args: str, check: bool = True) -> tuple[int, str, str]:
+        argv = self.argv(*args)
+        rc, out, err = self._run(argv)
+        if check and rc != 0:
+            words = (err or out).strip().replace("\n", " ")
+            where = "the user manager (systemctl --user)" if self.scope == "user" else "the system manager"
+            raise SystemdError(f"'{' '.join(argv[:4])}{' ...' if len(argv) > 4 else ''}' failed ({rc}) on {where}: "
+                               f"{words or 'no message'}.")
+        return rc, out, err
+
+    def each(self, action: t.Sequence[str], units: t.Sequence[str], check: bool = True) -> None:
+        """Run ``systemctl ACTION UNIT...`` on every unit, a chunk at a time."""
+        for start in range(0, len(units), CHUNK):
+            self.call(*action, "--", *units[start:start + CHUNK], check=check)
+
+    def loaded(self) -> dict[str, dict[str, str]]:
+        """The loaded ``mailops-imapsync@*`` units: their load, active and sub states."""
+        _rc, out, _err = self.call("list-units", "--all", "--plain", "--no-legend", "--no-pager", "--full",
+                                   "--type=timer,service", f"{UNIT_PREFIX}*")
+        units: dict[str, dict[str, str]] = {}
+        for line in out.splitlines():
+            fields = line.split()
+            if fields and not UNIT_RE.match(fields[0]) and len(fields[0]) <= 2:
+                fields = fields[1:]  # a state marker ("●") before the name
+            if len(fields) >= 4 and UNIT_RE.match(fields[0]):
+                units[fields[0]] = {"Id": fields[0], "LoadState": fields[1], "ActiveState": fields[2], "SubState": fields[3]}
+        return units
+
+    def show(self, units: t.Sequence[str]) -> dict[str, dict[str, str]]:
+        """``systemctl show`` of each unit: Id, LoadState, ActiveState, SubState, UnitFileState."""
+        found: dict[str, dict[str, str]] = {}
+        for start in range(0, len(units), CHUNK):
+            chunk = list(units[start:start + CHUNK])
+            _rc, out, _err = self.call("show", "--no-pager", "--property=Id,LoadState,ActiveState,SubState,UnitFileState",
+                                       "--", *chunk)
+            blocks = [block for block in out.split("\n\n") if block.strip()]
+            for unit, block in zip(chunk, blocks):
+                props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+                found[unit] = props
+        return found
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        return ""  # not ours to keep: it is replaced
+
+
+def _write(path: str, text: str) -> None:
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclasses.dataclass
+class FileChange:
+    """A timer file to write (``after``) or to remove (``after`` None)."""
+
+    unit: str
+    path: str
+    before: str | None
+    after: str | None
+
+
+@dataclasses.dataclass
+class Plan:
+    """What :func:`apply` does; computed by :func:`plan` (check mode stops there)."""
+
+    unit_dir: str
+    wanted: list[str] = dataclasses.field(default_factory=list)  # the timers that run after the change
+    files: list[FileChange] = dataclasses.field(default_factory=list)
+    stop: list[str] = dataclasses.field(default_factory=list)  # unwanted timers and purged services that run
+    disable: list[str] = dataclasses.field(default_factory=list)
+    enable: list[str] = dataclasses.field(default_factory=list)
+    start: list[str] = dataclasses.field(default_factory=list)
+    reset_failed: list[str] = dataclasses.field(default_factory=list)
+    purged: list[str] = dataclasses.field(default_factory=list)  # task names whose units are removed
+    reload: bool = False
+    reload_requested: bool = False
+
+    @property
+    def files_changed(self) -> bool:
+        return bool(self.files)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.files or self.stop or self.disable or self.enable or self.start or self.reset_failed or self.reload)
+
+    def written(self) -> list[str]:
+        return [change.unit for change in self.files if change.after is not None]
+
+    def removed(self) -> list[str]:
+        return [change.unit for change in self.files if change.after is None]
+
+    def actions(self) -> list[str]:
+        """The systemctl calls, in order, as an administrator would type them."""
+        lines = [f"systemctl stop {' '.join(self.stop)}"] if self.stop else []
+        if self.disable:
+            lines.append(f"systemctl disable {' '.join(self.disable)}")
+        lines += [f"write {change.path}" for change in self.files if change.after is not None]
+        lines += [f"remove {change.path}" for change in self.files if change.after is None]
+        if self.enable:
+            lines.append(f"systemctl enable {' '.join(self.enable)}")
+        if self.reload:
+            reason = "a timer file changed" if self.files else "the service template changed"
+            lines.append(f"systemctl daemon-reload  ({reason})")
+        if self.reset_failed:
+            lines.append(f"systemctl reset-failed {' '.join(self.reset_failed)}")
+        if self.start:
+            lines.append(f"systemctl start {' '.join(self.start)}")
+        return lines
+
+    def diff(self) -> list[dict[str, str]]:
+        """Ansible's diff: one entry per changed unit file, then the systemctl actions."""
+        diffs = [{"before_header": change.path, "after_header": change.path,
+                  "before": change.before or "", "after": change.after or ""} for change in self.files]
+        if self.changed:
+            diffs.append({"prepared": "\n".join(self.actions()) + "\n"})
+        return diffs
+
+
+def plan(tasks: t.Sequence[TimerTask], unit_dir: str, systemctl: Systemctl, *, purge: bool = False,
+         first_delay: str = "1min", accuracy: str = "1s", randomized_delay: str = "0",
+         reload_requested: bool = False) -> Plan:
+    """What it takes for the timers under ``unit_dir`` and in the manager to be those ``tasks`` want."""
+    listed = {task.name: task for task in tasks}
+    wanted = {task.name: task for task in tasks if task.wants_timer}
+    result = Plan(unit_dir=unit_dir, reload_requested=reload_requested)
+    result.wanted = [timer_unit(name) for name in wanted]
+
+    # Timer files there now, and loaded units: which tasks have something of ours.
+    try:
+        entries = sorted(os.listdir(unit_dir))
+    except FileNotFoundError:
+        entries = []
+    on_disk = {match.group(1) for match in map(UNIT_RE.match, entries) if match and match.group(2) == "timer"}
+    loaded = systemctl.loaded()
+    known = on_disk | {UNIT_RE.match(unit).group(1) for unit in loaded}  # type: ignore[union-attr]
+    unwanted = sorted(name for name in known if name not in wanted and (name in listed or purge))
+    result.purged = sorted(name for name in known if purge and name not in listed)
+
+    states = systemctl.show([timer_unit(name) for name in wanted] + [timer_unit(name) for name in unwanted])
+
+    # Files.
+    for name, task in wanted.items():
+        path = os.path.join(unit_dir, timer_unit(name))
+        text = render_timer(task, first_delay, accuracy, randomized_delay)
+        before = _read(path)
+        if before != text:
+            result.files.append(FileChange(timer_unit(name), path, before, text))
+    for name in unwanted:
+        path = os.path.join(unit_dir, timer_unit(name))
+        if name in on_disk:
+            result.files.append(FileChange(timer_unit(name), path, _read(path), None))
+
+    # Unwanted timers: stopped, disabled. Purged tasks: their service instance stopped and, when failed, reset.
+    for name in unwanted:
+        state = states.get(timer_unit(name), {})
+        if state.get("ActiveState") in ACTIVE_STATES:
+            result.stop.append(timer_unit(name))
+        if state.get("UnitFileState") in ("enabled", "enabled-runtime", "linked", "linked-runtime"):
+            result.disable.append(timer_unit(name))
+    for name in result.purged:
+        service = loaded.get(service_unit(name))
+        if service is None:
+            continue
+        if service["ActiveState"] in ACTIVE_STATES:
+            result.stop.append(service_unit(name))
+            result.reset_failed.append(service_unit(name))  # in case stopping it ends in failure
+        elif service["ActiveState"] == "failed":
+            result.reset_failed.append(service_unit(name))
+
+    # Wanted timers: enabled and started (a timer file written anew is loaded by the reload first).
+    for name in wanted:
+        state = states.get(timer_unit(name), {})
+        if state.get("UnitFileState") not in ("enabled", "enabled-runtime"):
+            result.enable.append(timer_unit(name))
+        if state.get("ActiveState") != "active":
+            result.start.append(timer_unit(name))
+    result.reload = bool(result.files) or reload_requested
+    return result
+
+
+def apply(change: Plan, systemctl: Systemctl) -> None:
+    """Carry out a plan (stop and disable first, files, enable, one reload, reset, start)."""
+    if change.stop:
+        systemctl.each(["stop"], change.stop)
+    if change.disable:
+        systemctl.each(["disable", "--no-reload"], change.disable)
+    if change.files:
+        os.makedirs(change.unit_dir, mode=0o755, exist_ok=True)
+    for file in change.files:
+        if file.after is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(file.path)
+        else:
+            _write(file.path, file.after)
+    if change.enable:
+        systemctl.each(["enable", "--no-reload"], change.enable)
+    if change.reload:
+        systemctl.call("daemon-reload")
+    if change.reset_failed:
+        systemctl.each(["reset-failed"], change.reset_failed, check=False)  # a unit that stopped cleanly is not failed
+    if change.start:
+        systemctl.each(["start"], change.start)

@@ -1,0 +1,68 @@
+"""`make demo` end to end: tests/demo/demo.py, exactly as the Makefile runs it, must pass and leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.dovecot import find_dovecot
+from harness.systemd import SYSTEMD
+
+DEMO = Path(__file__).resolve().parents[1] / "demo" / "demo.py"
+
+
+def _processes() -> dict[int, str]:
+    """The command lines of the Dovecot processes and systemd user managers running now."""
+    found = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if "dovecot" in cmdline or "systemd --user" in cmdline:
+            found[int(pid)] = cmdline
+    return found
+
+
+def test_make_demo_runs_end_to_end_and_cleans_up():
+    if os.geteuid() != 0:
+        pytest.skip("make demo runs as root (Dovecot as the dovecot user, a mount namespace for the user manager)")
+    for tool in ("unshare", "nsenter", "systemctl", "systemd-run"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is missing (make deps installs systemd)")
+    if find_dovecot() is None or not os.path.exists(SYSTEMD):
+        pytest.skip("Dovecot or systemd is missing (make deps installs them)")
+    before = _processes()
+
+    proc = subprocess.run([sys.executable, str(DEMO)], capture_output=True, text=True, timeout=240, check=False,
+                          stdin=subprocess.DEVNULL)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output, output
+
+    for step in ("[1/6] Two throwaway Dovecot servers", "[2/6] A sample account", "[3/6] playbooks/migrate.yml in check mode",
+                 "[4/6] playbooks/migrate.yml for real, then again", "[5/6] A scheduled INBOX task", "[6/6] Results"):
+        assert step in output, output
+    assert "11 message(s) to copy" in output and "11 message(s) copied" in output
+    assert "nothing to do: changed=0" in output
+    assert re.search(r"it fired after \d+ s: success, 2 message\(s\) copied", output), output
+    assert re.search(r"demo-mailserver\s+inbox-alice\s+every 1 min\s+no\s+success", output), output
+    assert "new server, Invoices: Your invoice 2026-001" in output
+    assert "old server, unread in INBOX: 0" in output
+    assert "Demo finished in" in output
+    assert "d\u00e9mo 'pass" not in output, "the demo's password never shows"
+
+    # Nothing left behind: its temporary directories, its Dovecot servers, its user manager.
+    for path in re.findall(r"(/tmp/mailops-(?:demo|systemd)-[a-z0-9_]+)", output):
+        assert not os.path.exists(path), f"{path} was left behind"
+    left = {pid: cmd for pid, cmd in _processes().items() if pid not in before}
+    assert not left, f"the demo left processes behind: {left}"

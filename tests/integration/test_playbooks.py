@@ -1,0 +1,404 @@
+"""playbooks/migrate.yml, status.yml and deploy.yml through a real ansible-playbook, with an inventory of several
+local-connection hosts, against real throwaway Dovecot servers.
+
+Variables travel in an extra-vars file (mode 0600), never on a command line; while a playbook runs, a watcher
+checks that no password shows up in any process's arguments or environment, and none may appear in the output.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.mailops.imap.plugins.module_utils import _argspec
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, store
+from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
+from harness import mail
+from harness.systemd import SYSTEMD, UserManager
+
+COLLECTION = Path(__file__).resolve().parents[2]
+PLAYBOOKS = COLLECTION / "playbooks"
+STATS_RE = re.compile(r"^\s*RUN: (\{.*\})\s*$", re.MULTILINE)
+
+
+def ansible_bin(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not on PATH: run the integration tests through `make integration`", pytrace=False)
+    return path
+
+
+def python_of_ansible() -> str:
+    return str(Path(ansible_bin("ansible-playbook")).parent / "python")
+
+
+def _watch(needles: list[bytes], stop: threading.Event, seen: list[str]) -> None:
+    while needles and not stop.is_set():
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    cmdline = handle.read()
+                with open(f"/proc/{pid}/environ", "rb") as handle:
+                    environ = handle.read()
+            except OSError:
+                continue
+            if any(n in cmdline or n in environ for n in needles):
+                seen.append(cmdline.replace(b"\0", b" ").decode("utf-8", "replace")[:200])
+        stop.wait(0.02)
+
+
+class Run:
+    """One ansible-playbook run: its output and the custom stats (set_stats) it printed."""
+
+    def __init__(self, proc: subprocess.CompletedProcess) -> None:
+        self.proc = proc
+        self.output = proc.stdout + proc.stderr
+        found = STATS_RE.findall(proc.stdout)
+        self.stats = json.loads(found[-1]) if found else {}
+
+    @property
+    def rc(self) -> int:
+        return self.proc.returncode
+
+
+def run_playbook(tmp_path: Path, playbook: str, inventory: str, extra: dict, *args: str, secrets: tuple[str, ...] = (),
+                 expect_rc: int | None = 0, wrapper: tuple[str, ...] = (), env: dict | None = None,
+                 inventory_name: str = "inventory.ini", cwd: Path | None = None) -> Run:
+    work = tmp_path / "run"
+    work.mkdir(exist_ok=True)
+    inventory_path = work / inventory_name
+    inventory_path.write_text(inventory, encoding="utf-8")
+    extra_path = work / "vars.json"
+    extra_path.write_text(json.dumps(extra), encoding="utf-8")
+    os.chmod(extra_path, 0o600)
+    full_env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_SHOW_CUSTOM_STATS="1",
+                    ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_RETRY_FILES_ENABLED="0",
+                    ANSIBLE_PYTHON_INTERPRETER=python_of_ansible())
+    full_env.update(env or {})
+    cmd = [*wrapper, ansible_bin("ansible-playbook"), "-i", str(inventory_path), str(PLAYBOOKS / playbook),
+           "-e", f"@{extra_path}", *args]
+    seen: list[str] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=([s.encode("utf-8") for s in secrets], stop, seen), daemon=True)
+    watcher.start()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=300, check=False,
+                              stdin=subprocess.DEVNULL, cwd=cwd)
+    finally:
+        stop.set()
+        watcher.join()
+    run = Run(proc)
+    assert not seen, f"a password appeared in a process's arguments or environment: {seen}"
+    assert "Traceback" not in run.output, run.output
+    for secret in secrets:
+        assert secret not in run.output, f"a password appeared in the output of {playbook} {args}"
+    if expect_rc is not None:
+        assert run.rc == expect_rc, run.output
+    return run
+
+
+def workers_inventory(names: list[str], group: str = "mailops_migration_workers", **host_vars: dict) -> str:
+    lines = [f"[{group}]"]
+    for name in names:
+        extra = " ".join(f"{key}={value}" for key, value in host_vars.get(name, {}).items())
+        lines.append(f"{name} ansible_connection=local ansible_python_interpreter={python_of_ansible()} {extra}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def target_vars(local) -> dict:
+    return {"host": local.host, "port": local.port, "ca_file": str(local.cert_path),
+            "master_user": local.master_user, "master_password": local.master_password}
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows([header, *rows])
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    os.chmod(path, 0o600)
+    return path
+
+
+def state_file(remote, local, account) -> str:
+    task = config.parse_task({"name": "x", "local_user": account.local_user, "remote_user": account.remote_user,
+                              "remote_password": "x", "remote_host": remote.host, "remote_port": remote.port})
+    return config.state_key(task, config.parse_target({"host": local.host})) + ".sqlite"
+
+
+# --- migrate.yml ---------------------------------------------------------------------------------------------
+
+
+def test_migrate_shares_a_vault_csv_across_hosts_check_real_again(make_account, remote_server, local_server, tmp_path):
+    passwords = [f"pw{i}, 'with' \"quotes\" \u00e4 {i}" for i in range(5)]
+    accounts = [make_account(remote_password=p) for p in passwords]
+    for index, acc in enumerate(accounts):
+        mail.seed(remote_server, acc.remote_user, acc.remote_password, "INBOX",
+                  [(mail.make_message(f"shard {index} {i}"), (b"\\Seen",), None) for i in range(index + 1)])
+        mail.seed(remote_server, acc.remote_user, acc.remote_password, "Archive/2025", [(mail.make_message(f"a{index}"), (), None)])
+    accounts_csv = write_csv(tmp_path / "accounts.csv", ["local_user", "remote_user", "remote_password"],
+                             [[a.local_user, a.remote_user, a.remote_password] for a in accounts])
+    vault_password = tmp_path / "vault-pass"
+    vault_password.write_text("demo-vault-secret\n", encoding="utf-8")
+    subprocess.run([ansible_bin("ansible-vault"), "encrypt", "--vault-password-file", str(vault_password), str(accounts_csv)],
+                   check=True, capture_output=True)
+    assert b"$ANSIBLE_VAULT" in accounts_csv.read_bytes()
+
+    # Inventory order is not the sharding order: the sorted names are (worker-a, worker-b, worker-c).
+    names = ["worker-c", "worker-a", "worker-b"]
+    states = {name: tmp_path / f"state-{name}" for name in names}
+    inventory = workers_inventory(names, **{n: {"migrate_state_dir": states[n]} for n in names})
+    extra = {"migrate_accounts_file": str(accounts_csv), "migrate_become": False, "migrate_parallel": 2,
+             "migrate_defaults": {"remote_host": remote_server.host, "remote_port": remote_server.port,
+                                  "ca_file": str(remote_server.cert_path), "folders": "all"},
+             "migrate_target": target_vars(local_server)}
+    secrets = (*passwords, local_server.master_password)
+    vault = ("--vault-password-file", str(vault_password))
+
+    check = run_playbook(tmp_path, "migrate.yml", inventory, extra, "--check", "--diff", *vault, secrets=secrets)
+    stats = check.stats["mailops_imap_migrate"]
+    assert stats["check_mode"] is True and stats["status"] == "success"
+    assert stats["summary"] == {"accounts": 5, "success": 5, "partial": 0, "failed": 0, "skipped": 0}
+    assert stats["totals"]["copied"] == (1 + 2 + 3 + 4 + 5) + 5
+    assert {h: s["accounts"] for h, s in stats["hosts"].items()} == {"worker-a": 2, "worker-b": 2, "worker-c": 1}
+    assert "Check mode: this is what a real run would do" in check.output
+    for acc in accounts:
+        assert mail.snapshot(local_server, acc.local_user, master=True).get("INBOX") == [], "check mode wrote nothing"
+    assert not any(path.exists() for path in states.values()), "check mode wrote no state"
+
+    real = run_playbook(tmp_path, "migrate.yml", inventory, extra, *vault, secrets=secrets)
+    stats = real.stats["mailops_imap_migrate"]
+    assert stats["check_mode"] is False and stats["status"] == "success" and stats["missing_hosts"] == []
+    assert stats["summary"]["success"] == 5 and stats["totals"]["copied"] == 20
+    assert stats["totals"]["folders_created"] == 5 * 2  # Archive and Archive.2025 for each account
+    assert sum(s["totals"]["copied"] for s in stats["hosts"].values()) == 20
+    # Each account exactly once, on the host of its slice (row index modulo 3 = index of the sorted host).
+    sorted_hosts = sorted(names)
+    for index, acc in enumerate(accounts):
+        owner = sorted_hosts[index % 3]
+        key = state_file(remote_server, local_server, acc)
+        assert (states[owner] / key).exists(), f"account {index} was migrated by {owner}"
+        assert [h for h in names if (states[h] / key).exists()] == [owner], "and by no other host"
+        local = mail.snapshot(local_server, acc.local_user, master=True)
+        remote = mail.snapshot(remote_server, acc.remote_user, acc.remote_password)
+        assert local["INBOX"] == remote["INBOX"] and local["Archive.2025"] == remote["Archive/2025"]
+    assert "20 message(s) copied" in real.output
+
+    again = run_playbook(tmp_path, "migrate.yml", inventory, extra, "-vvv", *vault, secrets=secrets)
+    stats = again.stats["mailops_imap_migrate"]
+    assert stats["status"] == "success" and stats["totals"]["copied"] == 0 and stats["totals"]["already_present"] == 0
+    assert re.search(r"worker-[abc]\s+: ok=\d+\s+changed=0 ", again.output), again.output
+    assert "changed=1" not in again.output
+
+
+def test_migrate_list_on_one_host_and_bad_entries_named_in_the_whole_list(make_account, remote_server, local_server, tmp_path):
+    first, second, third = make_account(), make_account(), make_account()
+    for acc in (first, second, third):
+        mail.seed(remote_server, acc.remote_user, acc.remote_password, "INBOX", [(mail.make_message("list"), (), None)])
+    listed = [{"local_user": a.local_user, "remote_user": a.remote_user, "remote_password": a.remote_password}
+              for a in (first, second, third)]
+    common = {"migrate_become": False, "migrate_state_dir": str(tmp_path / "state"), "migrate_target": target_vars(local_server),
+              "migrate_defaults": {"remote_host": remote_server.host, "remote_port": remote_server.port,
+                                   "ca_file": str(remote_server.cert_path)}}
+    secrets = (first.remote_password, second.remote_password, third.remote_password, local_server.master_password)
+    one_host = workers_inventory(["mailhost"], group="mailservers")  # no workers group: mailservers is the fallback
+
+    # The master password as AWX's credential injects it; an empty remote password field of the credential is "not given".
+    # migrate_defaults and migrate_target as the text of an AWX survey's textarea (YAML, JSON).
+    target = json.dumps({k: v for k, v in common["migrate_target"].items() if k != "master_password"})
+    defaults = f"remote_host: {remote_server.host}\nremote_port: {remote_server.port}\nca_file: {remote_server.cert_path}\n"
+    credential = {"mailops_imap_master_password": local_server.master_password, "mailops_imap_remote_password": ""}
+    done = run_playbook(tmp_path, "migrate.yml", one_host, dict(common, migrate_accounts=listed[:2], migrate_target=target,
+                                                                migrate_defaults=defaults, **credential), "-vvv", secrets=secrets)
+    assert done.stats["mailops_imap_migrate"]["summary"]["success"] == 2
+    assert len(mail.snapshot(local_server, second.local_user, master=True)["INBOX"]) == 1
+
+    # Entry 4 of the list lands on the second of two hosts as its entry 2: the message names the list's entry 4.
+    bad = [*listed, dict(listed[1], local_user="x2", remote_security="tls")]
+    two_hosts = workers_inventory(["w1", "w2"])
+    refused = run_playbook(tmp_path, "migrate.yml", two_hosts, dict(common, migrate_accounts=bad), secrets=secrets, expect_rc=2)
+    assert "migrate_accounts entry 4: value of remote_security must be one of" in refused.output, refused.output
+    assert "accounts entry 2:" not in refused.output.replace("migrate_accounts entry", "")
+    stats = refused.stats["mailops_imap_migrate"]
+    assert stats["status"] == "failed" and stats["hosts"]["w2"]["status"] == "failed" and stats["hosts"]["w1"]["status"] == "success"
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({}, "either as migrate_accounts (a list) or as migrate_accounts_file"),
+    ({"migrate_accounts": [{"local_user": "a"}], "migrate_accounts_file": "x.csv"}, "not both"),
+    ({"migrate_accounts": [{"local_user": "a"}], "migrate_defaults": {"remote_hots": "x"}}, "unknown: remote_hots"),
+    ({"migrate_accounts": [{"local_user": "a"}], "migrate_hosts": "nowhere"}, "No host of the inventory matches migrate_hosts 'nowhere'"),
+    ({"migrate_accounts_file": "does-not-exist.csv"}, "does-not-exist.csv was not found on the controller"),
+])
+def test_migrate_refuses_unusable_inputs_with_a_sentence(tmp_path, extra, message):
+    run = run_playbook(tmp_path, "migrate.yml", workers_inventory(["w1"]), dict(extra, migrate_become=False), expect_rc=2)
+    assert message in run.output, run.output
+    assert "PLAY [Migrate mail accounts]" not in run.output
+
+
+@pytest.mark.parametrize("hosts", [["w1"], ["w1", "w2"]], ids=["one host", "two hosts"])
+def test_migrate_csv_structure_errors_stop_every_host(tmp_path, hosts):
+    """A path relative to the current directory, through a playbook of one's own that imports the collection's (as
+    an AWX project may). One host: the action plugin reads the CSV; two: the playbook reads it to share it out."""
+    bad = write_csv(tmp_path / "bad.csv", ["local_user", "remote_user", "passwd"], [["a", "b", "secret-cell"]])
+    site = tmp_path / "site" / "migrate.yml"
+    site.parent.mkdir()
+    site.write_text("- name: Migrate\n  ansible.builtin.import_playbook: mailops.imap.migrate\n", encoding="utf-8")
+    run = run_playbook(tmp_path, str(site), workers_inventory(hosts), {"migrate_accounts_file": "bad.csv", "migrate_become": False},
+                       "-vvv", secrets=("secret-cell",), expect_rc=2, cwd=tmp_path)
+    assert f"accounts_file {bad} line 1: unknown column(s) 'passwd'" in run.output, run.output
+    assert re.search(r"w1\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=1", run.output), run.output
+
+
+def test_migrate_refuses_an_account_listed_twice_across_shares(tmp_path):
+    """Entries 1 and 4 land on different hosts; each host's module would see only one of them."""
+    accounts = [{"local_user": f"l{i}", "remote_user": f"r{i}", "remote_password": "pw"} for i in range(3)]
+    accounts.append({"local_user": "l0", "remote_user": "r0", "remote_password": "other", "remote_host": "IMAP.example.org"})
+    extra = {"migrate_accounts": accounts, "migrate_become": False, "migrate_defaults": {"remote_host": "imap.example.org"}}
+    run = run_playbook(tmp_path, "migrate.yml", workers_inventory(["w1", "w2", "w3"]), extra, expect_rc=2)
+    assert "migrate_accounts entry 4 repeats migrate_accounts entry 1" in run.output, run.output
+    assert "TASK [Migrate this host's share of the accounts]" not in run.output
+
+
+CSV_CASES = [
+    "\ufeffLocal_User , remote_user,remote_password,exclude\r\nalice,al@x, sp ace ,\"^Spam$\n^Trash(/|$)\"\r\n,,,\r\n\r\n"
+    "bob,bob@x,\"com,ma\",\"a,b\"\r\n",
+    "local_user,remote_user\r\n\"multi\nline\",u\r\nc,d\r\n",
+    "local_user,remote_user\r\na,b,c\r\n",
+    "local_user,local_user\r\na,b\r\n",
+    "local_user,nope\r\n",
+    "",
+    "local_user\r\n\r\n",
+    "local_user,remote_user\r\n\"unterminated,b\r\n",
+]
+
+
+@pytest.mark.parametrize("text", CSV_CASES)
+def test_the_playbook_reads_a_csv_as_the_migrate_action_plugin_does(text):
+    """playbooks/files/migrate_accounts_csv.py (sharding) and the action plugin's accounts_file agree, rule for rule."""
+    source = "accounts_file some.csv"
+    try:
+        expected = dict(zip(("accounts", "labels"), _argspec.read_accounts_csv(text.lstrip("\ufeff"), source)))
+    except ConfigError as exc:
+        expected = {"error": str(exc)}
+    proc = subprocess.run([sys.executable, str(PLAYBOOKS / "files" / "migrate_accounts_csv.py"), "some.csv"],
+                          input=text.encode("utf-8"), capture_output=True, check=True)
+    got = json.loads(proc.stdout)
+    if "error" in expected:
+        assert "error" in got
+        # The action plugin's advice names the module call; the playbook's names its variables.
+        assert got["error"].split(";")[0] == expected["error"].split(";")[0]
+    else:
+        assert got == expected
+
+
+# --- status.yml ----------------------------------------------------------------------------------------------
+
+
+def define(config_dir: Path, account, task_name: str, **fields) -> None:
+    local = account.local_server
+    definitions = store.Store(str(config_dir), "/nonexistent")
+    target = config.parse_target({"host": local.host, "port": local.port, "ca_file": str(local.cert_path),
+                                  "master_user": local.master_user, "master_password": local.master_password})
+    definitions.write("targets", "default", target.public(), local.master_password)
+    task = config.parse_task({"name": task_name, "local_user": account.local_user, "remote_user": account.remote_user,
+                              "remote_password": account.remote_password, "remote_host": account.remote_server.host,
+                              "remote_port": account.remote_server.port, "ca_file": str(account.remote_server.cert_path),
+                              **fields})
+    definitions.write("tasks", task_name, task.public(), account.remote_password)
+
+
+def test_status_prints_one_table_for_all_hosts_and_sets_stats(account, imapsyncctl, tmp_path):
+    etc, var = tmp_path / "one-etc", tmp_path / "one-var"
+    define(etc, account, "alpha", schedule="interval", interval_minutes=5)
+    define(etc, account, "beta", folders="inbox", enabled=False)
+    mail.seed(account.remote_server, account.remote_user, account.remote_password, "INBOX",
+              [(mail.make_message(f"status {i}"), (b"\\Seen",), None) for i in range(2)])
+    ran = subprocess.run([imapsyncctl, "run", "--config-dir", str(etc), "--state-dir", str(var), "alpha"],
+                         capture_output=True, text=True, check=False)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    inventory = workers_inventory(["mail-one", "mail-two"], group="mailservers", **{
+        "mail-one": {"status_config_dir": etc, "status_state_dir": var},
+        "mail-two": {"status_config_dir": tmp_path / "two-etc", "status_state_dir": tmp_path / "two-var"},
+    })
+    secrets = (account.remote_password, account.local_server.master_password)
+
+    run = run_playbook(tmp_path, "status.yml", inventory, {"status_become": False}, "--check", "-vvv", secrets=secrets)
+
+    table = [line for line in run.output.splitlines() if line.startswith('        "')]
+    header = next(line for line in table if "HOST" in line)
+    assert re.search(r'"HOST\s+TASK\s+SCHEDULE\s+RUNNING\s+LAST RUN\s+FINISHED \(UTC\)\s+COPIED\s+ERRORS\s+NEXT RUN \(UTC\)"', header)
+    alpha = next(line for line in table if " alpha " in line)
+    assert re.search(r'"mail-one\s+alpha\s+every 5 min\s+no\s+success\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+2\s+0\s+-"', alpha), alpha
+    beta = next(line for line in table if " beta " in line)
+    assert re.search(r'"mail-one\s+beta\s+manual \(disabled\)\s+no\s+never\s+-\s+-\s+-\s+-"', beta), beta
+    assert any(re.search(r'"mail-two\s+\(no task\)"', line) for line in table), table
+    assert table.index(header) < table.index(alpha) < table.index(beta)
+
+    stats = run.stats["mailops_imap_status"]
+    assert stats["summary"] == {"hosts": 2, "tasks": 2, "enabled": 1, "scheduled": 0, "running": 0, "never_ran": 1,
+                                "last_success": 1, "last_partial": 0, "last_failed": 0, "last_skipped": 0}
+    assert stats["hosts"]["mail-two"] == [] and stats["missing_hosts"] == []
+    first = stats["hosts"]["mail-one"][0]
+    assert first["task"] == "alpha" and first["last_status"] == "success" and first["copied"] == 2 and first["next_run"] is None
+    assert "changed=0" in run.output and "changed=1" not in run.output
+
+
+# --- deploy.yml ----------------------------------------------------------------------------------------------
+
+
+def user_manager_unavailable() -> str | None:
+    """Why a private systemd user manager (harness.systemd) cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "it needs root (a mount namespace)"
+    for tool in ("unshare", "nsenter", "systemctl", SYSTEMD):
+        if shutil.which(tool) is None:
+            return f"{tool} is missing"
+    return None
+
+
+def test_deploy_check_mode_with_the_credential_passwords_writes_nothing(account, tmp_path):
+    """The role over the group mailservers in check mode; the passwords come as AWX's credential injects them."""
+    reason = user_manager_unavailable()
+    if reason is not None:
+        pytest.skip(f"a private systemd user manager cannot run: {reason}")
+    if not (COLLECTION / "roles" / "imapsync" / "tasks" / "main.yml").exists():
+        pytest.skip("the imapsync role is not there yet")
+    local, remote = account.local_server, account.remote_server
+    group_vars = {
+        "imapsync_scope": "user",
+        "imapsync_target": {"host": local.host, "port": local.port, "ca_file": str(local.cert_path), "master_user": local.master_user},
+        "imapsync_tasks": [{"name": "inbox-one", "local_user": account.local_user, "remote_user": account.remote_user,
+                            "remote_host": remote.host, "remote_port": remote.port, "ca_file": str(remote.cert_path),
+                            "folders": "inbox", "schedule": "interval", "interval_minutes": 5}],
+    }
+    inventory = json.dumps({"mailservers": {"hosts": {"mail-one": {
+        "ansible_connection": "local", "ansible_python_interpreter": python_of_ansible()}}, "vars": group_vars}})
+    credential = {"mailops_imap_master_password": local.master_password, "mailops_imap_remote_password": account.remote_password}
+    secrets = (local.master_password, account.remote_password)
+    with UserManager() as manager:
+        env = [f"{key}={manager.env[key]}" for key in ("HOME", "XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS")]
+        wrapper = ("env", *env, "nsenter", "--target", str(manager.pid), "--mount")
+
+        check = run_playbook(tmp_path, "deploy.yml", inventory, dict(credential, deploy_become=False), "--check", "--diff",
+                             "-vvv", secrets=secrets, wrapper=wrapper, inventory_name="inventory.json")
+        assert "PLAY [Deploy the sync tasks to the mail servers]" in check.output
+        assert re.search(r"mail-one\s+: ok=\d+\s+changed=[1-9]\d*\s+unreachable=0\s+failed=0", check.output), check.output
+        written = [str(p.relative_to(manager.home)) for p in manager.home.rglob("*") if not str(p.relative_to(manager.home)).startswith(".ansible")]
+        assert written == [], f"check mode wrote {written}"
+
+        # A target given as an extra variable cannot be given the credential's password: a sentence says so.
+        refused = run_playbook(tmp_path, "deploy.yml", inventory,
+                               dict(credential, deploy_become=False, imapsync_target=group_vars["imapsync_target"]), "--check",
+                               secrets=secrets, wrapper=wrapper, inventory_name="inventory.json", expect_rc=2)
+        assert "cannot be added to imapsync_target or imapsync_tasks given as extra variables" in refused.output, refused.output

@@ -1,0 +1,540 @@
+"""The ``mailops.imap.imapsync`` role through a real ``ansible-playbook``, in a real systemd user manager, against
+real Dovecot servers.
+
+One user manager (harness.systemd, a private mount namespace with its own HOME) serves the whole module; the tests
+run in file order and build on each other: check mode on a fresh host, a first apply (an interval task of 1 minute
+and a manual task), the timer firing, the manual service started by hand, a tick meeting a running sync, a second
+apply, check mode on a changed inventory, and a purge. Everything of the role lives under the manager's HOME (the
+user-scope defaults), imapclient comes from a local wheel directory (the offline path).
+
+There is no journal in the namespace: a test-only drop-in sends the service's standard output and error to a
+file (``StandardOutput=append:``), which is checked for passwords like the unit files, ``systemctl show`` and the
+manager's own log. While the module runs, a watcher checks that no password appears in any process's command
+line or environment.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from harness import mail
+from harness.systemd import SYSTEMD, UserManager
+
+UNIT = "mailops-imapsync@"
+FIRST_DELAY = "3s"
+TICK_DEADLINE_S = 100.0  # the first tick comes FIRST_DELAY after the apply, the next one a minute later
+RECAP_RE = re.compile(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
+
+
+def user_manager_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "it needs root (a mount namespace)"
+    for tool in ("unshare", "nsenter", "systemctl", "systemd-analyze", SYSTEMD):
+        if shutil.which(tool) is None and not os.path.exists(tool):
+            return f"{tool} is missing"
+    return None
+
+
+def ansible_playbook() -> str:
+    path = shutil.which("ansible-playbook")
+    if path is None:
+        pytest.fail("ansible-playbook is not on PATH: run the integration tests through `make integration`", pytrace=False)
+    return path
+
+
+class SecretWatcher:
+    """Scans every process's command line and environment for the given passwords, until stopped."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self.needles = [s.encode("utf-8") for s in secrets]
+        self.seen: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                        cmdline = handle.read()
+                    with open(f"/proc/{pid}/environ", "rb") as handle:
+                        environ = handle.read()
+                except OSError:
+                    continue
+                if any(n in cmdline or n in environ for n in self.needles):
+                    self.seen.append(cmdline.replace(b"\0", b" ").decode("utf-8", "replace")[:200])
+            self._stop.wait(0.05)
+
+    def start(self) -> SecretWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class Account:
+    remote_user: str
+    remote_password: str
+    local_user: str
+
+
+@dataclass
+class Deployment:
+    """The user manager, the inventory of the role and where things land."""
+
+    manager: UserManager
+    work: Path
+    wheel_dir: Path
+    remote: object
+    local: object
+    accounts: dict[str, Account]
+    output_log: Path
+    watcher: SecretWatcher
+    secrets: list[str] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)  # the steps that passed, for the later tests
+
+    @property
+    def home(self) -> Path:
+        return self.manager.home
+
+    @property
+    def config_dir(self) -> Path:
+        return self.home / ".config" / "mailops-imap"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / ".local" / "state" / "mailops-imap"
+
+    @property
+    def unit_dir(self) -> Path:
+        return self.manager.unit_dir
+
+    @property
+    def launcher(self) -> Path:
+        return self.home / ".local" / "bin" / "imapsyncctl"
+
+    def target(self) -> dict:
+        return {"host": self.local.host, "port": self.local.port, "ca_file": str(self.local.cert_path),
+                "master_user": self.local.master_user, "master_password": self.local.master_password}
+
+    def task(self, name: str, **fields) -> dict:
+        account = self.accounts[name]
+        task = {"name": name, "local_user": account.local_user, "remote_user": account.remote_user,
+                "remote_password": account.remote_password, "remote_host": self.remote.host,
+                "remote_port": self.remote.port, "ca_file": str(self.remote.cert_path)}
+        task.update(fields)
+        return task
+
+    def inventory(self, tasks: list[dict], **more) -> dict:
+        role_vars = {"imapsync_scope": "user", "imapsync_pip_wheel_dir": str(self.wheel_dir),
+                     "imapsync_target": self.target(), "imapsync_tasks": tasks,
+                     "imapsync_timer_first_delay": FIRST_DELAY}
+        role_vars.update(more)
+        return role_vars
+
+    def play(self, role_vars: dict, *args: str) -> tuple[str, dict[str, int]]:
+        """Apply the role with ``role_vars`` (an extra-vars file of mode 0600) inside the manager's namespace."""
+        self.work.mkdir(exist_ok=True)
+        playbook = self.work / "play.yml"
+        playbook.write_text("- hosts: localhost\n  gather_facts: false\n  roles:\n    - role: mailops.imap.imapsync\n",
+                            encoding="utf-8")
+        extra = self.work / "vars.json"
+        extra.write_text(json.dumps(role_vars), encoding="utf-8")
+        os.chmod(extra, 0o600)
+        env = {"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_LOCALHOST_WARNING": "0",
+               "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0", "ANSIBLE_RETRY_FILES_ENABLED": "0",
+               "ANSIBLE_PYTHON_INTERPRETER": str(Path(ansible_playbook()).parent / "python")}
+        proc = self.manager.run([ansible_playbook(), "-i", "localhost,", "-c", "local", str(playbook), "-e", f"@{extra}",
+                                 *args], env=env, check=False, timeout=600)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, output
+        assert "Traceback" not in output, output
+        for secret in self.secrets:
+            assert secret not in output, "a password appeared in the output of ansible-playbook"
+        match = RECAP_RE.search(output)
+        assert match, output
+        recap = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups())))
+        return output, recap
+
+    def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.manager.run(["systemctl", "--user", *args], check=check)
+
+    def show(self, unit: str) -> dict[str, str]:
+        out = self.systemctl("show", unit).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def imapsyncctl(self, *args: str) -> subprocess.CompletedProcess:
+        return self.manager.run([str(self.launcher), *args], check=False)
+
+    def last_result(self, task: str) -> dict | None:
+        try:
+            return json.loads((self.state_dir / "runs" / task / "last.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def local_subjects(self, name: str, folder: str = "INBOX") -> list[str]:
+        infos = mail.messages(self.local, self.accounts[name].local_user, None, folder, master=True)
+        return sorted(info.subject or "" for info in infos)
+
+    def diagnostics(self, task: str) -> str:
+        """What to look at when a run of ``task`` did not do what a test expects."""
+        parts = [f"last result: {self.last_result(task)}"]
+        for unit in (f"{UNIT}{task}.timer", f"{UNIT}{task}.service"):
+            shown = self.show(unit)
+            parts.append(f"{unit}: " + ", ".join(f"{k}={shown.get(k)}" for k in (
+                "LoadState", "ActiveState", "SubState", "Result", "ExecMainStatus", "NextElapseUSecMonotonic")))
+        if self.output_log.exists():
+            parts.append("service output (tail):\n" + self.output_log.read_text(encoding="utf-8", errors="replace")[-3000:])
+        parts.append("manager log (tail):\n" + self.manager.log_text()[-3000:])
+        return "\n".join(parts)
+
+    def require(self, *steps: str) -> None:
+        missing = [step for step in steps if step not in self.applied]
+        if missing:
+            pytest.skip(f"an earlier step failed: {', '.join(missing)}")
+
+
+def snapshot(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, tuple]:
+    """Every path under ``root`` with its type, mode, symlink target and content hash (not times)."""
+    found: dict[str, tuple] = {}
+    for directory, dirs, files in os.walk(root):
+        here = Path(directory)
+        dirs[:] = [d for d in dirs if here / d not in skip]
+        for name in dirs + files:
+            path = here / name
+            info = path.lstat()
+            if path.is_symlink():
+                found[str(path)] = ("link", os.readlink(path))
+            elif path.is_dir():
+                found[str(path)] = ("dir", oct(info.st_mode))
+            else:
+                found[str(path)] = ("file", oct(info.st_mode), hashlib.sha256(path.read_bytes()).hexdigest())
+    return found
+
+
+def unit_states(deployment: Deployment) -> list[str]:
+    """The unit files of the role with their states, and its loaded timers with theirs (not the services, whose
+    state changes with every tick, nor times)."""
+    units = deployment.systemctl("list-units", "--all", "--plain", "--no-legend", "--full", f"{UNIT}*.timer").stdout
+    files = deployment.systemctl("list-unit-files", "--no-legend", f"{UNIT}*", check=False).stdout
+    return sorted(" ".join(line.split()[0:3]) for line in units.splitlines() if line.strip()) + \
+        sorted(" ".join(line.split()[0:2]) for line in files.splitlines() if line.strip())
+
+
+def wait_for(predicate, deadline_s: float, what: str, interval: float = 1.0, details=None):
+    deadline = time.monotonic() + deadline_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {deadline_s:g} s" + (f"\n{details()}" if details else ""))
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def wheel_dir(tmp_path_factory) -> Path:
+    """A directory with the imapclient wheel (the version the tests use), downloaded once per session."""
+    directory = tmp_path_factory.mktemp("wheels")
+    version = importlib.metadata.version("imapclient")
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
+                           "--only-binary=:all:", "--dest", str(directory), f"imapclient=={version}"],
+                          capture_output=True, text=True, check=False, timeout=300)
+    if proc.returncode != 0 or not list(directory.glob("*.whl")):
+        pytest.fail(f"cannot download the imapclient {version} wheel for the role's offline install: {proc.stderr[-2000:]}")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def deployment(remote_server, local_server, wheel_dir, tmp_path_factory):
+    reason = user_manager_unavailable()
+    if reason is not None:
+        pytest.skip(f"a private systemd user manager cannot run: {reason}")
+    accounts = {}
+    for name in ("tick", "manual", "third"):
+        password = f"r\u00f6le'pw\"{name}\\{uuid.uuid4().hex[:8]}"
+        remote_user = remote_server.add_user(f"role{name}{uuid.uuid4().hex[:8]}", password)
+        local_user = local_server.add_user(f"lrole{name}{uuid.uuid4().hex[:8]}", f"local-{uuid.uuid4().hex}")
+        accounts[name] = Account(remote_user, password, local_user)
+    watcher = SecretWatcher([a.remote_password for a in accounts.values()]).start()
+    work = tmp_path_factory.mktemp("role")
+    with UserManager() as manager:
+        output_log = manager.root / "service-output.log"
+        dropin = manager.unit_dir / f"{UNIT}.service.d"
+        dropin.mkdir(parents=True)
+        # Test only: no journal in the namespace, so the service's output goes to a file the tests read.
+        (dropin / "test-output.conf").write_text(
+            f"[Service]\nStandardOutput=append:{output_log}\nStandardError=append:{output_log}\n", encoding="utf-8")
+        deployment = Deployment(manager=manager, work=work, wheel_dir=wheel_dir, remote=remote_server, local=local_server,
+                                accounts=accounts, output_log=output_log, watcher=watcher,
+                                secrets=[a.remote_password for a in accounts.values()] + [local_server.master_password])
+        try:
+            yield deployment
+        finally:
+            watcher.stop()
+            for task in ("tick", "manual", "third"):  # nothing of ours keeps running once the manager is gone
+                manager.run(["systemctl", "--user", "stop", f"{UNIT}{task}.timer", f"{UNIT}{task}.service"], check=False)
+    assert not watcher.seen, f"a password appeared in a process's command line or environment: {watcher.seen}"
+
+
+def test_check_mode_on_a_fresh_host_changes_nothing(deployment):
+    d = deployment
+    inventory = d.inventory([d.task("tick", folders="inbox", schedule="interval", interval_minutes=1),
+                             d.task("manual", schedule="manual")])
+    before, units_before = snapshot(d.home, skip=(d.home / ".ansible",)), unit_states(d)
+    output, recap = d.play(inventory, "--check", "--diff")
+    assert recap["failed"] == 0 and recap["changed"] > 0, output
+    assert snapshot(d.home, skip=(d.home / ".ansible",)) == before, "check mode wrote on the host"
+    assert unit_states(d) == units_before, "check mode changed units"
+    assert f"{UNIT}tick.timer" in output, "the diff names the timer it would write"
+    d.applied.append("check-fresh")
+
+
+def test_apply_installs_a_timer_for_the_interval_task_only_and_it_fires(deployment):
+    d = deployment
+    mail.seed(d.remote, d.accounts["tick"].remote_user, d.accounts["tick"].remote_password, "INBOX",
+              [(mail.make_message("tick unseen"), (), None), (mail.make_message("tick seen"), (b"\\Seen",), None)])
+    mail.seed(d.remote, d.accounts["manual"].remote_user, d.accounts["manual"].remote_password, "INBOX",
+              [(mail.make_message("manual inbox"), (), None)])
+    mail.seed(d.remote, d.accounts["manual"].remote_user, d.accounts["manual"].remote_password, "Projects/Role",
+              [(mail.make_message("manual project"), (b"\\Flagged",), None)])
+    inventory = d.inventory([d.task("tick", folders="inbox", schedule="interval", interval_minutes=1),
+                             d.task("manual", schedule="manual")])
+
+    output, recap = d.play(inventory, "--diff")
+
+    assert recap["failed"] == 0 and recap["changed"] > 0, output
+    timers = sorted(p.name for p in d.unit_dir.glob(f"{UNIT}*.timer"))
+    assert timers == [f"{UNIT}tick.timer"], timers
+    assert (d.unit_dir / f"{UNIT}.service").is_file()
+    assert (d.unit_dir / "timers.target.wants" / f"{UNIT}tick.timer").is_symlink()
+    tick_timer = d.show(f"{UNIT}tick.timer")
+    assert tick_timer["ActiveState"] == "active" and tick_timer["UnitFileState"] == "enabled", tick_timer
+    assert d.show(f"{UNIT}manual.timer")["LoadState"] == "not-found"
+    listed = d.systemctl("list-timers", "--all", "--no-legend", f"{UNIT}*").stdout
+    assert f"{UNIT}tick.timer" in listed and f"{UNIT}manual" not in listed, listed
+    assert (d.home / ".local" / "share" / "mailops-imap" / "venv" / "bin" / "python").exists()
+    assert os.access(d.launcher, os.X_OK)
+    assert (d.config_dir / "secrets" / "tasks" / "tick").stat().st_mode & 0o077 == 0
+
+    # The timer really fires (FIRST_DELAY after the apply) and the unseen message arrives, unseen, once.
+    result = wait_for(lambda: (d.last_result("tick") or {}).get("status") == "success" and d.last_result("tick"),
+                      TICK_DEADLINE_S, "a successful run of the tick timer", details=lambda: d.diagnostics("tick"))
+    assert result["totals"]["copied"] == 1, result
+    assert d.local_subjects("tick") == ["tick unseen"]
+    d.applied.append("apply")
+
+
+def test_starting_the_manual_service_delivers_and_status_shows_both(deployment):
+    d = deployment
+    d.require("apply")
+    started = d.systemctl("start", f"{UNIT}manual.service", check=False)
+    assert started.returncode == 0, started.stdout + started.stderr
+    service = d.show(f"{UNIT}manual.service")
+    assert service["Result"] == "success" and service["ExecMainStatus"] == "0", service
+    assert d.local_subjects("manual") == ["manual inbox"]
+    assert d.local_subjects("manual", "Projects.Role") == ["manual project"]
+
+    status = d.imapsyncctl("status", "--json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    entries = {entry["name"]: entry for entry in json.loads(status.stdout)}
+    assert set(entries) == {"tick", "manual"}
+    assert entries["manual"]["last_result"]["status"] == "success"
+    assert entries["manual"]["last_result"]["totals"]["copied"] == 2
+    assert entries["tick"]["last_result"]["status"] == "success"
+    assert entries["tick"]["next_run"] is not None and entries["manual"]["next_run"] is None, entries
+    d.applied.append("manual")
+
+
+def test_a_start_that_meets_a_running_sync_is_skipped_not_failed(deployment):
+    d = deployment
+    d.require("apply")
+    lock = d.state_dir / "tasks" / "tick.sqlite.lock"
+    with open(lock, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # as a run of the task started elsewhere holds it
+        try:
+            started = d.systemctl("start", f"{UNIT}tick.service", check=False)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    assert started.returncode == 0, started.stdout + started.stderr
+    service = d.show(f"{UNIT}tick.service")
+    assert service["ExecMainStatus"] == "75" and service["Result"] == "success", service
+    assert service["ActiveState"] != "failed"
+    assert d.last_result("tick")["status"] == "skipped"
+
+
+def test_a_second_apply_changes_nothing(deployment):
+    d = deployment
+    d.require("apply")
+    inventory = d.inventory([d.task("tick", folders="inbox", schedule="interval", interval_minutes=1),
+                             d.task("manual", schedule="manual")])
+    output, recap = d.play(inventory)
+    assert recap["changed"] == 0 and recap["failed"] == 0, output
+    d.applied.append("second")
+
+
+def test_no_password_in_unit_files_systemctl_show_or_what_the_service_prints(deployment):
+    d = deployment
+    d.require("apply", "manual")
+    texts = {}
+    for path in d.unit_dir.rglob("*"):
+        if path.is_file():
+            texts[str(path)] = path.read_text(encoding="utf-8", errors="replace")
+    for unit in (f"{UNIT}tick.timer", f"{UNIT}tick.service", f"{UNIT}manual.service", f"{UNIT}.service"):
+        texts[f"systemctl show {unit}"] = d.systemctl("show", unit, check=False).stdout
+        texts[f"systemctl cat {unit}"] = d.systemctl("cat", unit, check=False).stdout
+    texts["service output"] = d.output_log.read_text(encoding="utf-8", errors="replace")
+    texts["user manager log"] = d.manager.log_text()
+    texts["imapsyncctl status"] = d.imapsyncctl("status").stdout
+    for path in (d.state_dir / "runs").rglob("*"):
+        if path.is_file():
+            texts[str(path)] = path.read_text(encoding="utf-8", errors="replace")
+    texts["launcher"] = d.launcher.read_text(encoding="utf-8")
+
+    assert "status success" in texts["service output"], "the service's output was captured"
+    assert "run %i" in texts[str(d.unit_dir / f"{UNIT}.service")], "ExecStart names the task, nothing else"
+    for where, text in texts.items():
+        for secret in d.secrets:
+            assert secret not in text, f"a password appeared in {where}"
+    environment = d.show(f"{UNIT}tick.service").get("Environment", "")
+    assert environment == "", environment
+
+
+SERVICE_TEMPLATE = Path(__file__).resolve().parents[2] / "roles" / "imapsync" / "templates" / f"{UNIT}.service.j2"
+
+
+def render_service(d: Deployment, scope: str, dest: Path) -> str:
+    """The role's service template rendered for ``scope`` with the paths of this deployment (no role run: the
+    system manager is not there to apply it to)."""
+    install = d.home / ".local" / "share" / "mailops-imap"
+    python = install / "venv" / "bin" / "python"
+    role_vars = {
+        "imapsync_scope": scope, "imapsync_service_sandbox": True, "imapsync_stop_timeout": 300,
+        "imapsync_service_read_paths": [], "imapsync_target": d.target(),
+        "imapsync_tasks": [d.task("manual")],
+        "__imapsync_config_dir": str(d.config_dir), "__imapsync_state_dir": str(d.state_dir),
+        "__imapsync_install_dir": str(install), "__imapsync_launcher": str(d.launcher),
+        "__imapsync_venv_python": {"stat": {"exists": True, "lnk_source": os.path.realpath(python)}},
+        "template_src": str(SERVICE_TEMPLATE), "template_dest": str(dest),
+    }
+    playbook = d.work / "render.yml"
+    playbook.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n    - name: Render\n"
+                        "      ansible.builtin.template:\n        src: '{{ template_src }}'\n"
+                        "        dest: '{{ template_dest }}'\n        mode: '0644'\n", encoding="utf-8")
+    extra = d.work / "render.json"
+    extra.write_text(json.dumps(role_vars), encoding="utf-8")
+    os.chmod(extra, 0o600)
+    proc = subprocess.run([ansible_playbook(), "-i", "localhost,", "-c", "local", str(playbook), "-e", f"@{extra}"],
+                          capture_output=True, text=True, check=False, timeout=300,
+                          env=dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=str(Path(ansible_playbook()).parent / "python")))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return dest.read_text(encoding="utf-8")
+
+
+def exposure(text: str) -> float:
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", text)
+    assert match, text
+    return float(match.group(1))
+
+
+def test_the_system_scope_service_is_hardened_and_runs_under_a_root_manager(deployment):
+    """The system manager is not available here: the system-scope unit is analysed offline, and run in the user
+    manager, which runs as root like the system manager, so that its hardening is known not to break a sync."""
+    d = deployment
+    d.require("apply", "manual")
+    unit = render_service(d, "system", d.work / f"{UNIT}.service")
+    for directive in ("PrivateUsers=yes", "ProtectSystem=strict", "PrivateTmp=yes", "NoNewPrivileges=yes",
+                      "ProtectKernelTunables=yes", "ProtectKernelLogs=yes", "CapabilityBoundingSet=\n",
+                      f"ReadWritePaths={d.state_dir}\n", "Wants=network-online.target", "SuccessExitStatus=75"):
+        assert directive in unit, directive
+    analysed = subprocess.run(["systemd-analyze", "security", "--offline=true", str(d.work / f"{UNIT}.service")],
+                              capture_output=True, text=True, check=False)
+    assert exposure(analysed.stdout + analysed.stderr) <= 2.5, analysed.stdout
+    user = d.systemctl("cat", f"{UNIT}.service").stdout
+    assert "ProtectKernelTunables=yes" not in user and "PrivateUsers=yes" in user and "ProtectHome=tmpfs" in user
+    analysed = d.manager.run(["systemd-analyze", "--user", "security", f"{UNIT}manual.service"], check=False)
+    assert exposure(analysed.stdout + analysed.stderr) <= 2.5, analysed.stdout
+
+    name = "mailops-imapsync-system@"
+    (d.unit_dir / f"{name}.service").write_text(unit, encoding="utf-8")
+    dropin = d.unit_dir / f"{name}.service.d"
+    dropin.mkdir(exist_ok=True)
+    (dropin / "test-output.conf").write_text((d.unit_dir / f"{UNIT}.service.d" / "test-output.conf").read_text())
+    try:
+        d.systemctl("daemon-reload")
+        started = d.systemctl("start", f"{name}manual.service", check=False)
+        service = d.show(f"{name}manual.service")
+        assert started.returncode == 0 and service["ExecMainStatus"] == "0", d.diagnostics("manual")
+        result = d.last_result("manual")
+        assert result["status"] == "success" and result["totals"]["copied"] == 0 and not result["errors"], result
+    finally:
+        shutil.rmtree(dropin)
+        (d.unit_dir / f"{name}.service").unlink()
+        d.systemctl("daemon-reload")
+
+
+def test_check_mode_on_a_changed_inventory_changes_nothing(deployment):
+    d = deployment
+    d.require("apply")
+    changed = d.inventory([d.task("tick", folders="inbox", schedule="interval", interval_minutes=2),
+                           d.task("manual", schedule="interval", interval_minutes=5, enabled=False),
+                           d.task("third", schedule="interval", interval_minutes=7)],
+                          imapsync_purge=True, imapsync_timer_first_delay="1min",
+                          imapsync_target=dict(d.target(), master_password=d.local.master_password + "x"))
+    # The state directory changes with every tick of the timer: the role never writes there, runs do.
+    skip = (d.home / ".ansible", d.state_dir / "runs", d.state_dir / "tasks")
+    before, units_before = snapshot(d.home, skip=skip), unit_states(d)
+    output, recap = d.play(changed, "--check", "--diff")
+    assert recap["failed"] == 0 and recap["changed"] > 0, output
+    assert snapshot(d.home, skip=skip) == before, "check mode wrote on the host"
+    assert unit_states(d) == units_before, "check mode changed units"
+    assert f"{UNIT}third.timer" in output and "******** (changed)" in output, output
+
+
+def test_purge_removes_the_timer_unit_instance_definition_and_secret_of_a_dropped_task(deployment):
+    d = deployment
+    d.require("apply")
+    assert d.show(f"{UNIT}tick.service")["LoadState"] == "loaded"  # it ran
+    inventory = d.inventory([d.task("manual", schedule="manual")], imapsync_purge=True)
+
+    output, recap = d.play(inventory, "--diff")
+
+    assert recap["changed"] > 0 and recap["failed"] == 0, output
+    assert not (d.unit_dir / f"{UNIT}tick.timer").exists()
+    assert not (d.unit_dir / "timers.target.wants" / f"{UNIT}tick.timer").exists()
+    assert not (d.config_dir / "tasks" / "tick.json").exists()
+    assert not (d.config_dir / "secrets" / "tasks" / "tick").exists()
+    assert (d.config_dir / "tasks" / "manual.json").exists() and (d.config_dir / "secrets" / "tasks" / "manual").exists()
+
+    def gone() -> bool:
+        listed = d.systemctl("list-units", "--all", "--plain", "--no-legend", f"{UNIT}tick*").stdout
+        return not listed.strip()
+
+    # No tick unit is loaded any more: neither the timer nor the service instance (not even a failed one).
+    # (systemctl show would load the instance again from the template, which stays for the other tasks.)
+    wait_for(gone, 15.0, "the unloading of the tick units", interval=0.5)
+    assert d.show(f"{UNIT}tick.timer")["LoadState"] == "not-found"
+    assert (d.state_dir / "runs" / "tick" / "last.json").exists(), "the sync state and logs of a removed task are kept"
+
+    again_output, again = d.play(inventory)
+    assert again["changed"] == 0, again_output
