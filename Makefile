@@ -4,7 +4,7 @@
 #   make deps         system packages (Dovecot, as root) + .venv from tests/requirements*.txt
 #   make collection   lay the working tree out as build/ansible_collections/mailops/imap
 #   make sanity       ansible-test sanity on that copy
-#   make lint         ansible-lint (production profile, .ansible-lint) on that copy
+#   make lint         ansible-lint (production profile, .ansible-lint) on roles/ and playbooks/ of that copy
 #   make unit         pytest tests/unit on that copy
 #   make integration  pytest tests/integration on that copy (real Dovecot)
 #   make dist         build the collection tarball into build/
@@ -143,7 +143,7 @@ sanity: deps ansible-test-get-pip collection
 # keeps its cache in the copy (.ansible/) and keeps ~/.ansible/collections (an older mailops.imap installed
 # there, say) off its collections path. No .ansible-lint-ignore: fix the finding instead.
 lint: deps collection
-	cd $(COLL) && $(TEST_ENV) ANSIBLE_HOME=$(COLL)/.ansible $(VENV)/bin/ansible-lint $(LINT_ARGS)
+	cd $(COLL) && $(TEST_ENV) ANSIBLE_HOME=$(COLL)/.ansible $(VENV)/bin/ansible-lint $(LINT_ARGS) roles playbooks
 
 # pytest exits 5 when it collects nothing. That is accepted only while the directory has
 # no test file at all (tests/unit is still empty); once a test file exists, 5 fails.
