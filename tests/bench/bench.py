@@ -406,12 +406,19 @@ def bench(args: argparse.Namespace, workdir: Path) -> int:
             dbl_msgs, dbl_bytes = seed_account(remote, ruser2, "b", factor=2)
             log(f"seeded {ruser2}: {dbl_msgs} messages, {dbl_bytes / 1e6:.1f} MB (every folder doubled, same 12 MB message) "
                 f"in {time.perf_counter() - started:.1f} s; engine first run over it ...")
-            dbl_user = local.add_user("bench-double", "lpw-double")
-            double = run_child(engine_spec(remote, local, ruser2, dbl_user, state_dir / "double.sqlite"), workdir, "engine-double")
-            check_result(double, "engine first run (2x mailbox)", dbl_msgs, dbl_bytes)
-            rows.append(row("engine first run, 2x mailbox", dbl_msgs, dbl_bytes, double))
+            # Repeated like the first run (each into a fresh local user): peak RSS varies by a few MiB from run to
+            # run with the allocator's timing, so flatness compares the worst of each.
+            doubles = []
+            for rep in range(args.repeat):
+                dbl_user = local.add_user(f"bench-double{rep}", "lpw-double")
+                doubles.append(run_child(engine_spec(remote, local, ruser2, dbl_user, state_dir / f"double{rep}.sqlite"),
+                                         workdir, f"engine-double{rep}"))
+                check_result(doubles[-1], "engine first run (2x mailbox)", dbl_msgs, dbl_bytes)
+            double = max(doubles, key=lambda run: run["vmhwm_kb"])
+            log("each 2x first run peak RSS: " + ", ".join(f"{mib(run['vmhwm_kb']):.1f}" for run in doubles) + " MiB")
+            rows.append(row(f"engine first run, 2x mailbox (max RSS of {args.repeat})", dbl_msgs, dbl_bytes, double))
             if args.verify_double:
-                verify(mail.snapshot(remote, ruser2, remote.users[ruser2]), local, dbl_user, double["result"], "the 2x first run")
+                verify(mail.snapshot(remote, ruser2, remote.users[ruser2]), local, dbl_user, doubles[-1]["result"], "the 2x first run")
 
         profiles: list[tuple[str, list[str], tuple[str, ...]]] = []
         if args.profile:
