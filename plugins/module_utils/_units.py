@@ -23,11 +23,11 @@ import dataclasses
 import os
 import re
 import subprocess
-import tempfile
 import typing as t
 
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
+from ansible_collections.mailops.imap.plugins.module_utils._engine.store import atomic_write
 
 UNIT_PREFIX = "mailops-imapsync@"
 SERVICE_TEMPLATE = UNIT_PREFIX + ".service"
@@ -247,19 +247,7 @@ def _read(path: str) -> str | None:
 
 
 def _write(path: str, text: str) -> None:
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, text.encode("utf-8"), 0o644)
 
 
 @dataclasses.dataclass
