@@ -12,12 +12,13 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from harness.secrets import SecretWatcher
 
 
 @dataclass
@@ -74,23 +75,6 @@ def _playbook(steps: t.Sequence[Step]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _watch(needles: list[bytes], stop: threading.Event, seen: list[str]) -> None:
-    while needles and not stop.is_set():
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                    cmdline = handle.read()
-                with open(f"/proc/{pid}/environ", "rb") as handle:
-                    environ = handle.read()
-            except OSError:
-                continue
-            if any(n in cmdline or n in environ for n in needles):
-                seen.append(cmdline.replace(b"\0", b" ").decode("utf-8", "replace")[:200])
-        stop.wait(0.02)
-
-
 def play(tmp_path: Path, steps: t.Sequence[Step], *args: str, secrets: tuple[str, ...] = (),
          wrapper: tuple[str, ...] = ()) -> Played:
     """Run ``steps`` (module name, arguments[, task keywords]) in one play with ``args`` (``--check``, ``--diff``,
@@ -114,17 +98,10 @@ def play(tmp_path: Path, steps: t.Sequence[Step], *args: str, secrets: tuple[str
     if not env["ANSIBLE_PYTHON_INTERPRETER"]:
         env["ANSIBLE_PYTHON_INTERPRETER"] = str(Path(ansible_playbook()).parent / "python")
     cmd = [*wrapper, ansible_playbook(), "-i", "localhost,", "-c", "local", str(playbook), "-e", f"@{extra}", *args]
-    seen: list[str] = []
-    stop = threading.Event()
-    watcher = threading.Thread(target=_watch, args=([s.encode("utf-8") for s in secrets], stop, seen), daemon=True)
-    watcher.start()
-    try:
+    with SecretWatcher(secrets) as watcher:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
-    finally:
-        stop.set()
-        watcher.join()
     output = proc.stdout + proc.stderr
-    assert not seen, f"a password appeared in a process's arguments or environment: {seen}"
+    assert not watcher.seen, f"a password appeared in a process's arguments or environment: {watcher.seen}"
     assert proc.returncode == 0, output
     assert "Traceback" not in output, output
     for secret in secrets:

@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from ansible_collections.mailops.imap.plugins.module_utils import _argspec
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config, store
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 from harness import mail
+from harness.secrets import SecretWatcher
 from harness.systemd import SYSTEMD, UserManager
 
 COLLECTION = Path(__file__).resolve().parents[2]
@@ -40,23 +40,6 @@ def ansible_bin(name: str) -> str:
 
 def python_of_ansible() -> str:
     return str(Path(ansible_bin("ansible-playbook")).parent / "python")
-
-
-def _watch(needles: list[bytes], stop: threading.Event, seen: list[str]) -> None:
-    while needles and not stop.is_set():
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                    cmdline = handle.read()
-                with open(f"/proc/{pid}/environ", "rb") as handle:
-                    environ = handle.read()
-            except OSError:
-                continue
-            if any(n in cmdline or n in environ for n in needles):
-                seen.append(cmdline.replace(b"\0", b" ").decode("utf-8", "replace")[:200])
-        stop.wait(0.02)
 
 
 class Run:
@@ -89,18 +72,11 @@ def run_playbook(tmp_path: Path, playbook: str, inventory: str, extra: dict, *ar
     full_env.update(env or {})
     cmd = [*wrapper, ansible_bin("ansible-playbook"), "-i", str(inventory_path), str(PLAYBOOKS / playbook),
            "-e", f"@{extra_path}", *args]
-    seen: list[str] = []
-    stop = threading.Event()
-    watcher = threading.Thread(target=_watch, args=([s.encode("utf-8") for s in secrets], stop, seen), daemon=True)
-    watcher.start()
-    try:
+    with SecretWatcher(secrets) as watcher:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=300, check=False,
                               stdin=subprocess.DEVNULL, cwd=cwd)
-    finally:
-        stop.set()
-        watcher.join()
     run = Run(proc)
-    assert not seen, f"a password appeared in a process's arguments or environment: {seen}"
+    assert not watcher.seen, f"a password appeared in a process's arguments or environment: {watcher.seen}"
     assert "Traceback" not in run.output, run.output
     for secret in secrets:
         assert secret not in run.output, f"a password appeared in the output of {playbook} {args}"

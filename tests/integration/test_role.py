@@ -24,7 +24,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from harness import mail
+from harness.secrets import SecretWatcher
 from harness.systemd import SYSTEMD, UserManager
 
 UNIT = "mailops-imapsync@"
@@ -55,40 +55,6 @@ def ansible_playbook() -> str:
     if path is None:
         pytest.fail("ansible-playbook is not on PATH: run the integration tests through `make integration`", pytrace=False)
     return path
-
-
-class SecretWatcher:
-    """Scans every process's command line and environment for the given passwords, until stopped."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        self.needles = [s.encode("utf-8") for s in secrets]
-        self.seen: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                        cmdline = handle.read()
-                    with open(f"/proc/{pid}/environ", "rb") as handle:
-                        environ = handle.read()
-                except OSError:
-                    continue
-                if any(n in cmdline or n in environ for n in self.needles):
-                    self.seen.append(cmdline.replace(b"\0", b" ").decode("utf-8", "replace")[:200])
-            self._stop.wait(0.05)
-
-    def start(self) -> SecretWatcher:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 @dataclass
