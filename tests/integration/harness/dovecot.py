@@ -106,16 +106,20 @@ class DovecotServer:
     ``starttls``), ``ssl_port`` (IMAPS, None without TLS), ``lmtp_port`` (local kind, else None),
     ``separator``, ``mail_root``, ``home_root``, ``cert_path`` (None without TLS), ``config_path``,
     ``log_path``, ``master_user``/``master_password``/``master_separator`` (local kind, else None),
-    ``sieve`` (whether imap_filter_sieve/LMTP Sieve are configured), ``users`` (name -> password).
+    ``sieve`` (whether imap_filter_sieve/LMTP Sieve are configured), ``users`` (name -> password),
+    ``max_userip_connections`` (Dovecot's ``mail_max_userip_connections``: sessions per user and IP; the
+    next login is refused with ``NO [LIMIT]``).
     """
 
-    def __init__(self, kind: str, *, starttls: bool = True, sieve: bool = True, startup_timeout: float = 20.0) -> None:
+    def __init__(self, kind: str, *, starttls: bool = True, sieve: bool = True, startup_timeout: float = 20.0,
+                 max_userip_connections: int = 200) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
         self.kind = kind
         self.starttls = starttls
         self.sieve = sieve and kind == "local"
         self.startup_timeout = startup_timeout
+        self.max_userip_connections = max_userip_connections
         self.host = LOOPBACK
         self.separator = "/" if kind == "remote" else "."
         self.port: int = 0
@@ -492,7 +496,7 @@ class DovecotServer:
             f"first_valid_uid = {self._uid}",
             f"mail_location = {mail_location}",
             "mail_fsync = never",
-            "mail_max_userip_connections = 200",
+            f"mail_max_userip_connections = {self.max_userip_connections}",
             "",
         ]
         if self.starttls:

@@ -12,6 +12,16 @@ A cut is one-shot: when the armed number of bytes has been forwarded in the arme
 connection open at that moment is closed (by default with a TCP reset), the trigger disarms itself, and
 later connections are forwarded normally until :meth:`CuttingProxy.cut_after` is called again.
 
+A cut can also wait for a pattern (a regular expression over bytes): the connection that carries it is
+forwarded up to where the match begins, then every connection is closed, so the match itself never arrives::
+
+    proxy.cut_on(rb"\\S+ OK Create completed")   # the server created the folder; its client never learns it
+
+And the proxy can rewrite what passes, to play a server that answers differently (within one read of at most
+64 KiB; plain-text connections only, of course)::
+
+    proxy.rewrite(rb"NO \\[ALREADYEXISTS\\] ", b"NO ")    # a server without RFC 5530 response codes
+
 The proxy can also hold the traffic (every connection, new ones too) without closing anything, to keep a
 client busy for exactly as long as a test needs::
 
@@ -23,6 +33,7 @@ client busy for exactly as long as a test needs::
 
 from __future__ import annotations
 
+import re
 import selectors
 import socket
 import struct
@@ -33,6 +44,7 @@ S2C = "s2c"
 C2S = "c2s"
 DIRECTIONS = (S2C, C2S)
 _CHUNK = 65536
+_TAIL = 4096  # bytes of each connection and direction kept to find a pattern that spans two reads
 
 
 class _Connection:
@@ -43,6 +55,7 @@ class _Connection:
         self.upstream = upstream
         self.closed = threading.Event()
         self.thread: threading.Thread | None = None
+        self.tail = {S2C: b"", C2S: b""}  # the last bytes forwarded, per direction (for cut_on)
         self._close_lock = threading.Lock()
 
     def close(self, reset: bool = False) -> None:
@@ -93,6 +106,9 @@ class CuttingProxy:
         self._accept_thread: threading.Thread | None = None
         self._armed: tuple[str, int, bool] | None = None  # (direction, bytes still allowed, reset)
         self._pause_armed: tuple[str, int] | None = None  # (direction, bytes still allowed before holding)
+        self._pattern_armed: tuple[str, re.Pattern[bytes], bool] | None = None  # (direction, pattern, reset)
+        self._rewrites: list[tuple[str, re.Pattern[bytes], bytes, int]] = []  # (direction, pattern, replacement, count left)
+        self.rewritten = 0  # number of replacements made by rewrite()
         self._flowing = threading.Event()
         self._flowing.set()
         self.paused_event = threading.Event()  # set while the traffic is held
@@ -151,15 +167,33 @@ class CuttingProxy:
             self.cut_event.clear()
             self._armed = (direction, nbytes, reset)
 
+    def cut_on(self, pattern: bytes, direction: str = S2C, *, reset: bool = True) -> None:
+        """Arm a one-shot cut on a pattern: when *pattern* (a bytes regex) completes in *direction* on any connection,
+        forward that connection's bytes up to the start of the match, then close all current connections."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}")
+        with self._lock:
+            self.cut_event.clear()
+            self._pattern_armed = (direction, re.compile(pattern), reset)
+
+    def rewrite(self, pattern: bytes, replacement: bytes, direction: str = S2C, *, count: int = 1) -> None:
+        """Replace the next *count* matches of *pattern* (a bytes regex, within one read) in *direction* by *replacement*."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}")
+        with self._lock:
+            self._rewrites.append((direction, re.compile(pattern), replacement, count))
+
     def disarm(self) -> None:
-        """Cancel a pending :meth:`cut_after`."""
+        """Cancel a pending :meth:`cut_after` or :meth:`cut_on`."""
         with self._lock:
             self._armed = None
+            self._pattern_armed = None
 
     def cut_now(self, *, reset: bool = True) -> int:
         """Close every current connection immediately; returns how many were cut."""
         with self._lock:
             self._armed = None
+            self._pattern_armed = None
         return self._cut(reset)
 
     def wait_cut(self, timeout: float | None = None) -> bool:
@@ -278,6 +312,32 @@ class CuttingProxy:
             self.paused_event.set()
             return remaining
 
+    def _rewrite(self, direction: str, data: bytes) -> bytes:
+        with self._lock:
+            for index, (wanted, pattern, replacement, left) in enumerate(self._rewrites):
+                if wanted != direction or left <= 0:
+                    continue
+                data, made = pattern.subn(replacement, data, count=left)
+                self._rewrites[index] = (wanted, pattern, replacement, left - made)
+                self.rewritten += made
+            self._rewrites = [r for r in self._rewrites if r[3] > 0]
+        return data
+
+    def _pattern_point(self, conn: _Connection, direction: str, data: bytes) -> tuple[int, bool] | None:
+        """With cut_on armed for *direction*: (bytes of *data* to forward, reset) when the pattern completes in it."""
+        with self._lock:
+            armed = self._pattern_armed
+            if armed is None or armed[0] != direction:
+                return None
+            tail = conn.tail[direction]
+            window = tail + data
+            for match in armed[1].finditer(window):
+                if match.end() > len(tail):
+                    self._pattern_armed = None
+                    return max(0, match.start() - len(tail)), armed[2]
+            conn.tail[direction] = window[-_TAIL:]
+            return None
+
     def _hold(self, conn: _Connection) -> bool:
         """Wait while the traffic is held; False when the connection or the proxy closed meanwhile."""
         while not self._flowing.wait(0.2):
@@ -308,6 +368,14 @@ class CuttingProxy:
                     data = key.fileobj.recv(_CHUNK)  # type: ignore[union-attr]
                     if not data:
                         conn.close()
+                        return
+                    data = self._rewrite(direction, data)
+                    cut = self._pattern_point(conn, direction, data)
+                    if cut is not None:
+                        allowed, reset = cut
+                        if allowed and not self._forward(destination, direction, data[:allowed]):
+                            return
+                        self._cut(reset)
                         return
                     held = self._pause_point(direction, len(data))
                     if held is not None:
