@@ -10,6 +10,7 @@ TLS_FAILED = "tls_failed"
 AUTH_FAILED = "auth_failed"
 STARTTLS_UNSUPPORTED = "starttls_unsupported"
 TIMEOUT = "timeout"
+SERVER_BUSY = "server_busy"  # refused for now (RFC 5530 LIMIT at login, UNAVAILABLE, INUSE), still after the retries
 # Kinds for other failures.
 PROTOCOL_ERROR = "protocol_error"
 CONNECTION_LOST = "connection_lost"
@@ -36,8 +37,31 @@ class SyncError(Exception):
         return self.message
 
 
-class ConnectionLost(SyncError):
+class Transient(SyncError):
+    """A failure that may pass by itself: the run reconnects with backoff and resumes, a bounded number of times."""
+
+
+class ConnectionLost(Transient):
     """The connection to a server dropped in the middle of a run; the run may reconnect and resume."""
 
     def __init__(self, message: str, side: str | None = None) -> None:
         super().__init__(CONNECTION_LOST, message, side)
+
+
+class ServerBusy(Transient):
+    """The server refused for now (too many connections, a subsystem down, a mailbox in use): ``cause`` names the
+    server and keeps its words, ``advice`` says what to do if it persists."""
+
+    def __init__(self, cause: str, advice: str, side: str | None = None) -> None:
+        super().__init__(SERVER_BUSY, f"{cause}; {advice}.", side)
+        self.cause = cause
+        self.advice = advice
+
+
+def gave_up(failure: SyncError, attempts: int) -> SyncError:
+    """The failure that stops a run when ``failure`` persisted through ``attempts`` reconnects (or logins)."""
+    if isinstance(failure, ServerBusy):
+        return SyncError(failure.kind, f"{failure.cause}, still after {attempts} retries; {failure.advice}.", failure.side)
+    detail = failure.message[:-1] if failure.message.endswith(".") else failure.message
+    return SyncError(failure.kind, f"{detail}; gave up after {attempts} reconnects. The next run resumes where this one stopped.",
+                     failure.side)

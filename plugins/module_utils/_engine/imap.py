@@ -17,6 +17,7 @@ import traceback
 import typing as t
 
 from . import errors
+from .text import printable
 
 try:
     import imapclient
@@ -35,6 +36,14 @@ UID_CHUNK = 1000
 DEFAULT_TIMEOUT = 120.0
 
 _APPENDUID_RE = re.compile(rb"\[APPENDUID (\d+) ([0-9:,]+)\]", re.IGNORECASE)
+# An RFC 5530 response code at the start of a server's text; imapclient and imaplib put "create failed: " or
+# "SELECT command error: BAD [b'" before it in their exceptions.
+_RESP_CODE_RE = re.compile(r"(?:\A|: |\[b['\"])\[([A-Za-z][A-Za-z0-9-]{0,40})[\] ]")
+# Response codes of a refusal that may pass: retried with backoff (sync.Syncer). LIMIT is transient only at login
+# (too many connections); on another command it is a lasting limit (too many folders, flags, ...).
+_BUSY_CODES = frozenset({"UNAVAILABLE", "INUSE"})
+_BUSY_LOGIN_CODES = _BUSY_CODES | {"LIMIT"}
+SERVER_TEXT_LIMIT = 300  # characters of a server's words kept in an error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +158,57 @@ def classify(exc: BaseException, ep: Endpoint, during: str = "") -> errors.SyncE
             f"Cannot connect to {where} ({reason}); check host, port and firewall, and that the server is running.",
             ep.side,
         )
-    return errors.SyncError(errors.PROTOCOL_ERROR, f"{where[0].upper()}{where[1:]} refused a command{what}: {exc}", ep.side)
+    words = _server_words(exc)
+    code = response_code(words)
+    if code in _BUSY_CODES:
+        return errors.ServerBusy(
+            f"{where[0].upper()}{where[1:]} refused {during or 'a command'} for now ({printable(words, SERVER_TEXT_LIMIT)})",
+            _busy_advice(code), ep.side,
+        )
+    return errors.SyncError(errors.PROTOCOL_ERROR,
+                            f"{where[0].upper()}{where[1:]} refused a command{what}: {printable(words, SERVER_TEXT_LIMIT)}", ep.side)
+
+
+def _server_words(exc: BaseException) -> str:
+    """The text of an imaplib/imapclient error (imaplib keeps a server's response as bytes, sometimes)."""
+    arg = exc.args[0] if len(exc.args) == 1 else str(exc)
+    return arg.decode("utf-8", "replace") if isinstance(arg, (bytes, bytearray)) else str(arg)
+
+
+def response_code(text: str) -> str | None:
+    """The RFC 5530 response code (``AUTHENTICATIONFAILED``, ``LIMIT``, ...) a server put before its words, upper case."""
+    match = _RESP_CODE_RE.search(text)
+    return match.group(1).upper() if match else None
+
+
+def _busy_advice(code: str | None) -> str:
+    if code == "LIMIT":
+        return ("close other sessions of this account (mail clients, other tasks) or raise the server's limit of "
+                "connections per user (Dovecot: mail_max_userip_connections), then run again")
+    return "run again when the server is available again, and ask its administrator if this persists"
+
+
+def _login_refused(ep: Endpoint, words: str) -> errors.SyncError:
+    """A refused login, classified by the server's response code (RFC 5530), keeping the server's words."""
+    code = response_code(words)
+    server = _server(ep)
+    who = f"{ep.authzid or ep.user!r}" + (f" through master user {ep.user!r}" if ep.authzid else "")
+    refused = f"{server[0].upper()}{server[1:]} refused the login of {who} ({printable(words, SERVER_TEXT_LIMIT)})"
+    if code in _BUSY_LOGIN_CODES:
+        return errors.ServerBusy(f"{refused} for now", _busy_advice(code), ep.side)
+    security = "remote_security" if ep.side == "remote" else "security"
+    if code == "PRIVACYREQUIRED":
+        advice = f"it accepts logins only over an encrypted connection: use {security}: starttls or ssl."
+    elif code == "AUTHORIZATIONFAILED":
+        advice = ("the credentials are valid but may not log in as that user: check that local_user exists on the local "
+                  "server and that master_user is a master user there." if ep.authzid else
+                  "the credentials are valid but the account may not log in over IMAP: ask the provider to allow it.")
+    elif code == "EXPIRED":
+        advice = ("the password or the account has expired: renew it on the server and update "
+                  + ("master_password of the target." if ep.authzid else "remote_password."))
+    else:
+        advice = "check the user name and password" + (" (master_user and master_password of the target)." if ep.authzid else ".")
+    return errors.SyncError(errors.AUTH_FAILED, f"{refused}; {advice}", ep.side)
 
 
 def _has_non_ascii(text: str) -> bool:
@@ -210,13 +269,6 @@ class Connection:
     def _login(self) -> None:
         ep = self.ep
         client = self.client
-        failed = errors.SyncError(
-            errors.AUTH_FAILED,
-            f"{_server(ep)[0].upper()}{_server(ep)[1:]} rejected the login of {ep.authzid or ep.user!r}"
-            + (f" through master user {ep.user!r}" if ep.authzid else "")
-            + "; check the user name and password" + (" (master_user and master_password of the target)." if ep.authzid else "."),
-            ep.side,
-        )
         caps = client.capabilities()
         if b"LOGINDISABLED" in caps and b"AUTH=PLAIN" not in caps:
             raise errors.SyncError(
@@ -224,9 +276,12 @@ class Connection:
                 f"{_server(ep)[0].upper()}{_server(ep)[1:]} refuses logins on this connection (LOGINDISABLED); use security: starttls or ssl.",
                 ep.side,
             )
+        # imaplib itself (not imapclient's wrappers): its error keeps the server's words, response code included.
+        imap = client._imap
         try:
             if b"AUTH=PLAIN" in caps:
-                client.plain_login(ep.user, ep.password, ep.authzid)
+                secret = f"{ep.authzid or ''}\0{ep.user}\0{ep.password}"
+                imap.authenticate("PLAIN", lambda _challenge: secret)
             else:
                 user = ep.login_user or ep.user
                 if _has_non_ascii(ep.password) or _has_non_ascii(user):
@@ -236,13 +291,11 @@ class Connection:
                         "non-ASCII user names or passwords; enable the PLAIN mechanism on the server or use an ASCII password.",
                         ep.side,
                     )
-                client.login(user, ep.password)
-        except imapclient.exceptions.LoginError:
-            raise failed from None
+                imap.login(user, ep.password)
         except imaplib.IMAP4.abort as exc:
             raise classify(exc, ep, "logging in") from None
-        except imaplib.IMAP4.error:
-            raise failed from None
+        except imaplib.IMAP4.error as exc:
+            raise _login_refused(ep, _server_words(exc)) from None
         self.caps = set(client.capabilities())
 
     def close(self) -> None:
@@ -335,10 +388,20 @@ class Connection:
         return out
 
     def create(self, folder: str) -> None:
+        """Create and subscribe a folder. A folder that exists already counts as created: ``NO [ALREADYEXISTS]``
+        (the OK of an earlier CREATE was lost with its connection), or, from a server without RFC 5530 codes, any NO
+        after which the folder is listed."""
         with self.guard(f"creating folder {folder!r}"):
-            self.client.create_folder(folder)
+            typ, data = self.client._imap.create(self.client._normalise_folder(folder))
+            if typ != "OK":
+                words = _text(data)
+                if response_code(words) != "ALREADYEXISTS" and not self._listed(folder):
+                    raise imaplib.IMAP4.error(f"create failed: {words}")
             with contextlib.suppress(imaplib.IMAP4.error):
                 self.client.subscribe_folder(folder)
+
+    def _listed(self, folder: str) -> bool:
+        return any(name == folder for _flags, _sep, name in self.client.list_folders("", folder))
 
     # -- messages -----------------------------------------------------------------------------------
     def search_uids(self, criteria: list[t.Any]) -> list[int]:

@@ -36,12 +36,14 @@ from .state import Busy, FolderState, State
 BATCH_BYTES = 4 * 1024 * 1024  # a FETCH/APPEND batch, in message bytes
 BATCH_COUNT = 250  # messages per batch at most
 WINDOW = 2000  # UIDs considered at a time: memory stays flat whatever the size of a folder
-MAX_RECONNECTS = 5
-BACKOFF_S = (1, 2, 4, 8, 16)
+MAX_RECONNECTS = 5  # per folder, and for the logins at the start of a run
+BACKOFF_S = (1, 2, 4, 8, 16)  # seconds before each reconnect (or new login after a busy server's refusal)
 
 # Failures that stop the whole run; any other failure inside a folder fails that folder only.
 _RUN_STOPPERS = (errors.AUTH_FAILED, errors.TLS_FAILED, errors.CONNECT_FAILED, errors.TIMEOUT, errors.STARTTLS_UNSUPPORTED,
-                 errors.STATE_ERROR, errors.MISSING_LIBRARY)
+                 errors.STATE_ERROR, errors.MISSING_LIBRARY, errors.SERVER_BUSY)
+# Failures of a reconnect that may pass: the next reconnect is tried (with backoff) until MAX_RECONNECTS.
+_RECONNECT_AGAIN = (errors.CONNECT_FAILED, errors.TIMEOUT, errors.CONNECTION_LOST, errors.SERVER_BUSY)
 
 _RECENT = b"\\RECENT"
 _DELETED = b"\\Deleted"
@@ -193,9 +195,30 @@ class Syncer:
         return self.remote, self.local, self.state
 
     def _connect(self) -> None:
+        """Log in to both servers; a server refusing for now (too many connections, unavailable) is tried again with
+        the reconnect backoff, at most MAX_RECONNECTS times."""
+        attempt = 0
+        while True:
+            try:
+                self._open()
+                return
+            except errors.ServerBusy as exc:
+                attempt = self._back_off(exc, attempt)
+
+    def _open(self) -> None:
         self._disconnect()
         self.remote = Connection(self.remote_ep)
         self.local = Connection(self.local_ep)
+
+    def _back_off(self, failure: errors.SyncError, attempt: int) -> int:
+        """Wait before attempt ``attempt + 1`` (BACKOFF_S); the failure that stops the run once MAX_RECONNECTS are used."""
+        if attempt >= MAX_RECONNECTS:
+            raise errors.gave_up(failure, MAX_RECONNECTS) from None
+        delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+        attempt += 1
+        self.log(f"{failure.message} Reconnecting in {delay} s (attempt {attempt} of {MAX_RECONNECTS}).")
+        time.sleep(delay)
+        return attempt
 
     def _disconnect(self) -> None:
         for conn in (self.remote, self.local):
@@ -228,7 +251,7 @@ class Syncer:
                 self.log(f"{plan.remote} -> {plan.local}: done, {fr.copied} copied, {fr.already_present} already present, "
                          f"{fr.flags_updated} flag updates, {fr.deleted_remote} deleted on the remote, {fr.errors} errors")
                 return
-            except errors.ConnectionLost as exc:
+            except errors.Transient as exc:
                 lost: errors.SyncError = exc
             except errors.SyncError as exc:
                 if exc.kind in _RUN_STOPPERS:
@@ -238,21 +261,12 @@ class Syncer:
                 return
             self._disconnect()
             while True:
-                if attempt >= MAX_RECONNECTS:
-                    detail = lost.message[:-1] if lost.message.endswith(".") else lost.message
-                    raise errors.SyncError(
-                        lost.kind, f"{detail}; gave up after {MAX_RECONNECTS} reconnects. The next run resumes where this one stopped.",
-                        lost.side,
-                    ) from None
-                delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
-                attempt += 1
-                self.log(f"{lost.message} Reconnecting in {delay} s (attempt {attempt} of {MAX_RECONNECTS}).")
-                time.sleep(delay)
+                attempt = self._back_off(lost, attempt)
                 try:
-                    self._connect()
+                    self._open()
                     break
                 except errors.SyncError as again:
-                    if again.kind not in (errors.CONNECT_FAILED, errors.TIMEOUT, errors.CONNECTION_LOST):
+                    if again.kind not in _RECONNECT_AGAIN:
                         raise
                     lost = again
 
