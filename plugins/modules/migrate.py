@@ -577,7 +577,7 @@ errors:
     kind:
       description:
         - A classification programs can act on, for example V(connect_failed), V(tls_failed), V(auth_failed),
-          V(starttls_unsupported) or V(timeout) for failures that stop a run.
+          V(starttls_unsupported), V(timeout), V(connection_lost) or V(server_busy) for failures that stop a run.
       type: str
       sample: auth_failed
     detail:

@@ -295,7 +295,8 @@ options:
       - Whether to log in to the remote server and to the local server (through the target's master user, on
         behalf of O(local_user)) before storing the definition, and to refuse it if a login fails.
       - The failure names the cause and carries RV(kind) (V(connect_failed), V(tls_failed), V(auth_failed),
-        V(starttls_unsupported) or V(timeout)) and RV(side) (V(remote) or V(local)); nothing is written.
+        V(starttls_unsupported), V(timeout) or V(server_busy)) and RV(side) (V(remote) or V(local)); nothing is
+        written.
       - The logins are checked on every run of the task with O(validate=true), also when the definition is
         unchanged, and also in check mode when the target is defined. Ignored with O(state=absent).
     type: bool
@@ -478,7 +479,7 @@ errors:
       type: str
       sample: alice
     kind:
-      description: V(connect_failed), V(tls_failed), V(auth_failed), V(starttls_unsupported) or V(timeout).
+      description: V(connect_failed), V(tls_failed), V(auth_failed), V(starttls_unsupported), V(timeout) or V(server_busy).
       type: str
       sample: auth_failed
     side:
