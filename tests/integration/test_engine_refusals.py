@@ -180,3 +180,31 @@ def test_wrong_password_is_still_auth_failed_with_the_servers_words(busy_account
     assert error["kind"] == "auth_failed" and "remote server" in error["detail"]
     assert "[AUTHENTICATIONFAILED]" in error["detail"] and "check the user name and password" in error["detail"]
     assert "not-the-password" not in json.dumps(result)
+
+
+# -- a command refused for now -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("times", [1, 100])
+def test_a_command_refused_as_unavailable_is_retried(account, tmp_path, monkeypatch, times):
+    """A server answering NO [UNAVAILABLE] (a backend down for a moment): the folder is retried after the backoff and
+    completes; when the refusals go on, the run stops with server_busy and the server's words."""
+    monkeypatch.setattr(sync, "BACKOFF_S", FAST_BACKOFF)
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    mail.seed(srv, user, pw, "INBOX", [(mail.make_message(f"inbox {i}", date=D1), (), D1) for i in range(3)])
+    lines: list[str] = []
+    with CuttingProxy(srv.host, srv.port) as proxy:
+        # Plain text between the engine and the proxy, so that the proxy can rewrite the answer to EXAMINE.
+        proxy.rewrite(rb"(\S+) OK \[READ-ONLY\] Examine completed[^\r\n]*", rb"\1 NO [UNAVAILABLE] Backend down.", count=times)
+        result = sync.run(task_for(account, remote_port=proxy.port, remote_security="none"), target_for(account),
+                          str(tmp_path / "task.sqlite"), log=lines.append).as_dict()
+    assert any("[UNAVAILABLE] Backend down." in line and "Reconnecting in" in line for line in lines), lines
+    if times == 1:
+        assert result["status"] == "success", result["errors"]
+        assert mail.snapshot(account.local_server, account.local_user, master=True)["INBOX"] == \
+            mail.snapshot(srv, user, pw)["INBOX"]
+        return
+    assert result["status"] == "failed"
+    [error] = result["errors"]
+    assert error["kind"] == "server_busy" and "remote server" in error["detail"]
+    assert "[UNAVAILABLE] Backend down." in error["detail"] and f"still after {sync.MAX_RECONNECTS} retries" in error["detail"]

@@ -37,8 +37,8 @@ DEFAULT_TIMEOUT = 120.0
 
 _APPENDUID_RE = re.compile(rb"\[APPENDUID (\d+) ([0-9:,]+)\]", re.IGNORECASE)
 # An RFC 5530 response code at the start of a server's text; imapclient and imaplib put "create failed: " or
-# "SELECT command error: BAD [b'" before it in their exceptions.
-_RESP_CODE_RE = re.compile(r"(?:\A|: |\[b['\"])\[([A-Za-z][A-Za-z0-9-]{0,40})[\] ]")
+# "SELECT command error: BAD [b'" before it in their exceptions, and keep a refusing greeting whole ("* BYE [...").
+_RESP_CODE_RE = re.compile(r"(?:\A(?:\* (?:BYE|NO|BAD|OK) )?|: |\[b['\"])\[([A-Za-z][A-Za-z0-9-]{0,40})[\] ]")
 # Response codes of a refusal that may pass: retried with backoff (sync.Syncer). LIMIT is transient only at login
 # (too many connections); on another command it is a lasting limit (too many folders, flags, ...).
 _BUSY_CODES = frozenset({"UNAVAILABLE", "INUSE"})

@@ -75,9 +75,10 @@ def test_a_busy_server_that_persists_says_so_and_what_to_do():
     (imaplib.IMAP4.error("SELECT command error: BAD [b'[INUSE] Locked.']"), "INUSE"),
     (imaplib.IMAP4.error("create failed: Mailbox exists [ALREADYEXISTS] in the text"), None),
     (imaplib.IMAP4.error("create failed: [LIMIT] Too many mailboxes."), "LIMIT"),
+    (imaplib.IMAP4.error(b"* BYE [UNAVAILABLE] Shutting down."), "UNAVAILABLE"),  # imaplib: a greeting that refuses
 ])
 def test_command_refusals(exc, code):
-    assert imap.response_code(str(exc)) == code
+    assert imap.response_code(imap._server_words(exc)) == code  # pylint: disable=protected-access
     error = imap.classify(exc, LOCAL, "creating folder 'X'")
     assert error.side == "local" and "local server" in error.message
     # UNAVAILABLE and INUSE may pass (retried with backoff); LIMIT on a command is a lasting limit.
