@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -20,8 +21,8 @@ import threading
 import time
 import typing as t
 
-from . import info, runner, timers
-from .errors import ConfigError
+from . import files, info, runner, timers
+from .errors import ConfigError, SyncError
 from .store import CONFIG_DIR, STATE_DIR, Store, check_name
 
 PROG = "imapsyncctl"
@@ -382,9 +383,15 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
+    except SyncError as exc:  # a state_dir that cannot be used (full, read-only, unsafe) outside a run
+        _err(exc.message)
+        return EXIT_FAILED
     except OSError as exc:
-        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        _err(f"cannot access{where}: {exc.strerror or exc}; run as root, or give --config-dir / --state-dir.")
+        if getattr(exc, "filename", None) and exc.errno not in (errno.EACCES, errno.EPERM):
+            _err(files.describe(str(exc.filename), exc))  # a full or read-only filesystem: the path and the fix
+        else:
+            where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+            _err(f"cannot access{where}: {exc.strerror or exc}; run as root, or give --config-dir / --state-dir.")
         return EXIT_FAILED
     except Exception as exc:  # pylint: disable=broad-exception-caught
         if os.environ.get(ENV_DEBUG):

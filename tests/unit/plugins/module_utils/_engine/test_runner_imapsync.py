@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, runner, state, store as store_mod
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, files, runner, state, store as store_mod
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 
 REMOTE = "r3m0te'\"\\ü pass"
@@ -220,28 +220,28 @@ def test_stale_private_directories_are_removed(tmp_path):
 
 def test_the_lock_is_the_builtin_engines_lock(tmp_path):
     path = str(tmp_path / "tasks" / "t1.sqlite")
-    lock = runner.TaskLock(path, create=True)
+    lock = files.FileLock(path + ".lock", create=True)
     assert lock.acquire()
     assert stat.S_IMODE(os.stat(path + ".lock").st_mode) == 0o600
     with pytest.raises(state.Busy):
         state.State(path).lock()
-    assert not runner.TaskLock(path, create=False).acquire()
+    assert not files.FileLock(path + ".lock", create=False).acquire()
     lock.release()
 
     builtin = state.State(path)
     builtin.lock()
     try:
-        assert not runner.TaskLock(path, create=True).acquire()
+        assert not files.FileLock(path + ".lock", create=True).acquire()
     finally:
         builtin.close()
-    again = runner.TaskLock(path, create=True)
+    again = files.FileLock(path + ".lock", create=True)
     assert again.acquire()
     again.release()
 
 
 def test_check_mode_lock_creates_nothing(tmp_path):
     path = str(tmp_path / "tasks" / "t1.sqlite")
-    lock = runner.TaskLock(path, create=False)
+    lock = files.FileLock(path + ".lock", create=False)
     assert lock.acquire() and lock.fd is None
     assert not (tmp_path / "tasks").exists()
 
@@ -337,7 +337,7 @@ def test_an_interrupt_ends_imapsync_and_removes_the_password_files(fake_host):
     assert _gone(info["pid"])
     assert not os.path.exists(os.path.dirname(info["passfile1"]))
     assert st.running_pid("t1") is None
-    lock = runner.TaskLock(st.state_path("t1"), create=True)
+    lock = files.FileLock(st.state_path("t1") + ".lock", create=True)
     assert lock.acquire()
     lock.release()
 
