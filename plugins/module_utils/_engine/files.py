@@ -239,6 +239,10 @@ def lock_held(path: str) -> bool:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return False  # a symbolic link is no lock of ours (a run refuses it with a sentence)
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as exc:

@@ -93,7 +93,7 @@ def run_task(store: Store, name: str, *, check_mode: bool = False, progress: Pro
 
     try:
         log_path = store.new_log(name, _stamp())
-        handle = os.fdopen(files.open_file(log_path, os.O_WRONLY | os.O_APPEND), "a", encoding="utf-8")
+        log_fd = files.open_file(log_path, os.O_WRONLY | os.O_APPEND)
     except (OSError, files.Unsafe, errors.SyncError) as exc:
         # No log can be written (a full or read-only filesystem, an unsafe state_dir): the same failed result.
         failure = exc if isinstance(exc, errors.SyncError) else files.state_error(store.runs_dir(name), exc)
@@ -105,13 +105,12 @@ def run_task(store: Store, name: str, *, check_mode: bool = False, progress: Pro
         _record(store, name, result)
         return result
     log_failure: list[str] = []
-    with handle:
+    try:
         def write(message: str) -> None:
             if log_failure:
                 return
-            try:
-                handle.write(f"{_now()} {message}\n")
-                handle.flush()
+            try:  # unbuffered: each line is in the log as soon as it is written
+                os.write(log_fd, f"{_now()} {message}\n".encode("utf-8", "backslashreplace"))
             except OSError as exc:  # a full disk must not end the run: its state and result say what happened
                 log_failure.append(files.describe(log_path, exc))
 
@@ -134,6 +133,8 @@ def run_task(store: Store, name: str, *, check_mode: bool = False, progress: Pro
             write(line)  # the log only: callers show the summary from the result
         if log_failure:
             result.notice(f"The run log is incomplete: {log_failure[0]}")
+    finally:
+        os.close(log_fd)
     try:
         _record(store, name, result)
     finally:

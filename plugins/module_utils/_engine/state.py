@@ -156,8 +156,10 @@ class State:
         return db
 
     def _open_readonly(self) -> None:
-        if not os.path.exists(self.path):
+        if not os.path.lexists(self.path):
             return
+        files.check_dir(os.path.dirname(os.path.abspath(self.path)))
+        os.close(files.open_file(self.path, os.O_RDONLY))  # a symbolic link, or another user's file, is refused
         # Check mode must not write, not even SQLite's shared-memory file: a cleanly closed database
         # (no -wal file) is opened immutable; after a crash the -wal file has to be read too.
         uri = "file:" + self.path.replace("?", "%3f").replace("#", "%23") + "?mode=ro"
