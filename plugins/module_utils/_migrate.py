@@ -210,7 +210,7 @@ def run_bulk(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
         module.warn(f"{summary['partial']} of {summary['accounts']} account(s) ended partial, for example with messages "
                     "refused by the local server; see the errors of each in accounts.")
     if summary["skipped"]:
-        module.warn(f"{summary['skipped']} account(s) were skipped because the same migration was already running on this host.")
+        module.warn(f"{summary['skipped']} account(s) were skipped because the same account was already being migrated on this host.")
     if summary["failed"]:
         failed = [(a, o) for a, o in zip(accounts, outcomes) if o.status == "failed"]
         details = "; ".join(

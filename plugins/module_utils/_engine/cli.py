@@ -45,8 +45,8 @@ PID_WAIT_S = 3.0  # how long stop waits for a run holding the lock to name its p
 
 EPILOG = """\
 exit codes of run: 0 success (also a run ended by stop), 1 failed, 2 bad definition or usage,
-3 partial (some messages refused), 75 skipped (another run of the task is active), 130 interrupted
-(a second Ctrl-C). validate: 0 both logins work, 1 a login failed. status, log, stop: 0 done,
+3 partial (some messages refused), 75 skipped (another run of the task or of its account is active),
+130 interrupted (a second Ctrl-C). validate: 0 both logins work, 1 a login failed. status, log, stop: 0 done,
 1 failed (stop: the run did not end in time), 2 bad usage, undefined task or no log.
 
 Definitions are read from --config-dir (default $MAILOPS_IMAP_CONFIG_DIR, else /etc/mailops-imap), state,
