@@ -166,7 +166,7 @@ def describe(path: str, exc: BaseException) -> str:
     code = sqlite_code(exc)
     detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     full, readonly = _filesystem(path)
-    if err in (errno.ENOSPC, errno.EDQUOT) or code == _SQLITE_FULL or (full and (err == errno.EIO or code == _SQLITE_IOERR)):
+    if err in (errno.ENOSPC, errno.EDQUOT) or code == _SQLITE_FULL or (full and (err == errno.EIO or code in (_SQLITE_IOERR, _SQLITE_CANTOPEN))):
         return f"{path} cannot be written: the filesystem holding it is full ({detail}); free space on the filesystem holding {path}."
     if err == errno.EROFS or readonly and (code in (_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CANTOPEN) or err in (errno.EACCES, errno.EPERM)):
         return (f"{path} cannot be written: the filesystem holding {path} is read-only; remount it read-write "
