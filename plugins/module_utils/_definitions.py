@@ -68,7 +68,7 @@ def read_secret(path: str) -> tuple[bool, str | None]:
 
 
 def _exposed(path: str) -> bool:
-    """Whether an existing secret file is readable or writable by others than its owner."""
+    """Whether an existing secret or definition file is readable or writable by others than its owner."""
     try:
         return bool(stat.S_IMODE(os.stat(path).st_mode) & 0o077)
     except FileNotFoundError:
@@ -98,12 +98,13 @@ class Change:
     secret: str | None = dataclasses.field(default=None, repr=False)  # declared secret
     secret_changed: bool = False
     secret_exposed: bool = False
+    definition_exposed: bool = False  # a definition file others can read (0644 before release 8): rewritten 0600
 
     @property
     def changed(self) -> bool:
         if self.after is None:
             return self.before is not None or self.before_secret
-        return self.before != self.after or self.secret_changed or self.secret_exposed
+        return self.before != self.after or self.secret_changed or self.secret_exposed or self.definition_exposed
 
     @property
     def secret_field(self) -> str:
@@ -144,6 +145,7 @@ def plan_present(store: Store, kind: str, name: str, public: t.Mapping[str, t.An
         after=_normalized(public), secret=secret,
         secret_changed=not has_secret or stored_secret != secret,
         secret_exposed=has_secret and _exposed(secret_path),
+        definition_exposed=exists and _exposed(path),
     )
 
 

@@ -20,7 +20,7 @@ import typing as t
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.mailops.imap.plugins.module_utils._argspec import Account, MigratePlan, parse_migrate
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, runner, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, files, runner, sync
 from ansible_collections.mailops.imap.plugins.module_utils._engine.result import RunResult
 from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store
 
@@ -47,12 +47,15 @@ def _now() -> str:
 
 
 def _ensure_state_dir(module: ModuleLike) -> str:
+    """The inline runs' state_dir: created (0700, missing parents too) and refused when another user can write it."""
     state_dir = module.params["state_dir"]
-    if not module.check_mode and not os.path.isdir(state_dir):
-        try:
-            os.makedirs(state_dir, mode=0o700)
-        except OSError as exc:
-            module.fail_json(msg=f"state_dir: cannot create {state_dir} ({exc.strerror}); choose a writable directory with state_dir.")
+    try:
+        if not module.check_mode:
+            files.make_dirs(state_dir)
+        elif os.path.isdir(state_dir):
+            files.check_dir(state_dir)
+    except (OSError, files.Unsafe) as exc:
+        module.fail_json(msg=f"state_dir: {files.describe(state_dir, exc)}", kind=errors.STATE_ERROR)
     return state_dir
 
 
@@ -67,7 +70,7 @@ def run_inline_account(task: config.Task, target: config.Target, state_dir: str,
     """One account with its inline state; never raises (an unexpected error is a failed result)."""
     state_path = os.path.join(state_dir, config.state_key(task, target) + ".sqlite")
     try:
-        return sync.run(task, target, state_path, check_mode=check_mode, task_name=None)
+        return sync.run(task, target, state_path, check_mode=check_mode, task_name=None, state_dir=state_dir)
     except errors.ConfigError as exc:
         return _failed_result(exc.kind, str(exc), check_mode)
     except Exception as exc:  # pylint: disable=broad-exception-caught
@@ -115,10 +118,11 @@ def run_inline(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
     state_dir = _ensure_state_dir(module)
     state_path = os.path.join(state_dir, config.state_key(plan.task, plan.target) + ".sqlite")
     try:
-        outcome = sync.run(plan.task, plan.target, state_path, check_mode=module.check_mode, task_name=None)
+        outcome = sync.run(plan.task, plan.target, state_path, check_mode=module.check_mode, task_name=None,
+                           state_dir=state_dir)
     except errors.ConfigError as exc:
         module.fail_json(msg=str(exc))
-    _finish_single(module, outcome, "The same migration is already running on this host; this run was skipped.")
+    _finish_single(module, outcome, "The same account is already being migrated on this host; this run was skipped.")
 
 
 def run_defined(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
@@ -133,6 +137,8 @@ def run_defined(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
         outcome = runner.run_task(store, name, check_mode=module.check_mode, stop=stop)
     except errors.ConfigError as exc:
         module.fail_json(msg=str(exc), task=name)
+    except errors.SyncError as exc:
+        module.fail_json(msg=exc.message, task=name, kind=exc.kind)
     except OSError as exc:
         module.fail_json(msg=f"The task {name!r} cannot run: {exc.strerror} ({exc.filename}); run as root (become: true) "
                          "or check config_dir and state_dir.", task=name)
@@ -204,7 +210,7 @@ def run_bulk(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
         module.warn(f"{summary['partial']} of {summary['accounts']} account(s) ended partial, for example with messages "
                     "refused by the local server; see the errors of each in accounts.")
     if summary["skipped"]:
-        module.warn(f"{summary['skipped']} account(s) were skipped because the same migration was already running on this host.")
+        module.warn(f"{summary['skipped']} account(s) were skipped because the same account was already being migrated on this host.")
     if summary["failed"]:
         failed = [(a, o) for a, o in zip(accounts, outcomes) if o.status == "failed"]
         details = "; ".join(

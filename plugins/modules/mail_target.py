@@ -14,7 +14,7 @@ description:
     master user.
   - Sync tasks (M(mailops.imap.sync_task)) name the target they deliver to; the timers and C(imapsyncctl)
     read the definition from O(config_dir).
-  - The definition is stored in C(targets/NAME.json) under O(config_dir) (mode 0644, no secret in it), the master
+  - The definition is stored in C(targets/NAME.json) under O(config_dir) (mode 0600, no secret in it), the master
     password apart in C(secrets/targets/NAME) under O(config_dir), readable by its owner (root) only (mode 0600, in
     directories of mode 0700). Both files are replaced atomically.
   - The definition is stored normalized (every field, defaults included), so declaring the same target again

@@ -331,7 +331,11 @@ options:
   state_dir:
     description:
       - The directory on the managed host where the migration's state is kept (and, with O(task), the task's run
-        logs and last result). It is created (mode 0700) when missing, except in check mode.
+        logs and last result). It is created (mode 0700) when missing, except in check mode, and refused when group
+        or others can write it.
+      - Every run holds a lock of its account in C(locks/) here (remote host, remote user and local user), so that
+        a task of the same account, another inline run or another bulk entry of it, run with the same O(state_dir),
+        is skipped while one runs.
     type: path
     default: /var/lib/mailops-imap
 notes:

@@ -13,7 +13,7 @@ description:
     with the fields of NethServer 8's Imapsync task form. It is the definition that C(imapsyncctl), the timers
     of the C(mailops.imap.imapsync) role and M(mailops.imap.migrate) with C(task=NAME) run.
   - The mail target the task delivers to (O(target)) must be declared first with M(mailops.imap.mail_target).
-  - The definition is stored in C(tasks/NAME.json) under O(config_dir) (mode 0644, no secret in it), the remote
+  - The definition is stored in C(tasks/NAME.json) under O(config_dir) (mode 0600, no secret in it), the remote
     password apart in C(secrets/tasks/NAME) under O(config_dir), readable by its owner (root) only (mode 0600, in
     directories of mode 0700). Both files are replaced atomically.
   - The definition is stored normalized (every field, defaults included), so declaring the same task again

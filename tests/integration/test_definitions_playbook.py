@@ -72,7 +72,7 @@ def assert_stored(config_dir: Path, kind: str, name: str, secret: str) -> dict:
     """The layout and modes of a stored definition; returns the public definition."""
     definition = config_dir / kind / f"{name}.json"
     secret_file = config_dir / "secrets" / kind / name
-    assert mode(definition) == 0o644
+    assert mode(definition) == 0o600 and mode(config_dir / kind) == 0o700
     assert mode(secret_file) == 0o600
     assert mode(config_dir / "secrets") == 0o700 and mode(config_dir / "secrets" / kind) == 0o700
     assert secret_file.read_bytes() == secret.encode("utf-8")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -20,8 +21,8 @@ import threading
 import time
 import typing as t
 
-from . import info, runner, timers
-from .errors import ConfigError
+from . import files, info, runner, timers
+from .errors import ConfigError, SyncError
 from .store import CONFIG_DIR, STATE_DIR, Store, check_name
 
 PROG = "imapsyncctl"
@@ -44,8 +45,8 @@ PID_WAIT_S = 3.0  # how long stop waits for a run holding the lock to name its p
 
 EPILOG = """\
 exit codes of run: 0 success (also a run ended by stop), 1 failed, 2 bad definition or usage,
-3 partial (some messages refused), 75 skipped (another run of the task is active), 130 interrupted
-(a second Ctrl-C). validate: 0 both logins work, 1 a login failed. status, log, stop: 0 done,
+3 partial (some messages refused), 75 skipped (another run of the task or of its account is active),
+130 interrupted (a second Ctrl-C). validate: 0 both logins work, 1 a login failed. status, log, stop: 0 done,
 1 failed (stop: the run did not end in time), 2 bad usage, undefined task or no log.
 
 Definitions are read from --config-dir (default $MAILOPS_IMAP_CONFIG_DIR, else /etc/mailops-imap), state,
@@ -382,9 +383,15 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
+    except SyncError as exc:  # a state_dir that cannot be used (full, read-only, unsafe) outside a run
+        _err(exc.message)
+        return EXIT_FAILED
     except OSError as exc:
-        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        _err(f"cannot access{where}: {exc.strerror or exc}; run as root, or give --config-dir / --state-dir.")
+        if getattr(exc, "filename", None) and exc.errno not in (errno.EACCES, errno.EPERM):
+            _err(files.describe(str(exc.filename), exc))  # a full or read-only filesystem: the path and the fix
+        else:
+            where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+            _err(f"cannot access{where}: {exc.strerror or exc}; run as root, or give --config-dir / --state-dir.")
         return EXIT_FAILED
     except Exception as exc:  # pylint: disable=broad-exception-caught
         if os.environ.get(ENV_DEBUG):

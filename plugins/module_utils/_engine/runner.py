@@ -20,8 +20,6 @@ import collections
 import contextlib
 import dataclasses
 import datetime
-import errno
-import fcntl
 import os
 import re
 import shlex
@@ -30,10 +28,9 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 import typing as t
 
-from . import errors, imapsync_cmd, sync
+from . import errors, files, imapsync_cmd, sync
 from .imap import Connection
 from .result import RunResult
 from .store import Store
@@ -91,13 +88,31 @@ def run_task(store: Store, name: str, *, check_mode: bool = False, progress: Pro
     if check_mode:
         if use_imapsync:
             return ImapsyncRun(store, name, task, target, check_mode=True, log=progress, stop=stop).run()
-        return sync.run(task, target, store.state_path(name), check_mode=True, task_name=name, log=progress, stop=stop)
+        return sync.run(task, target, store.state_path(name), check_mode=True, task_name=name, log=progress, stop=stop,
+                        state_dir=store.state_dir)
 
-    log_path = store.new_log(name, _stamp())
-    with open(log_path, "a", encoding="utf-8") as handle:
+    try:
+        log_path = store.new_log(name, _stamp())
+        log_fd = files.open_file(log_path, os.O_WRONLY | os.O_APPEND)
+    except (OSError, files.Unsafe, errors.SyncError) as exc:
+        # No log can be written (a full or read-only filesystem, an unsafe state_dir): the same failed result.
+        failure = exc if isinstance(exc, errors.SyncError) else files.state_error(store.runs_dir(name), exc)
+        result = RunResult(task=name, check_mode=False)
+        result.add_error(failure.kind, failure.message)
+        result.finish("failed")
+        if progress is not None:
+            progress(f"error {failure.kind}: {failure.message}")
+        _record(store, name, result)
+        return result
+    log_failure: list[str] = []
+    try:
         def write(message: str) -> None:
-            handle.write(f"{_now()} {message}\n")
-            handle.flush()
+            if log_failure:
+                return
+            try:  # unbuffered: each line is in the log as soon as it is written
+                os.write(log_fd, f"{_now()} {message}\n".encode("utf-8", "backslashreplace"))
+            except OSError as exc:  # a full disk must not end the run: its state and result say what happened
+                log_failure.append(files.describe(log_path, exc))
 
         def log(message: str) -> None:
             write(message)
@@ -112,16 +127,29 @@ def run_task(store: Store, name: str, *, check_mode: bool = False, progress: Pro
         if use_imapsync:
             result = ImapsyncRun(store, name, task, target, check_mode=False, log=log, stop=stop, on_locked=locked).run()
         else:
-            result = sync.run(task, target, store.state_path(name), task_name=name, log=log, stop=stop, on_locked=locked)
+            result = sync.run(task, target, store.state_path(name), task_name=name, log=log, stop=stop, on_locked=locked,
+                              state_dir=store.state_dir)
         for line in summary_lines(result):
             write(line)  # the log only: callers show the summary from the result
+        if log_failure:
+            result.notice(f"The run log is incomplete: {log_failure[0]}")
+    finally:
+        os.close(log_fd)
     try:
-        store.record_result(name, result.as_dict())
+        _record(store, name, result)
     finally:
         if result.status != "skipped":
             store.clear_pid(name)
             store.clear_current_log(name, log_path)
     return result
+
+
+def _record(store: Store, name: str, result: RunResult) -> None:
+    """Record ``result`` as the task's last result if the filesystem allows; never raises (a notice says why not)."""
+    try:
+        store.record_result(name, result.as_dict())
+    except errors.SyncError as exc:
+        result.notice(f"This result could not be recorded as the task's last result: {exc.message}")
 
 
 def validate(store: Store, name: str) -> list[dict[str, t.Any]]:
@@ -363,47 +391,6 @@ class ImapsyncResult(RunResult):
         return totals
 
 
-class TaskLock:
-    """The task's run lock: the lock file and the flock of :meth:`state.State.lock`, so that a run of imapsync and
-    a run of the builtin engine never overlap either. In check mode it creates nothing and honours a held lock."""
-
-    def __init__(self, state_path: str, create: bool) -> None:
-        self.path = state_path + ".lock"
-        self.create = create
-        self.fd: int | None = None
-
-    def acquire(self) -> bool:
-        """Take the lock; False when another run holds it."""
-        if self.create:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
-        try:
-            fd = os.open(self.path, os.O_RDWR | (os.O_CREAT if self.create else 0), 0o600)
-        except OSError:
-            if not self.create:
-                return True  # no run has ever taken it: nothing to honour
-            raise
-        deadline = time.monotonic() + 0.5  # a status query holds it (shared) for an instant: retry briefly
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                busy = exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
-                if not busy or time.monotonic() > deadline:
-                    os.close(fd)
-                    if busy:
-                        return False
-                    raise
-                time.sleep(0.05)
-        self.fd = fd
-        return True
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
 def write_secret(directory: str, name: str, secret: str) -> str:
     """Write ``secret`` as the first line of a new file of mode 0600 in ``directory``; its path."""
     path = os.path.join(directory, name)
@@ -463,19 +450,24 @@ class ImapsyncRun:
             result.add_error(MISSING_PROGRAM, missing)
             result.finish("failed")
             return result
-        lock = TaskLock(self.store.state_path(self.name), create=not self.check_mode)
+        locks = files.RunLocks(self.store.state_path(self.name), self.store.state_dir, self.task, create=not self.check_mode)
         try:
-            if not lock.acquire():
-                result.notice("Another run of this task is active; this run was skipped.")
-                result.finish("skipped")
+            try:
+                busy = locks.acquire()
+                if busy is not None:
+                    result.notice(busy)
+                    result.finish("skipped")
+                    return result
+                if self.on_locked is not None:
+                    self.on_locked()
+            except errors.SyncError as exc:
+                result.add_error(exc.kind, exc.message)
+                result.finish("failed")
                 return result
-            if self.on_locked is not None:
-                self.on_locked()
             if self.check_mode:
                 private = tempfile.mkdtemp(prefix="mailops-imapsync-")
             else:
-                runs_dir = self.store.runs_dir(self.name)
-                os.makedirs(runs_dir, mode=0o700, exist_ok=True)
+                runs_dir = self.store.run_records(self.name)
                 remove_stale_secrets(runs_dir)
                 private = tempfile.mkdtemp(prefix=SECRETS_PREFIX, dir=runs_dir)
             try:
@@ -485,7 +477,7 @@ class ImapsyncRun:
                 argv[0] = program
                 if self.check_mode:
                     argv.append("--dry")  # README 2.229: "--dry : Makes imapsync do nothing for real"
-                self._execute(argv, private, lock.fd)
+                self._execute(argv, private, locks.fds)
             finally:
                 try:
                     shutil.rmtree(private)
@@ -493,17 +485,17 @@ class ImapsyncRun:
                     result.notice(f"The private directory {private} of this run's password files could not be removed "
                                   f"({exc.strerror}); the next run removes it, or remove it by hand.")
         finally:
-            lock.release()
+            locks.release()
         return result
 
-    def _execute(self, argv: list[str], private: str, lock_fd: int | None) -> None:
+    def _execute(self, argv: list[str], private: str, lock_fds: tuple[int, ...]) -> None:
         result = self.result
         self.log(f"engine imapsync: {shlex.join(argv)}")  # password file paths only, never a password
         try:
             proc = subprocess.Popen(  # pylint: disable=consider-using-with
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=private,
                 env=child_environment(self.secrets, private), start_new_session=True,
-                pass_fds=() if lock_fd is None else (lock_fd,),
+                pass_fds=lock_fds,
             )
         except OSError as exc:
             result.add_error(MISSING_PROGRAM, f"imapsync ({argv[0]}) cannot be started: {exc.strerror}; check that it is "

@@ -4,37 +4,41 @@
 
 Layout (both directories relocatable, for tests and unprivileged users)::
 
-    config_dir/targets/NAME.json           mail target, without its secret   0644
-    config_dir/tasks/NAME.json             sync task, without its secret     0644
+    config_dir/targets/NAME.json           mail target, without its secret   0600 (directory 0700)
+    config_dir/tasks/NAME.json             sync task, without its secret     0600 (directory 0700)
     config_dir/secrets/targets/NAME        the target's master password      0600 (directories 0700)
     config_dir/secrets/tasks/NAME          the task's remote password        0600
-    state_dir/tasks/NAME.sqlite            the task's sync state (+ .lock)   0600
+    state_dir/tasks/NAME.sqlite            the task's sync state (+ .lock)   0600 (directories 0700)
+    state_dir/locks/SHA256.lock            an account's run lock             0600
     state_dir/runs/NAME/last.json          the last result (SPEC result)     0600
     state_dir/runs/NAME/YYYYmmddTHHMMSSZ.log   human logs of the last runs   0600
     state_dir/runs/NAME/pid                the process of the running run
     state_dir/runs/NAME/current            the log file name of the running run
 
 Every write is atomic (a temporary file in the same directory, fsync, rename). Secrets never go anywhere
-else: not in the definitions, not in the logs, not in the results.
+else: not in the definitions, not in the logs, not in the results. Definitions say which remote account
+lands in which local user: they are readable by their owner only, like the secrets. Directories are created
+with these modes whatever the umask, and refused when another user owns them or can write them
+(:mod:`files`); a failure under state_dir is a ``state_error`` naming the path and the fix.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import tempfile
 import typing as t
 
-from . import config
+from . import config, files
 from .errors import ConfigError
 
 CONFIG_DIR = "/etc/mailops-imap"
 STATE_DIR = "/var/lib/mailops-imap"
 KINDS = ("targets", "tasks")
 KEEP_LOGS = 10
+DEFINITION_MODE = 0o600
+CONFIG_DIR_MODE = 0o755  # config_dir itself: what it holds is private (0700 directories)
 
 
 def atomic_write(path: str, data: bytes, mode: int) -> None:
@@ -90,36 +94,56 @@ class Store:
         return os.path.join(self.state_dir, "runs", check_name("tasks", task))
 
     # -- definitions --------------------------------------------------------------------------------------
+    def _config_dirs(self, *parts: str, create: bool = False) -> str:
+        """config_dir/parts..., each level checked (and, with ``create``, created); ConfigError when unsafe."""
+        path = self.config_dir
+        try:
+            for level, part in enumerate(("",) + parts):
+                path = os.path.join(path, part) if part else path
+                if create:
+                    files.make_dirs(path, CONFIG_DIR_MODE if level == 0 else 0o700, tighten=level > 0)
+                elif os.path.isdir(path):
+                    files.check_dir(path)
+        except files.Unsafe as exc:
+            raise ConfigError(f"{exc} (config_dir {self.config_dir})") from None
+        return path
+
+    @staticmethod
+    def _read_file(path: str) -> str:
+        """The text of a file in our directories (never through a symbolic link)."""
+        with os.fdopen(files.open_file(path, os.O_RDONLY), encoding="utf-8", newline="") as handle:
+            return handle.read()
+
     def read(self, kind: str, name: str) -> tuple[dict[str, t.Any] | None, str | None]:
         """The stored public definition and secret (None where absent)."""
         public: dict[str, t.Any] | None = None
         secret: str | None = None
+        self._config_dirs(kind)
+        self._config_dirs("secrets", kind)
         try:
-            with open(self.definition_path(kind, name), encoding="utf-8") as handle:
-                public = json.load(handle)
+            public = json.loads(self._read_file(self.definition_path(kind, name)))
         except FileNotFoundError:
             pass
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, files.Unsafe) as exc:
             raise ConfigError(f"The definition {self.definition_path(kind, name)} cannot be read ({exc}); fix or remove it.") from None
         try:
-            with open(self.secret_path(kind, name), encoding="utf-8", newline="") as handle:
-                secret = handle.read()
+            secret = self._read_file(self.secret_path(kind, name))
         except FileNotFoundError:
             pass
+        except files.Unsafe as exc:
+            raise ConfigError(str(exc)) from None
         except OSError as exc:
             raise ConfigError(f"The secret of {kind[:-1]} {name!r} cannot be read ({exc.strerror}); run as root.") from None
         return public, secret
 
     def write(self, kind: str, name: str, public: t.Mapping[str, t.Any], secret: str | None) -> None:
         """Store a definition (secret first, so a definition never exists without its secret)."""
-        secret_path = self.secret_path(kind, name)
-        for directory, mode in ((self.config_dir, 0o755), (os.path.join(self.config_dir, kind), 0o755),
-                                (os.path.join(self.config_dir, "secrets"), 0o700), (os.path.dirname(secret_path), 0o700)):
-            os.makedirs(directory, mode=mode, exist_ok=True)
+        self._config_dirs(kind, create=True)
+        self._config_dirs("secrets", kind, create=True)
         if secret is not None:
-            atomic_write(secret_path, secret.encode("utf-8"), 0o600)
+            atomic_write(self.secret_path(kind, name), secret.encode("utf-8"), 0o600)
         text = json.dumps(dict(public), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        atomic_write(self.definition_path(kind, name), text.encode("utf-8"), 0o644)
+        atomic_write(self.definition_path(kind, name), text.encode("utf-8"), DEFINITION_MODE)
 
     def remove(self, kind: str, name: str) -> bool:
         """Remove a definition and its secret; whether anything was there."""
@@ -154,21 +178,37 @@ class Store:
         return config.parse_task(dict(public, remote_password=secret or "", name=name))
 
     # -- runs ---------------------------------------------------------------------------------------------
-    def _runs(self, task: str) -> str:
+    def run_records(self, task: str) -> str:
+        """The task's run records directory, created (0700) and checked; SyncError (state_error) when unusable."""
         path = self.runs_dir(task)
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        return path
+        try:
+            return files.secure_path(self.state_dir, "runs", check_name("tasks", task))
+        except (OSError, files.Unsafe) as exc:
+            raise files.state_error(path, exc) from None
+
+    def _write_record(self, task: str, name: str, data: bytes) -> None:
+        path = os.path.join(self.run_records(task), name)
+        try:
+            atomic_write(path, data, 0o600)
+        except OSError as exc:
+            raise files.state_error(path, exc) from None
+
+    def _read_record(self, task: str, name: str) -> str | None:
+        try:
+            return self._read_file(os.path.join(self.runs_dir(task), name))
+        except (OSError, ValueError, files.Unsafe):
+            return None
 
     def last_result(self, task: str) -> dict[str, t.Any] | None:
+        text = self._read_record(task, "last.json")
         try:
-            with open(os.path.join(self.runs_dir(task), "last.json"), encoding="utf-8") as handle:
-                return json.load(handle)
-        except (OSError, ValueError):
+            return json.loads(text) if text is not None else None
+        except ValueError:
             return None
 
     def record_result(self, task: str, result: t.Mapping[str, t.Any]) -> None:
         data = json.dumps(dict(result), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        atomic_write(os.path.join(self._runs(task), "last.json"), data.encode("utf-8"), 0o600)
+        self._write_record(task, "last.json", data.encode("utf-8"))
 
     def new_log(self, task: str, stamp: str) -> str:
         """The path of a new run log (older logs beyond the newest KEEP_LOGS are removed).
@@ -176,7 +216,7 @@ class Store:
         The log of a run in progress is never removed: skipped runs, one a timer tick, would otherwise
         rotate away the log of the long run they met.
         """
-        directory = self._runs(task)
+        directory = self.run_records(task)
         current = self.current_log(task)
         logs = [path for path in self.logs(task) if path != current]
         keep = KEEP_LOGS - 1 - (1 if current else 0)
@@ -184,8 +224,10 @@ class Store:
             with contextlib.suppress(OSError):
                 os.unlink(old)
         path = os.path.join(directory, f"{stamp}.log")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.close(fd)
+        try:
+            os.close(files.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND))
+        except (OSError, files.Unsafe) as exc:
+            raise files.state_error(path, exc) from None
         return path
 
     def logs(self, task: str) -> list[str]:
@@ -213,17 +255,13 @@ class Store:
 
     def set_current_log(self, task: str, path: str) -> None:
         """Name the log of the run that holds the task's lock (kept from rotation, shown by ``newest_log``)."""
-        atomic_write(os.path.join(self._runs(task), "current"), (os.path.basename(path) + "\n").encode("utf-8"), 0o600)
+        self._write_record(task, "current", (os.path.basename(path) + "\n").encode("utf-8"))
 
     def current_log(self, task: str) -> str | None:
         """The log of the run in progress, or None (no run active, or its log is not known)."""
         if self.running_pid(task) is None:
             return None
-        try:
-            with open(os.path.join(self.runs_dir(task), "current"), encoding="utf-8") as handle:
-                name = handle.read().strip()
-        except OSError:
-            return None
+        name = (self._read_record(task, "current") or "").strip()
         path = os.path.join(self.runs_dir(task), name)
         if not name.endswith(".log") or os.sep in name or not os.path.isfile(path):
             return None
@@ -231,42 +269,23 @@ class Store:
 
     def clear_current_log(self, task: str, path: str) -> None:
         """Forget the current log, if it still names ``path`` (a later run may have named its own already)."""
-        current = os.path.join(self.runs_dir(task), "current")
-        with contextlib.suppress(OSError):
-            with open(current, encoding="utf-8") as handle:
-                if handle.read().strip() == os.path.basename(path):
-                    os.unlink(current)
+        if (self._read_record(task, "current") or "").strip() == os.path.basename(path):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.runs_dir(task), "current"))
 
     def running_pid(self, task: str) -> int | None:
         """The process running the task now, or None (the task's lock is the truth; the pid file only names it)."""
-        lock_path = self.state_path(task) + ".lock"
-        try:
-            fd = os.open(lock_path, os.O_RDONLY)
-        except FileNotFoundError:
+        if not files.lock_held(self.state_path(task) + ".lock"):
             return None
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise
-            else:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                return None
-        finally:
-            os.close(fd)
-        try:
-            with open(os.path.join(self.runs_dir(task), "pid"), encoding="ascii") as handle:
-                return int(handle.read().strip() or 0) or -1
-        except (OSError, ValueError):
+            return int((self._read_record(task, "pid") or "").strip() or 0) or -1
+        except ValueError:
             return -1  # running, but the process is not known (for example a run by another tool)
 
     def write_pid(self, task: str) -> None:
-        atomic_write(os.path.join(self._runs(task), "pid"), f"{os.getpid()}\n".encode("ascii"), 0o600)
+        self._write_record(task, "pid", f"{os.getpid()}\n".encode("ascii"))
 
     def clear_pid(self, task: str) -> None:
-        path = os.path.join(self.runs_dir(task), "pid")
-        with contextlib.suppress(OSError):
-            with open(path, encoding="ascii") as handle:
-                if handle.read().strip() == str(os.getpid()):
-                    os.unlink(path)
+        if (self._read_record(task, "pid") or "").strip() == str(os.getpid()):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.runs_dir(task), "pid"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import os
 import queue
 import threading
 import time
@@ -31,7 +32,8 @@ from .lmtp import LmtpDelivery
 from .result import FolderResult, RunResult
 
 __all__ = ["run", "endpoints", "Syncer", "HAS_IMAPCLIENT", "IMAPCLIENT_IMPORT_ERROR", "BATCH_BYTES"]
-from .state import Busy, FolderState, State
+from .files import RunLocks
+from .state import FolderState, State
 
 BATCH_BYTES = 4 * 1024 * 1024  # a FETCH/APPEND batch, in message bytes
 BATCH_COUNT = 250  # messages per batch at most
@@ -61,14 +63,17 @@ def run(
     log: LogFn | None = None,
     stop: threading.Event | None = None,
     on_locked: t.Callable[[], None] | None = None,
+    state_dir: str | None = None,
 ) -> RunResult:
     """Run one sync (or, in check mode, compute its exact plan without writing anything anywhere).
 
     ``log`` receives progress lines (no secrets); setting ``stop`` ends the run after the current batch, with the
-    state checkpointed; ``on_locked`` is called once the task's lock is held (a skipped run never calls it).
+    state checkpointed; ``on_locked`` is called once the task's and the account's locks are held (a skipped run
+    never calls it). The account's lock lives in ``state_dir/locks`` (default: the directory of ``state_path``).
     """
     syncer = Syncer(task, target, state_path, check_mode=check_mode, task_name=task_name, log=log, stop=stop)
     syncer.on_locked = on_locked
+    syncer.state_dir = state_dir
     return syncer.run()
 
 
@@ -140,6 +145,7 @@ class Syncer:
         self._last_luid = 0
         self._new_luids: list[int] = []  # local UIDs stored by the current window (for the Sieve filter)
         self.on_locked: t.Callable[[], None] | None = None
+        self.state_dir: str | None = None  # where the account's lock lives (run(): default, the state file's directory)
 
     # -- the run --------------------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -149,16 +155,20 @@ class Syncer:
                              "use engine: builtin to run this task here.")
             result.finish("failed")
             return result
+        # The task's lock and the account's (another task or an inline run of the same account), then the state.
+        locks = RunLocks(self.state_path, self.state_dir or os.path.dirname(os.path.abspath(self.state_path)), self.task,
+                         create=not self.check)
         try:
-            self.state = State(self.state_path, readonly=self.check)
-            try:
-                self.state.lock()
-            except Busy:
-                result.notice("Another run of this task is active; this run was skipped.")
+            busy = locks.acquire()
+            if busy is not None:
+                result.notice(busy)
                 result.finish("skipped")
                 return result
             if self.on_locked is not None:
                 self.on_locked()
+            self.state = State(self.state_path, readonly=self.check)
+            for notice in self.state.notices:
+                result.notice(notice)
             self._connect()
             plans = self._plan()
             for plan in plans:
@@ -183,6 +193,7 @@ class Syncer:
             self._disconnect()
             if self.state is not None:
                 self.state.close()
+            locks.release()
         result.finish()
         return result
 

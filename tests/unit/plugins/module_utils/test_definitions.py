@@ -85,6 +85,18 @@ def test_a_secret_readable_by_others_is_written_again(store):
     assert not declare(store, task()).changed
 
 
+def test_a_world_readable_definition_is_a_change_and_becomes_private(store):
+    declare(store, task()).apply(store)
+    path = store.definition_path("tasks", "alice")
+    os.chmod(path, 0o644)  # as releases before issue 8 wrote it: which remote account maps to which local user
+    change = declare(store, task())
+    assert change.changed and change.before == change.after and not change.secret_changed
+    change.apply(store)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+    assert not declare(store, task()).changed
+
+
 def test_a_broken_stored_definition_is_replaced(store):
     declare(store, task()).apply(store)
     with open(store.definition_path("tasks", "alice"), "w", encoding="utf-8") as handle:

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, runner, state, store as store_mod
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, files, runner, state, store as store_mod, sync
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 
 REMOTE = "r3m0te'\"\\ü pass"
@@ -220,28 +220,28 @@ def test_stale_private_directories_are_removed(tmp_path):
 
 def test_the_lock_is_the_builtin_engines_lock(tmp_path):
     path = str(tmp_path / "tasks" / "t1.sqlite")
-    lock = runner.TaskLock(path, create=True)
+    lock = files.FileLock(path + ".lock", create=True)
     assert lock.acquire()
     assert stat.S_IMODE(os.stat(path + ".lock").st_mode) == 0o600
     with pytest.raises(state.Busy):
         state.State(path).lock()
-    assert not runner.TaskLock(path, create=False).acquire()
+    assert not files.FileLock(path + ".lock", create=False).acquire()
     lock.release()
 
     builtin = state.State(path)
     builtin.lock()
     try:
-        assert not runner.TaskLock(path, create=True).acquire()
+        assert not files.FileLock(path + ".lock", create=True).acquire()
     finally:
         builtin.close()
-    again = runner.TaskLock(path, create=True)
+    again = files.FileLock(path + ".lock", create=True)
     assert again.acquire()
     again.release()
 
 
 def test_check_mode_lock_creates_nothing(tmp_path):
     path = str(tmp_path / "tasks" / "t1.sqlite")
-    lock = runner.TaskLock(path, create=False)
+    lock = files.FileLock(path + ".lock", create=False)
     assert lock.acquire() and lock.fd is None
     assert not (tmp_path / "tasks").exists()
 
@@ -337,7 +337,7 @@ def test_an_interrupt_ends_imapsync_and_removes_the_password_files(fake_host):
     assert _gone(info["pid"])
     assert not os.path.exists(os.path.dirname(info["passfile1"]))
     assert st.running_pid("t1") is None
-    lock = runner.TaskLock(st.state_path("t1"), create=True)
+    lock = files.FileLock(st.state_path("t1") + ".lock", create=True)
     assert lock.acquire()
     lock.release()
 
@@ -375,3 +375,26 @@ def test_check_mode_says_whether_imapsync_dry_counted_the_messages(fake_host, li
     result = run.result.as_dict()
     assert result["status"] == "success" and result["check_mode"] is True
     assert notice in result["notices"] and result["totals"]["copied"] == copied
+
+
+def test_an_imapsync_run_holds_its_accounts_lock_against_builtin_runs(fake_host):
+    st, record = fake_host
+    other = config.parse_task({"name": "t2", "local_user": "Alice", "remote_user": "A@X", "remote_password": REMOTE,
+                               "remote_host": "IMAP.example.org", "remote_port": 993, "remote_security": "ssl"})
+    stop = threading.Event()
+    met = []
+
+    def progress(line):
+        if "Here is imapsync" in line:  # imapsync runs t1; a builtin run of t2, the same account, meets it
+            met.append(sync.run(other, st.load_target("default"), st.state_path("t2"), state_dir=st.state_dir))
+            met.append(sync.run(other, st.load_target("default"), st.state_path("t2"), state_dir=st.state_dir,
+                                check_mode=True))
+            stop.set()
+
+    result = runner.run_task(st, "t1", progress=progress, stop=stop)
+    assert _gone(_wait_for(record)["pid"])
+    assert result.status == "success"
+    assert [m.status for m in met] == ["skipped", "skipped"]
+    assert met[0].notices == ["Another run into the account A@X at IMAP.example.org -> Alice is active (another task, "
+                              "or an inline migrate, of the same account); this run was skipped."]
+    assert not os.path.exists(st.state_path("t2"))  # it stopped before opening any state

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import state as state_mod
+from ansible_collections.mailops.imap.plugins.module_utils._engine import errors, state as state_mod
 
 
 def test_record_reset_and_private_files(tmp_path):
@@ -57,3 +57,95 @@ def test_lock_is_per_task(tmp_path):
     first.close()
     second.lock()
     second.close()
+
+
+def _filled(path: str, count: int = 20000) -> None:
+    st = state_mod.State(path)
+    folder = st.reset_folder("INBOX", 1, "INBOX", 1, 0)
+    st.record(folder, [(uid, uid, [b"\\Seen"]) for uid in range(1, count + 1)])
+    st.close()
+
+
+def _damage(path: str, offset: int = 3 * 4096) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(b"\xa5" * (os.path.getsize(path) - offset))
+
+
+@pytest.mark.parametrize("damage", ["pages", "header", "truncated"])
+def test_a_damaged_state_is_set_aside_and_a_fresh_one_started(tmp_path, damage):
+    path = str(tmp_path / "task.sqlite")
+    _filled(path)
+    if damage == "pages":
+        _damage(path)
+    elif damage == "header":
+        _damage(path, offset=0)
+    else:
+        os.truncate(path, os.path.getsize(path) // 3)
+    original = open(path, "rb").read()
+
+    ro = state_mod.State(path, readonly=True)  # check mode: plans as with lost state, renames nothing
+    assert ro.folder("INBOX") is None
+    assert len(ro.notices) == 1 and "is damaged" in ro.notices[0] and "a real run sets it aside" in ro.notices[0]
+    ro.close()
+    assert os.listdir(tmp_path) == ["task.sqlite"]
+
+    st = state_mod.State(path)
+    assert st.folder("INBOX") is None  # lost state: the engine matches by identity
+    kept = [name for name in os.listdir(tmp_path) if name.startswith("task.sqlite.corrupt-")]
+    assert len(kept) == 1 and open(tmp_path / kept[0], "rb").read() == original
+    assert len(st.notices) == 1 and str(tmp_path / kept[0]) in st.notices[0] and "writable" not in st.notices[0]
+    folder = st.reset_folder("INBOX", 1, "INBOX", 1, 0)
+    st.record(folder, [(1, 1, [])])
+    st.close()
+    assert not state_mod.State(path).notices
+
+
+def test_damage_found_during_a_run_sets_the_file_aside_and_stops_the_run(tmp_path):
+    path = str(tmp_path / "task.sqlite")
+    _filled(path)
+    st = state_mod.State(path)
+    folder = st.folder("INBOX")
+    _damage(path)
+    st.db.execute("PRAGMA shrink_memory")  # what SQLite cached at open would hide the damage for a while
+    with pytest.raises(errors.SyncError) as caught:
+        st.known(folder)
+    assert caught.value.kind == "state_error"
+    kept = [name for name in os.listdir(tmp_path) if name.startswith("task.sqlite.corrupt-")]
+    assert len(kept) == 1 and not os.path.exists(path)
+    assert f"set aside as {tmp_path / kept[0]}" in caught.value.message and "identity" in caught.value.message
+    st.close()
+    assert not state_mod.State(path).notices  # the next run starts afresh
+
+
+def test_symbolic_links_are_refused_and_their_targets_untouched(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"precious")
+    os.chmod(elsewhere, 0o644)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir(mode=0o700)
+    os.symlink(elsewhere, state_dir / "p1.sqlite")
+    with pytest.raises(errors.SyncError, match="p1.sqlite is a symbolic link; remove it") as caught:
+        state_mod.State(str(state_dir / "p1.sqlite"))
+    assert caught.value.kind == "state_error"
+    os.unlink(state_dir / "p1.sqlite")
+    os.symlink(elsewhere, state_dir / "p1.sqlite.lock")
+    with pytest.raises(errors.SyncError, match="p1.sqlite.lock is a symbolic link"):
+        state_mod.State(str(state_dir / "p1.sqlite")).lock()
+    assert elsewhere.read_bytes() == b"precious" and stat.S_IMODE(os.stat(elsewhere).st_mode) == 0o644
+
+
+def test_a_state_dir_others_can_write_is_refused(tmp_path):
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    os.chmod(state_dir, 0o777)
+    with pytest.raises(errors.SyncError, match=r"can be written by other users \(mode 0777\); make it writable by its "
+                                               r"owner only \(chmod go-w"):
+        state_mod.State(str(state_dir / "p1.sqlite"))
+    assert os.listdir(state_dir) == []
+    os.chmod(state_dir, 0o700)
+    os.symlink(state_dir, tmp_path / "link")  # a link to a safe directory is that directory
+    state_mod.State(str(tmp_path / "link" / "p1.sqlite")).close()
+    os.chmod(state_dir, 0o1777)  # and a link to an unsafe one is refused
+    with pytest.raises(errors.SyncError, match="can be written by other users"):
+        state_mod.State(str(tmp_path / "link" / "p2.sqlite"))
