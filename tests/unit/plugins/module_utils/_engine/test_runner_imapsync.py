@@ -375,3 +375,29 @@ def test_check_mode_says_whether_imapsync_dry_counted_the_messages(fake_host, li
     result = run.result.as_dict()
     assert result["status"] == "success" and result["check_mode"] is True
     assert notice in result["notices"] and result["totals"]["copied"] == copied
+
+
+ESCAPING = """#!{python}
+print("Host1 folder [x\\x1b[2J]")
+print("++++ Statistics")
+print("Messages transferred                    : 1")
+print("Detected 0 errors")
+"""
+
+
+def test_imapsync_output_is_escaped_and_an_unencrypted_remote_is_noticed(tmp_path, monkeypatch):
+    st = store_mod.Store(str(tmp_path / "etc"), str(tmp_path / "var"))
+    target = config.parse_target({"master_password": MASTER})
+    st.write("targets", "default", target.public(), MASTER)
+    task = config.parse_task({"name": "t1", "local_user": "alice", "remote_user": "a@x", "remote_password": REMOTE,
+                              "remote_host": "imap.example.org", "remote_port": 143, "remote_security": "none",
+                              "engine": "imapsync"})
+    st.write("tasks", "t1", task.public(), REMOTE)
+    monkeypatch.setenv(runner.ENV_IMAPSYNC, _program(tmp_path / "fake-imapsync", ESCAPING.format(python=sys.executable)))
+    result = runner.run_task(st, "t1")
+    assert result.status == "success"
+    assert any("imap.example.org:143 is not encrypted (remote_security: none)" in n for n in result.notices), result.notices
+    with open(st.newest_log("t1"), encoding="utf-8") as handle:
+        log = handle.read()
+    assert "\x1b" not in log
+    assert "Host1 folder [x\\x1b[2J]" in log
