@@ -33,14 +33,14 @@ def local(account, folder: str):
     return mail.messages(account.local_server, account.local_user, None, folder, master=True)
 
 
-@pytest.fixture
-def fake():
+@pytest.fixture(name="fake")
+def fake_server():
     with FakeImap() as server:
         yield server
 
 
-@pytest.fixture
-def victim(account):
+@pytest.fixture(name="victim")
+def victim_account(account):
     """A local folder ``Victim`` holding one message: an injected ``DELETE "Victim"`` would remove it."""
     mail.seed(account.local_server, account.local_user, None, "Victim", [mail.make_message("keep me")], master=True)
     return account
@@ -96,14 +96,15 @@ def test_control_characters_in_a_folder_name_reach_neither_the_local_server_nor_
     assert "\x1b" not in summary and "x\\n" + FORGED in summary
 
 
-@pytest.fixture
-def fast(monkeypatch):
+@pytest.fixture(name="fast")
+def fast_timeouts(monkeypatch):
     """Timeouts of a second, reconnects without backoff."""
     monkeypatch.setattr(imap, "DEFAULT_TIMEOUT", 1.0)
     monkeypatch.setattr(sync, "BACKOFF_S", (0, 0, 0, 0, 0))
 
 
-def test_a_dripping_greeting_fails_the_run_at_the_login_deadline(fake, account, tmp_path, fast):
+@pytest.mark.usefixtures("fast")
+def test_a_dripping_greeting_fails_the_run_at_the_login_deadline(fake, account, tmp_path):
     fake.drip, fake.drip_interval = {"greeting"}, 0.1  # one byte every 0.1 s: the read timeout (1 s) never fires
     started = time.monotonic()
     result = run(fake, account, tmp_path)
@@ -113,7 +114,8 @@ def test_a_dripping_greeting_fails_the_run_at_the_login_deadline(fake, account, 
     assert "within 1 s" in result.errors[0]["detail"] and f"127.0.0.1:{fake.port}" in result.errors[0]["detail"]
 
 
-def test_a_response_dripping_almost_nothing_is_a_timeout_then_reconnects(fake, account, tmp_path, fast):
+@pytest.mark.usefixtures("fast")
+def test_a_response_dripping_almost_nothing_is_a_timeout_then_reconnects(fake, account, tmp_path):
     fake.folders["INBOX"].add(FakeMessage(mail.make_message("slow")))
     fake.drip, fake.drip_interval = {"FETCH"}, 0.05  # 20 bytes/s, far below PROGRESS_BYTES per second
     result = run(fake, account, tmp_path)

@@ -217,11 +217,12 @@ class _IMAP4(imaplib.IMAP4):
         tls.setblocking(False)
         with selectors.DefaultSelector() as selector:
             while True:
+                events = selectors.EVENT_READ
                 try:
                     tls.do_handshake()
                     break
                 except ssl.SSLWantReadError:
-                    events = selectors.EVENT_READ
+                    pass
                 except ssl.SSLWantWriteError:
                     events = selectors.EVENT_WRITE
                 selector.register(tls, events)
@@ -310,6 +311,7 @@ if HAS_IMAPCLIENT:
         def __init__(self, ep: Endpoint, context: ssl.SSLContext | None, deadline: float) -> None:
             self._deadline = deadline
             super().__init__(ep.host, port=ep.port, ssl=ep.security == "ssl", ssl_context=context, timeout=ep.timeout)
+            self.normalise_times = False  # keep INTERNALDATE with its own offset
 
         def _create_IMAP4(self) -> _IMAP4:  # pylint: disable=invalid-name
             return _IMAP4(self.host, self.port, self._timeout.read, self.ssl_context if self.ssl else None, self._deadline)
@@ -413,10 +415,9 @@ class Connection:
         deadline = time.monotonic() + ep.timeout
         context = _ssl_context(ep) if ep.security in ("ssl", "starttls") else None
         try:
-            client = _Client(ep, context, deadline)
+            client = _Client(ep, context, deadline)  # pylint: disable=possibly-used-before-assignment
         except Exception as exc:  # pylint: disable=broad-except
             raise self._late(classify(exc, ep, "connecting"), deadline) from None
-        client.normalise_times = False  # keep INTERNALDATE with its own offset
         # imapclient turns imaplib's debug level up (to feed its logger): imaplib then builds a text copy of every
         # response, message bodies included, whether or not anything logs. That doubles memory and CPU.
         client._imap.debug = 0
@@ -539,8 +540,8 @@ class Connection:
             # Dripping bytes: as silence, the connection is reconnected and the folder resumes.
             self._drop()
             raise errors.ConnectionLost(
-                f"{_server(self.ep)[0].upper()}{_server(self.ep)[1:]} stalled while {during} (it sent {exc}, less than "
-                f"{PROGRESS_BYTES} bytes in a period).", self.ep.side, kind=errors.TIMEOUT) from None
+                f"{_server(self.ep)[0].upper()}{_server(self.ep)[1:]} stalled while {during}: it sent only {exc}, less than "
+                f"{PROGRESS_BYTES} bytes; check the server's load and the network path.", self.ep.side, kind=errors.TIMEOUT) from None
         except ssl.SSLError as exc:
             # Past the handshake, a TLS error means the connection broke (EOF, reset mid-record).
             raise errors.ConnectionLost(f"The connection to {_server(self.ep)} was lost while {during} ({printable(exc, 300)}).",
@@ -763,4 +764,5 @@ def _joined(data: t.Any) -> str:
     return str(data)
 
 
-__all__ = ["Connection", "Endpoint", "AppendRefused", "ServerViolation", "split_flags", "insecure_notice", "HAS_IMAPCLIENT", "IMAPCLIENT_IMPORT_ERROR", "chunks", "uid_set", "parse_response"]
+__all__ = ["Connection", "Endpoint", "AppendRefused", "ServerViolation", "split_flags", "insecure_notice", "HAS_IMAPCLIENT",
+           "IMAPCLIENT_IMPORT_ERROR", "chunks", "uid_set", "parse_response"]

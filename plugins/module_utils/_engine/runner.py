@@ -61,7 +61,8 @@ def summary_lines(result: RunResult) -> list[str]:
     lines = []
     for f in result.folders:
         created = " (created)" if f.created else ""
-        lines.append(f"{printable(f.remote)} -> {printable(f.local)}{created}: {f.copied} copied ({f.bytes} bytes), {f.already_present} already present, "
+        lines.append(f"{printable(f.remote)} -> {printable(f.local)}{created}: {f.copied} copied ({f.bytes} bytes), "
+                     f"{f.already_present} already present, "
                      f"{f.flags_updated} flag updates, {f.deleted_remote} deleted on the remote, {f.errors} errors")
     totals = result.totals()
     lines.append(f"status {result.status}: {totals['copied']} messages copied ({totals['bytes']} bytes), "
@@ -343,7 +344,7 @@ class Statistics:
                 how = f"imapsync was ended by signal {-returncode}"
         else:
             why = _EXIT_RE.match(self.exit_line or "")
-            meaning = f" ({why.group('why')})" if why and why.group("why") else ""
+            meaning = f" ({printable(why.group('why'))})" if why and why.group("why") else ""
             how = f"imapsync exited with status {returncode}{meaning}"
         lines = [printable(line) for line in list(self.err_lines) or list(self.error_lines) or list(self.last_lines)]
         detail = f"{how}: {' | '.join(lines)}" if lines else f"{how}, without a message"

@@ -139,7 +139,8 @@ class Syncer:
         self.local_status: dict[str, dict[str, int]] = {}
         self._last_luid = 0
         self._new_luids: list[int] = []  # local UIDs stored by the current window (for the Sieve filter)
-        self._bad_flags: dict[bytes, int] = {}  # flags a server sent that are not IMAP flags: dropped, counted
+        self._bad_flags = 0  # flags a server sent that are not IMAP flags: dropped, counted...
+        self._bad_flag_examples: list[bytes] = []  # ... and the first few shown in the notice
         self.on_locked: t.Callable[[], None] | None = None
 
     # -- the run --------------------------------------------------------------------------------------
@@ -182,8 +183,8 @@ class Syncer:
             self.log("internal error:")
             for line in traceback.format_exc().splitlines():
                 self.log(printable(line))
-            result.add_error("internal_error", f"The run stopped on an unexpected {type(exc).__name__} ({printable(exc, 300)}); what was copied "
-                             "is recorded and the next run resumes. Please report this with the run log.")
+            result.add_error("internal_error", f"The run stopped on an unexpected {type(exc).__name__} ({printable(exc, 300)}); "
+                             "what was copied is recorded and the next run resumes. Please report this with the run log.")
             result.finish("failed")
             return result
         finally:
@@ -198,18 +199,19 @@ class Syncer:
         """The flags of a FETCH FLAGS value (``\\Recent`` dropped); anything that is not an IMAP flag is dropped and
         counted for the run's notice, so that no byte of it reaches a command."""
         valid, dropped = split_flags(raw)
+        self._bad_flags += len(dropped)
         for flag in dropped:
-            self._bad_flags[flag] = self._bad_flags.get(flag, 0) + 1
+            if len(self._bad_flag_examples) < 3 and flag not in self._bad_flag_examples:
+                self._bad_flag_examples.append(flag)
         return frozenset(f for f in valid if f.upper() != _RECENT)
 
     def _flag_notice(self) -> None:
         if not self._bad_flags:
             return
-        shown = ", ".join(f"'{printable(flag, 60)}'" for flag in list(self._bad_flags)[:3])
-        more = f" and {len(self._bad_flags) - 3} more" if len(self._bad_flags) > 3 else ""
+        shown = ", ".join(f"'{printable(flag, 60)}'" for flag in self._bad_flag_examples)
         self.result.notice(
-            f"A server sent {sum(self._bad_flags.values())} flags that are not valid IMAP flags ({shown}{more}); they were "
-            "dropped and not copied. The other flags and the messages were copied.")
+            f"A server sent {self._bad_flags} flags that are not valid IMAP flags (such as {shown}); they were dropped, "
+            "not copied, and the messages with their other flags were copied.")
 
     def _sessions(self) -> tuple[Connection, Connection, State]:
         """The open connections and the state (a run always has them once connected)."""
@@ -317,8 +319,8 @@ class Syncer:
 
         if not usable:
             if fs is not None:
-                self.log(f"{printable(plan.remote)}: the state does not match the folders any more (UIDVALIDITY changed or a folder "
-                         "was recreated); matching by identity")
+                self.log(f"{printable(plan.remote)}: the state does not match the folders any more (UIDVALIDITY changed or a "
+                         "folder was recreated); matching by identity")
             fs = None if check else state.reset_folder(plan.remote, rstat["UIDVALIDITY"], plan.local, lstat["UIDVALIDITY"] if lstat else 0, 0)
 
         inbox = task.folders == "inbox"

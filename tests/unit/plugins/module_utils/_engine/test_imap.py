@@ -27,3 +27,11 @@ def test_split_flags_keeps_rfc3501_flags_and_drops_everything_else():
     assert valid == (b"\\Seen", b"\\Flagged", b"$Label1", b"NonJunk", b"Str")
     assert len(dropped) == len(raw) - len(valid)
     assert imap.split_flags(None) == ((), ())
+
+
+def test_the_largest_message_is_the_local_appendlimit_at_most_the_engines_limit():
+    conn = imap.Connection.__new__(imap.Connection)  # capabilities only: no server needed
+    for caps, largest in (({b"IMAP4REV1", b"APPENDLIMIT=1000"}, 1000), ({b"APPENDLIMIT"}, imap.MAX_MESSAGE),
+                          ({b"APPENDLIMIT=99999999999"}, imap.MAX_MESSAGE), (set(), imap.MAX_MESSAGE)):
+        conn.caps = caps
+        assert conn.max_message() == largest
