@@ -346,14 +346,14 @@ def classify(exc: BaseException, ep: Endpoint, during: str = "") -> errors.SyncE
     if isinstance(exc, ssl.SSLCertVerificationError):
         return errors.SyncError(
             errors.TLS_FAILED,
-            f"The TLS certificate of {where} could not be verified ({exc.verify_message or exc}); "
+            f"The TLS certificate of {where} could not be verified ({printable(exc.verify_message or exc, 300)}); "
             "give its CA certificate in ca_file, or set validate_certs: false if you trust the network path.",
             ep.side,
         )
     if isinstance(exc, ssl.SSLError):
         return errors.SyncError(
             errors.TLS_FAILED,
-            f"The TLS handshake with {where} failed ({exc.reason or exc}); check security and port "
+            f"The TLS handshake with {where} failed ({printable(exc.reason or exc, 300)}); check security and port "
             "(ssl is usually port 993, starttls port 143).",
             ep.side,
         )
