@@ -24,6 +24,7 @@ import typing as t
 from . import files, info, runner, timers
 from .errors import ConfigError, SyncError
 from .store import CONFIG_DIR, STATE_DIR, Store, check_name
+from .text import printable
 
 PROG = "imapsyncctl"
 
@@ -289,14 +290,21 @@ def cmd_log(args: argparse.Namespace) -> int:
              "(check-mode runs keep no log).")
         return EXIT_USAGE
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for chunk in iter(lambda: handle.read(65536), ""):
-                sys.stdout.write(chunk)
+        with open(path, encoding="utf-8", errors="replace", newline="\n") as handle:
+            for line in handle:
+                sys.stdout.write(_terminal_safe(line.rstrip("\n")) + "\n")
     except OSError as exc:
         _err(f"cannot read {path} ({exc.strerror}); run as root.")
         return EXIT_FAILED
     sys.stdout.flush()
     return EXIT_SUCCESS
+
+
+def _terminal_safe(line: str) -> str:
+    """A log line as written, or escaped whole when it holds a raw control character (a log written by an earlier
+    version, or by hand): server text in a log is escaped when logged, and is not escaped twice here."""
+    safe = printable(line)
+    return line if safe == line.replace("\\", "\\\\") else safe
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

@@ -42,10 +42,11 @@ class Transient(SyncError):
 
 
 class ConnectionLost(Transient):
-    """The connection to a server dropped in the middle of a run; the run may reconnect and resume."""
+    """The connection to a server dropped (or stalled: kind ``timeout``) in the middle of a run; the run may
+    reconnect and resume."""
 
-    def __init__(self, message: str, side: str | None = None) -> None:
-        super().__init__(CONNECTION_LOST, message, side)
+    def __init__(self, message: str, side: str | None = None, kind: str = CONNECTION_LOST) -> None:
+        super().__init__(kind, message, side)
 
 
 class ServerBusy(Transient):

@@ -24,8 +24,10 @@ WELL_KNOWN: dict[bytes, tuple[str, ...]] = {
     b"\\ARCHIVE": ("Archive", "Archives", "Archiv", "Archivio", "Archivo", "Archief"),
 }
 
-# A character of the local separator inside a remote name component is replaced by this.
+# A character of the local separator inside a remote name component is replaced by this; so is a control character
+# (C0, DEL, C1), which would otherwise reach the local server's commands and every log raw.
 SEPARATOR_SUBSTITUTE = "_"
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,13 +44,15 @@ def _relative(name: str, prefix: str) -> str:
 
 
 def translate(name: str, remote_prefix: str, remote_sep: str, local_prefix: str, local_sep: str) -> str:
-    """The local name of a remote folder: prefix swapped, separators translated, local separators inside names replaced."""
+    """The local name of a remote folder: prefix swapped, separators translated, local separators and control characters
+    inside names replaced."""
     relative = _relative(name, remote_prefix)
     parts = relative.split(remote_sep) if remote_sep else [relative]
     if parts[0].upper() == "INBOX":
         parts[0] = "INBOX"
         if len(parts) == 1:
             return "INBOX"
+    parts = [_CONTROL.sub(SEPARATOR_SUBSTITUTE, p) for p in parts]
     if local_sep:
         parts = [p.replace(local_sep, SEPARATOR_SUBSTITUTE) for p in parts]
     joined = (local_sep or remote_sep or "/").join(parts)

@@ -2,17 +2,27 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """IMAP connections: TLS as asked (verified by default, never a silent plain-text fallback),
 AUTHENTICATE PLAIN where offered, errors classified, UID sets always as lists of ints in bounded chunks.
+
+A server (the remote above all) chooses every byte it sends, so every connection is bounded (:class:`_IMAP4`):
+connect, TLS, greeting, STARTTLS and login within one deadline; a response that delivers almost nothing for a
+whole timeout period has stalled; literals, lines and the responses to one command are capped in size and number
+(message bodies only up to the size announced for them). Flags are IMAP atoms (:func:`split_flags`); folder
+names travel in modified UTF-7, which encodes control characters.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import errno
 import imaplib
+import io
 import re
+import selectors
 import socket
 import ssl
+import time
 import traceback
 import typing as t
 
@@ -33,7 +43,21 @@ else:
 
 # UIDs per command: keeps command lines far below servers' limits (Dovecot: 64 KiB).
 UID_CHUNK = 1000
+# Seconds: a read's timeout; also the deadline of connect + TLS + greeting + STARTTLS + login as a whole, and the
+# period in which a response must deliver PROGRESS_BYTES (or a command be sent) not to count as stalled.
 DEFAULT_TIMEOUT = 120.0
+PROGRESS_BYTES = 1024
+
+# Bounds on what a server may send besides message bodies (a hostile remote chooses every byte).
+MAX_LITERAL = 4 * 1024 * 1024  # one literal that is not a message body (a header block, a folder name)
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # the responses to one command, message bodies apart
+MAX_RESPONSES = 100_000  # untagged responses kept for one command (folders listed, messages fetched...)
+# The largest message copied: the local server's APPENDLIMIT (RFC 7889) when it announces a smaller one.
+MAX_MESSAGE = 256 * 1024 * 1024
+_IO_CHUNK = 65536
+
+# RFC 3501 flag: "\" atom (system flag) or atom (keyword); atom-chars exclude SP, CTLs, 8-bit and ( ) { % * " \ ].
+_FLAG_RE = re.compile(rb'\\?[^\x00-\x20\x7f-\xff(){%*"\\\]]+')
 
 _APPENDUID_RE = re.compile(rb"\[APPENDUID (\d+) ([0-9:,]+)\]", re.IGNORECASE)
 # An RFC 5530 response code at the start of a server's text; imapclient and imaplib put "create failed: " or
@@ -60,7 +84,19 @@ class Endpoint:
     password: str = dataclasses.field(repr=False)
     authzid: str | None = None  # log in as this user with the credentials of ``user`` (master user)
     login_user: str | None = None  # the LOGIN fallback's user name (``user*master``)
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float = dataclasses.field(default_factory=lambda: DEFAULT_TIMEOUT)
+
+
+def insecure_notice(ep: Endpoint) -> str | None:
+    """The result notice for a connection that anyone on the network path can read or alter; None when it is safe."""
+    where = _server(ep)
+    if ep.security == "none":
+        return (f"The connection to {where} is not encrypted ({ep.side}_security: none): the password and the mail "
+                f"crossed the network in clear; use {ep.side}_security: ssl or starttls.")
+    if not ep.validate_certs:
+        return (f"The TLS certificate of {where} was not verified (validate_certs: false): anyone on the network path "
+                "could read the password and the mail; give its CA certificate in ca_file and remove validate_certs: false.")
+    return None
 
 
 def chunks(items: t.Sequence[int], size: int = UID_CHUNK) -> t.Iterator[list[int]]:
@@ -96,6 +132,199 @@ def parse_uid_set(text: bytes) -> list[int]:
     return result
 
 
+def split_flags(raw: t.Any) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """The flags of a FETCH FLAGS value that are IMAP flags (RFC 3501 atoms), and the others, which are dropped.
+
+    The one check for flags a server sent: only what passes it is ever written into a command.
+    """
+    valid: list[bytes] = []
+    dropped: list[bytes] = []
+    for flag in raw or ():
+        value = flag if isinstance(flag, bytes) else str(flag).encode("utf-8", "surrogateescape")
+        (valid if _FLAG_RE.fullmatch(value) else dropped).append(value)
+    return tuple(valid), tuple(dropped)
+
+
+class ServerViolation(Exception):
+    """A server sent what no well-behaved server sends (a literal or a response list beyond the bounds)."""
+
+
+class _Stalled(socket.timeout):
+    """A response delivered less than PROGRESS_BYTES in a whole timeout period."""
+
+
+class _Raw(io.RawIOBase):
+    """The socket of an :class:`_IMAP4` as a raw stream, each read under the connection's time bounds."""
+
+    def __init__(self, imap: _IMAP4) -> None:
+        super().__init__()
+        self.imap = imap
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: t.Any) -> int:
+        return self.imap.recv_into(buffer)
+
+
+class _IMAP4(imaplib.IMAP4):
+    """imaplib's IMAP4 (plain, or implicit TLS with ``context``) under the engine's time and size bounds."""
+
+    def __init__(self, host: str, port: int, timeout: float, context: ssl.SSLContext | None, deadline: float | None) -> None:
+        self.io_timeout = timeout
+        self.deadline = deadline  # connect + TLS + greeting + STARTTLS + login; None once logged in
+        self._tls_context = context
+        self._window = time.monotonic()  # the start of the current progress period
+        self._window_bytes = 0
+        self.literal_max = MAX_LITERAL
+        self.budget = MAX_RESPONSE_BYTES
+        self._received = 0  # bytes received since the current command was sent
+        self._responses = 0  # untagged responses kept since then
+        self._reader: io.BufferedReader | None = None
+        super().__init__(host, port, timeout)
+
+    # -- time --------------------------------------------------------------------------------------------
+    def _wait(self) -> float:
+        """How long the next read or write may wait; raises when the deadline or the progress period has passed."""
+        now = time.monotonic()
+        wait = self.io_timeout
+        if self.deadline is not None:
+            if now >= self.deadline:
+                raise socket.timeout("the connection deadline passed")
+            wait = min(wait, self.deadline - now)
+        left = self._window + self.io_timeout - now
+        if left <= 0:
+            if self._window_bytes:
+                raise _Stalled(f"{self._window_bytes} bytes in {self.io_timeout:g} s")
+            raise socket.timeout("timed out")
+        return min(wait, left)
+
+    def _progress(self) -> None:
+        self._window = time.monotonic()
+        self._window_bytes = 0
+
+    def recv_into(self, buffer: t.Any) -> int:
+        while True:
+            self.sock.settimeout(self._wait())
+            try:
+                count = self.sock.recv_into(buffer)
+                break
+            except socket.timeout:
+                continue  # _wait decides whether that was the end
+        self._received += count
+        if self._received > self.budget:
+            raise ServerViolation(f"it sent more than {self.budget} bytes in answer to one command")
+        self._window_bytes += count
+        if self._window_bytes >= PROGRESS_BYTES:
+            self._progress()
+        return count
+
+    def _handshake(self, sock: socket.socket, context: ssl.SSLContext) -> ssl.SSLSocket:
+        """The TLS handshake, within the deadline however slowly the server answers."""
+        tls = context.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
+        tls.setblocking(False)
+        with selectors.DefaultSelector() as selector:
+            while True:
+                events = selectors.EVENT_READ
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    pass
+                except ssl.SSLWantWriteError:
+                    events = selectors.EVENT_WRITE
+                selector.register(tls, events)
+                selector.select(self._wait())
+                selector.unregister(tls)
+        tls.settimeout(self.io_timeout)
+        return tls
+
+    # -- imaplib's I/O -----------------------------------------------------------------------------------
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), self._wait())
+        if self._tls_context is not None:
+            try:
+                return self._handshake(sock, self._tls_context)
+            except BaseException:
+                sock.close()
+                raise
+        return sock
+
+    def open(self, host: str = "", port: int = imaplib.IMAP4_PORT, timeout: float | None = None) -> None:
+        super().open(host, port, timeout)
+        self._reader = io.BufferedReader(_Raw(self), _IO_CHUNK)
+
+    def read(self, size: int) -> bytes:
+        if size > self.literal_max:
+            raise ServerViolation(f"it announced a literal of {size} bytes where at most {self.literal_max} were expected")
+        return self._reader.read(size) if self._reader is not None else b""
+
+    def readline(self) -> bytes:
+        limit = imaplib._MAXLINE  # pylint: disable=protected-access
+        line = self._reader.readline(limit + 1) if self._reader is not None else b""
+        if len(line) > limit:
+            raise ServerViolation(f"it sent a line longer than {limit} bytes")
+        return line
+
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        self._progress()  # a command sent: its answer has a full period to start
+        for start in range(0, len(view), _IO_CHUNK):
+            self.sock.settimeout(self._wait())
+            self.sock.sendall(view[start:start + _IO_CHUNK])
+            self._progress()
+
+    def starttls(self, ssl_context: t.Any = None) -> tuple[str, list[t.Any]]:
+        """imaplib's STARTTLS with a bounded handshake; whatever the server sent before TLS is dropped."""
+        if self._tls_established:
+            raise self.abort("TLS session already established")
+        typ, dat = self._simple_command("STARTTLS")
+        if typ != "OK":
+            raise self.error("Couldn't establish TLS session")
+        self.sock = self._handshake(self.sock, ssl_context or ssl.create_default_context())
+        self._reader = io.BufferedReader(_Raw(self), _IO_CHUNK)
+        self._tls_established = True
+        self._get_capabilities()
+        return self._untagged_response(typ, dat, "STARTTLS")
+
+    def _new_tag(self) -> bytes:
+        tag = super()._new_tag()
+        # A new command: its responses are counted from what is still kept of earlier ones.
+        kept = [item for items in self.untagged_responses.values() for item in items]
+        self._responses = len(kept)
+        self._received = sum(len(part) for item in kept for part in (item if isinstance(item, tuple) else (item,))
+                             if isinstance(part, (bytes, bytearray)))
+        return tag
+
+    def _append_untagged(self, typ: str, dat: t.Any) -> None:
+        self._responses += 1
+        if self._responses > MAX_RESPONSES:
+            raise ServerViolation(f"it sent more than {MAX_RESPONSES} responses to one command")
+        super()._append_untagged(typ, dat)
+
+    @contextlib.contextmanager
+    def bodies(self, largest: int, total: int) -> t.Iterator[None]:
+        """Allow message bodies: literals up to ``largest`` bytes, ``total`` bytes more for this command."""
+        self.literal_max, self.budget = max(largest, MAX_LITERAL), MAX_RESPONSE_BYTES + total
+        try:
+            yield
+        finally:
+            self.literal_max, self.budget = MAX_LITERAL, MAX_RESPONSE_BYTES
+
+
+if HAS_IMAPCLIENT:
+    class _Client(imapclient.IMAPClient):
+        """imapclient on a bounded :class:`_IMAP4`."""
+
+        def __init__(self, ep: Endpoint, context: ssl.SSLContext | None, deadline: float) -> None:
+            self._deadline = deadline
+            super().__init__(ep.host, port=ep.port, ssl=ep.security == "ssl", ssl_context=context, timeout=ep.timeout)
+            self.normalise_times = False  # keep INTERNALDATE with its own offset
+
+        def _create_IMAP4(self) -> _IMAP4:  # pylint: disable=invalid-name
+            return _IMAP4(self.host, self.port, self._timeout.read, self.ssl_context if self.ssl else None, self._deadline)
+
+
 def _ssl_context(ep: Endpoint) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=ep.ca_file) if ep.ca_file else ssl.create_default_context()
@@ -125,14 +354,14 @@ def classify(exc: BaseException, ep: Endpoint, during: str = "") -> errors.SyncE
     if isinstance(exc, ssl.SSLCertVerificationError):
         return errors.SyncError(
             errors.TLS_FAILED,
-            f"The TLS certificate of {where} could not be verified ({exc.verify_message or exc}); "
+            f"The TLS certificate of {where} could not be verified ({printable(exc.verify_message or exc, 300)}); "
             "give its CA certificate in ca_file, or set validate_certs: false if you trust the network path.",
             ep.side,
         )
     if isinstance(exc, ssl.SSLError):
         return errors.SyncError(
             errors.TLS_FAILED,
-            f"The TLS handshake with {where} failed ({exc.reason or exc}); check security and port "
+            f"The TLS handshake with {where} failed ({printable(exc.reason or exc, 300)}); check security and port "
             "(ssl is usually port 993, starttls port 143).",
             ep.side,
         )
@@ -150,12 +379,19 @@ def classify(exc: BaseException, ep: Endpoint, during: str = "") -> errors.SyncE
         )
     if isinstance(exc, imaplib.IMAP4.abort) or (isinstance(exc, OSError) and exc.errno in (
             errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENOTCONN)) or isinstance(exc, EOFError):
-        return errors.ConnectionLost(f"The connection to {where} was lost{what} ({exc}).", ep.side)
+        return errors.ConnectionLost(f"The connection to {where} was lost{what} ({printable(exc, 300)}).", ep.side)
     if isinstance(exc, OSError):
         reason = exc.strerror or str(exc)
         return errors.SyncError(
             errors.CONNECT_FAILED,
             f"Cannot connect to {where} ({reason}); check host, port and firewall, and that the server is running.",
+            ep.side,
+        )
+    if isinstance(exc, ServerViolation):
+        return errors.SyncError(
+            errors.PROTOCOL_ERROR,
+            f"{where[0].upper()}{where[1:]} broke the IMAP protocol{what}: {exc}; the connection was closed "
+            "(a genuine server does not do this: ask its administrator).",
             ep.side,
         )
     words = _server_words(exc)
@@ -233,14 +469,12 @@ class Connection:
     # -- connection and login -------------------------------------------------------------------
     def _connect(self) -> None:
         ep = self.ep
+        deadline = time.monotonic() + ep.timeout
         context = _ssl_context(ep) if ep.security in ("ssl", "starttls") else None
         try:
-            client = imapclient.IMAPClient(
-                ep.host, port=ep.port, ssl=ep.security == "ssl", ssl_context=context, timeout=ep.timeout,
-            )
+            client = _Client(ep, context, deadline)  # pylint: disable=possibly-used-before-assignment
         except Exception as exc:  # pylint: disable=broad-except
-            raise classify(exc, ep, "connecting") from None
-        client.normalise_times = False  # keep INTERNALDATE with its own offset
+            raise self._late(classify(exc, ep, "connecting"), deadline) from None
         # imapclient turns imaplib's debug level up (to feed its logger): imaplib then builds a text copy of every
         # response, message bodies included, whether or not anything logs. That doubles memory and CPU.
         client._imap.debug = 0
@@ -257,14 +491,27 @@ class Connection:
                 try:
                     client.starttls(context)
                 except imaplib.IMAP4.error as exc:
-                    raise errors.SyncError(errors.TLS_FAILED, f"{_server(ep)[0].upper()}{_server(ep)[1:]} refused STARTTLS ({exc}).", ep.side) from None
+                    raise errors.SyncError(errors.TLS_FAILED, f"{_server(ep)[0].upper()}{_server(ep)[1:]} refused STARTTLS "
+                                           f"({printable(exc, 300)}).", ep.side) from None
             self._login()
-        except errors.SyncError:
+        except errors.SyncError as exc:
             self.close()
-            raise
+            raise self._late(exc, deadline) from None
         except Exception as exc:  # pylint: disable=broad-except
             self.close()
-            raise classify(exc, ep, "logging in") from None
+            raise self._late(classify(exc, ep, "logging in"), deadline) from None
+        client._imap.deadline = None
+
+    def _late(self, exc: errors.SyncError, deadline: float) -> errors.SyncError:
+        """``exc``, or the deadline's own error when the connection failed because it took too long."""
+        if time.monotonic() < deadline:
+            return exc
+        return errors.SyncError(
+            errors.TIMEOUT,
+            f"{_server(self.ep)[0].upper()}{_server(self.ep)[1:]} did not complete connect, TLS, greeting and login within "
+            f"{self.ep.timeout:g} s; check that the host and port are right and that the server is not overloaded.",
+            self.ep.side,
+        )
 
     def _login(self) -> None:
         ep = self.ep
@@ -307,6 +554,26 @@ class Connection:
         with contextlib.suppress(Exception):
             client.shutdown()
 
+    def _drop(self) -> None:
+        """Close without LOGOUT: the server broke the protocol, nothing more is read from it."""
+        client, self.client = self.client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the connection can take commands (False once closed, for example after a protocol violation)."""
+        return self.client is not None
+
+    def max_message(self) -> int:
+        """The largest message worth fetching for this (local) server: its APPENDLIMIT (RFC 7889), at most MAX_MESSAGE."""
+        for cap in self.caps:
+            name, _sep, value = cap.partition(b"=")
+            if name.upper() == b"APPENDLIMIT" and value.isdigit():
+                return min(int(value), MAX_MESSAGE)
+        return MAX_MESSAGE
+
     def has(self, capability: str) -> bool:
         return capability.encode().upper() in self.caps
 
@@ -317,11 +584,22 @@ class Connection:
             yield
         except (errors.SyncError, AppendRefused):
             raise
+        except ServerViolation as exc:
+            self._drop()
+            raise classify(exc, self.ep, during) from None
+        except _Stalled as exc:
+            # Dripping bytes: as silence, the connection is reconnected and the folder resumes.
+            self._drop()
+            raise errors.ConnectionLost(
+                f"{_server(self.ep)[0].upper()}{_server(self.ep)[1:]} stalled while {during}: it sent only {exc}, less than "
+                f"{PROGRESS_BYTES} bytes; check the server's load and the network path.", self.ep.side, kind=errors.TIMEOUT) from None
         except ssl.SSLError as exc:
             # Past the handshake, a TLS error means the connection broke (EOF, reset mid-record).
-            raise errors.ConnectionLost(f"The connection to {_server(self.ep)} was lost while {during} ({exc}).", self.ep.side) from None
+            raise errors.ConnectionLost(f"The connection to {_server(self.ep)} was lost while {during} ({printable(exc, 300)}).",
+                                        self.ep.side) from None
         except (socket.timeout, TimeoutError):
             # A server silent mid-session: the connection is in an unknown state, reconnect and resume.
+            self._drop()  # no LOGOUT: it would wait for a server that does not answer
             raise errors.ConnectionLost(
                 f"{_server(self.ep)[0].upper()}{_server(self.ep)[1:]} did not answer in time while {during}.", self.ep.side) from None
         except Exception as exc:  # pylint: disable=broad-except
@@ -373,12 +651,12 @@ class Connection:
         return result, statuses
 
     def status(self, folder: str) -> dict[str, int]:
-        with self.guard(f"reading the status of {folder!r}"):
+        with self.guard(f"reading the status of '{printable(folder)}'"):
             raw = self.client.folder_status(folder, self._status_items())
         return {k.decode().upper(): int(v) for k, v in raw.items()}
 
     def select(self, folder: str, readonly: bool) -> dict[str, int]:
-        with self.guard(f"opening folder {folder!r}"):
+        with self.guard(f"opening folder '{printable(folder)}'"):
             info = self.client.select_folder(folder, readonly=readonly)
         self.selected, self.selected_readonly = folder, readonly
         out = {}
@@ -437,14 +715,26 @@ class Connection:
                 span = max(window, span // 4)
             low = high + 1
 
-    def fetch(self, uids: t.Sequence[int], items: list[str], modifiers: list[str] | None = None) -> dict[int, dict[bytes, t.Any]]:
+    def fetch(self, uids: t.Sequence[int], items: list[str], modifiers: list[str] | None = None,
+              sizes: t.Mapping[int, int] | None = None) -> dict[int, dict[bytes, t.Any]]:
+        """FETCH ``items``; with message bodies, ``sizes`` are their announced sizes (RFC822.SIZE): a body literal
+        more than a tenth (at least 64 KiB) above the largest of them breaks the protocol."""
         out: dict[int, dict[bytes, t.Any]] = {}
         for part in chunks(sorted(uids)):
             with self.guard("fetching messages"):
-                out.update(self.client.fetch(part, items, modifiers))
+                if sizes is None:
+                    out.update(self.client.fetch(part, items, modifiers))
+                    continue
+                announced = [sizes.get(uid, 0) for uid in part]
+                largest = max(announced, default=0)
+                with self.client._imap.bodies(largest + max(65536, largest // 10), sum(announced) + 65536 * len(part)):
+                    out.update(self.client.fetch(part, items, modifiers))
         return out
 
     def store(self, uids: t.Sequence[int], flags: t.Sequence[bytes], add: bool) -> None:
+        flags = split_flags(flags)[0]
+        if not flags:
+            return
         for part in chunks(sorted(uids)):
             with self.guard("storing flags"):
                 if add:
@@ -485,13 +775,13 @@ class Connection:
                     return None
                 uids.extend(got)
             return uids
-        with self.guard(f"appending to {folder!r}"):
+        with self.guard(f"appending to '{printable(folder)}'"):
             tag = imap._new_tag()
             encoded = self.client._normalise_folder(folder)
             imap.send(tag + b" APPEND " + encoded)
             for body, flags, date in messages:
-                head = b" (" + b" ".join(flags) + b")"
-                if date is not None:
+                head = b" (" + b" ".join(split_flags(flags)[0]) + b")"
+                if isinstance(date, datetime.datetime):
                     head += b' "' + datetime_to_INTERNALDATE(date).encode("ascii") + b'"'
                 if literal_plus:
                     imap.send(head + b" {" + str(len(body)).encode() + b"+}\r\n")
@@ -508,7 +798,7 @@ class Connection:
             except imaplib.IMAP4.abort:
                 raise
             except imaplib.IMAP4.error as exc:
-                raise AppendRefused(str(exc)) from None
+                raise AppendRefused(_text(str(exc))) from None
             if typ != "OK":
                 raise AppendRefused(_text(data))
         match = _APPENDUID_RE.search(b" ".join(d for d in data if isinstance(d, bytes)))
@@ -523,16 +813,17 @@ class AppendRefused(Exception):
 
 
 def _text(data: t.Any) -> str:
+    """A server's response text, safe to show (:func:`text.printable`)."""
+    return printable(_joined(data), 500)
+
+
+def _joined(data: t.Any) -> str:
     if isinstance(data, (list, tuple)):
-        return " ".join(_text(d) for d in data if d)
+        return " ".join(_joined(d) for d in data if d)
     if isinstance(data, bytes):
         return data.decode("utf-8", "replace")
     return str(data)
 
 
-def parse_list_flags(raw: t.Any) -> tuple[bytes, ...]:
-    """Flags from a FETCH FLAGS value."""
-    return tuple(f if isinstance(f, bytes) else str(f).encode() for f in raw or ())
-
-
-__all__ = ["Connection", "Endpoint", "AppendRefused", "HAS_IMAPCLIENT", "IMAPCLIENT_IMPORT_ERROR", "chunks", "uid_set", "parse_response"]
+__all__ = ["Connection", "Endpoint", "AppendRefused", "ServerViolation", "split_flags", "insecure_notice", "HAS_IMAPCLIENT",
+           "IMAPCLIENT_IMPORT_ERROR", "chunks", "uid_set", "parse_response"]

@@ -31,9 +31,10 @@ import threading
 import typing as t
 
 from . import errors, files, imapsync_cmd, sync
-from .imap import Connection
+from .imap import Connection, insecure_notice
 from .result import RunResult
 from .store import Store
+from .text import printable
 
 ProgressFn = t.Callable[[str], None]
 
@@ -53,10 +54,12 @@ def describe(task: t.Any, target: t.Any) -> str:
 
 
 def summary_lines(result: RunResult) -> list[str]:
+    """The run's summary for the log and the terminal (folder names and Message-IDs escaped: a server chose them)."""
     lines = []
     for f in result.folders:
         created = " (created)" if f.created else ""
-        lines.append(f"{f.remote} -> {f.local}{created}: {f.copied} copied ({f.bytes} bytes), {f.already_present} already present, "
+        lines.append(f"{printable(f.remote)} -> {printable(f.local)}{created}: {f.copied} copied ({f.bytes} bytes), "
+                     f"{f.already_present} already present, "
                      f"{f.flags_updated} flag updates, {f.deleted_remote} deleted on the remote, {f.errors} errors")
     totals = result.totals()
     lines.append(f"status {result.status}: {totals['copied']} messages copied ({totals['bytes']} bytes), "
@@ -64,8 +67,8 @@ def summary_lines(result: RunResult) -> list[str]:
                  f"{totals['deleted_remote']} deleted on the remote, {totals['folders_created']} folders created, "
                  f"{totals['errors']} errors, in {result.duration_s} s")
     for error in result.errors:
-        where = f" in {error['folder']}" if error.get("folder") else ""
-        uid = f" (UID {error['uid']}, Message-ID {error['message_id']})" if error.get("uid") is not None else ""
+        where = f" in {printable(error['folder'])}" if error.get("folder") else ""
+        uid = f" (UID {error['uid']}, Message-ID {printable(error['message_id'])})" if error.get("uid") is not None else ""
         lines.append(f"error {error['kind']}{where}{uid}: {error['detail']}")
     lines.extend(f"notice: {n}" for n in result.notices)
     return lines
@@ -369,9 +372,9 @@ class Statistics:
                 how = f"imapsync was ended by signal {-returncode}"
         else:
             why = _EXIT_RE.match(self.exit_line or "")
-            meaning = f" ({why.group('why')})" if why and why.group("why") else ""
+            meaning = f" ({printable(why.group('why'))})" if why and why.group("why") else ""
             how = f"imapsync exited with status {returncode}{meaning}"
-        lines = list(self.err_lines) or list(self.error_lines) or list(self.last_lines)
+        lines = [printable(line) for line in list(self.err_lines) or list(self.error_lines) or list(self.last_lines)]
         detail = f"{how}: {' | '.join(lines)}" if lines else f"{how}, without a message"
         if len(detail) > _DETAIL_MAX:
             detail = detail[:_DETAIL_MAX - 3] + "..."
@@ -464,6 +467,9 @@ class ImapsyncRun:
                 result.add_error(exc.kind, exc.message)
                 result.finish("failed")
                 return result
+            notice = insecure_notice(sync.endpoints(self.task, self.target)[0])
+            if notice:
+                result.notice(notice)
             if self.check_mode:
                 private = tempfile.mkdtemp(prefix="mailops-imapsync-")
             else:
@@ -514,7 +520,7 @@ class ImapsyncRun:
                     line = scrub(raw)
                     stats.feed(line)
                     if line.strip():
-                        self.log(line)
+                        self.log(printable(line))  # imapsync prints what the servers said: folder names, responses
             returncode = proc.wait()
         finally:
             ended.set()

@@ -26,10 +26,11 @@ from .config import Target, Task
 from .folders import FolderPlan, plan as plan_folders
 from .identity import IdentityPool, identities, message_id
 from .imap import (
-    HAS_IMAPCLIENT, IMAPCLIENT_IMPORT_ERROR, AppendRefused, Connection, Endpoint, chunks, parse_list_flags,
+    HAS_IMAPCLIENT, IMAPCLIENT_IMPORT_ERROR, AppendRefused, Connection, Endpoint, chunks, insecure_notice, split_flags,
 )
 from .lmtp import LmtpDelivery
 from .result import FolderResult, RunResult
+from .text import printable
 
 __all__ = ["run", "endpoints", "Syncer", "HAS_IMAPCLIENT", "IMAPCLIENT_IMPORT_ERROR", "BATCH_BYTES"]
 from .files import RunLocks
@@ -91,8 +92,9 @@ def endpoints(task: Task, target: Target) -> tuple[Endpoint, Endpoint]:
     return remote, local
 
 
-def _flags(raw: t.Any) -> frozenset[bytes]:
-    return frozenset(f for f in parse_list_flags(raw) if f.upper() != _RECENT)
+def _route(plan: FolderPlan) -> str:
+    """``remote -> local`` of a folder, for a log line."""
+    return f"{printable(plan.remote)} -> {printable(plan.local)}"
 
 
 def _head(body: bytes) -> bytes:
@@ -144,6 +146,8 @@ class Syncer:
         self.local_status: dict[str, dict[str, int]] = {}
         self._last_luid = 0
         self._new_luids: list[int] = []  # local UIDs stored by the current window (for the Sieve filter)
+        self._bad_flags = 0  # flags a server sent that are not IMAP flags: dropped, counted...
+        self._bad_flag_examples: list[bytes] = []  # ... and the first few shown in the notice
         self.on_locked: t.Callable[[], None] | None = None
         self.state_dir: str | None = None  # where the account's lock lives (run(): default, the state file's directory)
 
@@ -166,6 +170,9 @@ class Syncer:
                 return result
             if self.on_locked is not None:
                 self.on_locked()
+            notice = insecure_notice(self.remote_ep)
+            if notice:
+                result.notice(notice)
             self.state = State(self.state_path, readonly=self.check)
             for notice in self.state.notices:
                 result.notice(notice)
@@ -178,15 +185,18 @@ class Syncer:
             if self.stop.is_set():
                 result.notice("The run was stopped on request; the next run continues where it stopped.")
         except errors.SyncError as exc:
+            self._flag_notice()
             result.add_error(exc.kind, exc.message)
             result.finish("failed")
             return result
         except Exception as exc:  # pylint: disable=broad-exception-caught
             # A bug, not a user's mistake: a sentence in the result, the details in the run log. Every batch
             # copied so far is checkpointed, so the next run resumes without duplicates.
-            self.log("internal error:\n" + traceback.format_exc())
-            result.add_error("internal_error", f"The run stopped on an unexpected {type(exc).__name__} ({exc}); what was copied "
-                             "is recorded and the next run resumes. Please report this with the run log.")
+            self.log("internal error:")
+            for line in traceback.format_exc().splitlines():
+                self.log(printable(line))
+            result.add_error("internal_error", f"The run stopped on an unexpected {type(exc).__name__} ({printable(exc, 300)}); "
+                             "what was copied is recorded and the next run resumes. Please report this with the run log.")
             result.finish("failed")
             return result
         finally:
@@ -194,12 +204,31 @@ class Syncer:
             if self.state is not None:
                 self.state.close()
             locks.release()
+        self._flag_notice()
         result.finish()
         return result
 
+    def _flags(self, raw: t.Any) -> frozenset[bytes]:
+        """The flags of a FETCH FLAGS value (``\\Recent`` dropped); anything that is not an IMAP flag is dropped and
+        counted for the run's notice, so that no byte of it reaches a command."""
+        valid, dropped = split_flags(raw)
+        self._bad_flags += len(dropped)
+        for flag in dropped:
+            if len(self._bad_flag_examples) < 3 and flag not in self._bad_flag_examples:
+                self._bad_flag_examples.append(flag)
+        return frozenset(f for f in valid if f.upper() != _RECENT)
+
+    def _flag_notice(self) -> None:
+        if not self._bad_flags:
+            return
+        shown = ", ".join(f"'{printable(flag, 60)}'" for flag in self._bad_flag_examples)
+        self.result.notice(
+            f"A server sent {self._bad_flags} flags that are not valid IMAP flags (such as {shown}); they were dropped, "
+            "not copied, and the messages with their other flags were copied.")
+
     def _sessions(self) -> tuple[Connection, Connection, State]:
         """The open connections and the state (a run always has them once connected)."""
-        if self.remote is None or self.local is None:
+        if self.remote is None or self.local is None or not self.remote.alive or not self.local.alive:
             self._connect()
         if self.remote is None or self.local is None or self.state is None:
             raise RuntimeError("sync: not connected")  # a programming error, never a user's
@@ -259,7 +288,7 @@ class Syncer:
         while True:
             try:
                 self._sync_folder(plan, fr, first=attempt == 0)
-                self.log(f"{plan.remote} -> {plan.local}: done, {fr.copied} copied, {fr.already_present} already present, "
+                self.log(f"{_route(plan)}: done, {fr.copied} copied, {fr.already_present} already present, "
                          f"{fr.flags_updated} flag updates, {fr.deleted_remote} deleted on the remote, {fr.errors} errors")
                 return
             except errors.Transient as exc:
@@ -268,6 +297,8 @@ class Syncer:
                 if exc.kind in _RUN_STOPPERS:
                     raise
                 fr.errors += 1  # this folder failed (for example the local server refused to create it)
+                if not (self.remote and self.remote.alive and self.local and self.local.alive):
+                    self._disconnect()  # a server broke the protocol: the next folder starts on new connections
                 self.result.add_error(exc.kind, exc.message, folder=plan.remote)
                 return
             self._disconnect()
@@ -313,8 +344,8 @@ class Syncer:
 
         if not usable:
             if fs is not None:
-                self.log(f"{plan.remote}: the state does not match the folders any more (UIDVALIDITY changed or a folder "
-                         "was recreated); matching by identity")
+                self.log(f"{printable(plan.remote)}: the state does not match the folders any more (UIDVALIDITY changed or a "
+                         "folder was recreated); matching by identity")
             fs = None if check else state.reset_folder(plan.remote, rstat["UIDVALIDITY"], plan.local, lstat["UIDVALIDITY"] if lstat else 0, 0)
 
         inbox = task.folders == "inbox"
@@ -362,7 +393,7 @@ class Syncer:
             known = state.known_among(fs, uids)
             if not known:
                 continue
-            now = {uid: _flags(data.get(b"FLAGS")) for uid, data in remote.fetch(sorted(known), ["FLAGS"]).items()}
+            now = {uid: self._flags(data.get(b"FLAGS")) for uid, data in remote.fetch(sorted(known), ["FLAGS"]).items()}
             moved = {ruid: flags for ruid, flags in now.items() if flags != known[ruid][1]}
             if not moved:
                 continue
@@ -371,7 +402,7 @@ class Syncer:
                 if not selected:
                     local.select(plan.local, readonly=self.check)
                     selected = True
-                local_now = {uid: _flags(data.get(b"FLAGS")) for uid, data in local.fetch(sorted(by_luid), ["FLAGS"]).items()}
+                local_now = {uid: self._flags(data.get(b"FLAGS")) for uid, data in local.fetch(sorted(by_luid), ["FLAGS"]).items()}
                 adds: dict[bytes, list[int]] = {}
                 removes: dict[bytes, list[int]] = {}
                 touched = set()
@@ -453,13 +484,14 @@ class Syncer:
         else:
             sizes = {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in remote.fetch(uids, ["RFC822.SIZE"]).items()}
         if present and not self.check and fs is not None:
-            flags_of = {uid: _flags(d.get(b"FLAGS")) for uid, d in remote.fetch(sorted(present), ["FLAGS"]).items()}
+            flags_of = {uid: self._flags(d.get(b"FLAGS")) for uid, d in remote.fetch(sorted(present), ["FLAGS"]).items()}
             state.record(fs, [(ruid, luid, flags_of.get(ruid, frozenset())) for ruid, luid in present.items()])
         fr.already_present += len(present)
 
-        to_copy = [uid for uid in sorted(sizes) if uid not in present]
+        to_copy = self._not_too_big(plan, fr, fs, [uid for uid in sorted(sizes) if uid not in present], sizes)
         if planned is not None:
-            planned.update(sizes)
+            planned.update(present)
+            planned.update(to_copy)
         if not to_copy:
             return sorted(present)
         if self.check or fs is None:
@@ -467,10 +499,27 @@ class Syncer:
             fr.bytes += sum(sizes[uid] for uid in to_copy)
             return sorted(present) + to_copy
         if self.task.folders == "inbox" and self.task.delivery == "lmtp":
-            self.log(f"{plan.remote}: delivering {len(to_copy)} messages to {self.task.local_user} over LMTP")
+            self.log(f"{printable(plan.remote)}: delivering {len(to_copy)} messages to {self.task.local_user} over LMTP")
             return sorted(present) + self._deliver_lmtp(plan, fr, fs, to_copy, sizes)
-        self.log(f"{plan.remote} -> {plan.local}: copying {len(to_copy)} messages")
+        self.log(f"{_route(plan)}: copying {len(to_copy)} messages")
         return sorted(present) + self._transfer(plan, fr, fs, to_copy, sizes, advance=pool is None)
+
+    def _not_too_big(self, plan: FolderPlan, fr: FolderResult, fs: FolderState | None, uids: list[int],
+                     sizes: dict[int, int]) -> list[int]:
+        """``uids`` without the messages larger than the local server accepts: those are recorded as errors (never
+        fetched, never skipped silently) and tried again by the next run."""
+        _remote, local, state = self._sessions()
+        limit = local.max_message()
+        big = [uid for uid in uids if sizes[uid] > limit]
+        for uid in big:
+            self.result.add_error(
+                "too_big", f"The message is {sizes[uid]} bytes, more than the {limit} bytes this run copies at most (the local "
+                "server's APPENDLIMIT or the engine's limit); it was not copied: raise the local server's limit or move it by other means.",
+                folder=plan.remote, uid=uid)
+        fr.errors += len(big)
+        if big and not self.check and fs is not None:
+            state.mark_failed(fs, big)
+        return [uid for uid in uids if sizes[uid] <= limit]
 
     # -- INBOX retrieval ----------------------------------------------------------------------------------
     def _retrieve_inbox(self, plan: FolderPlan, fr: FolderResult, fs: FolderState | None, rstat: dict[str, int],
@@ -515,7 +564,7 @@ class Syncer:
             self.result.notice(f"The local server could not run the Sieve filter: {filtered}; the messages stay in INBOX.")
             return
         # A message the script filed elsewhere (fileinto) or discarded is left \Deleted in INBOX: expunge exactly those.
-        gone = [uid for uid, data in local.fetch(luids, ["FLAGS"]).items() if _DELETED in parse_list_flags(data.get(b"FLAGS"))]
+        gone = [uid for uid, data in local.fetch(luids, ["FLAGS"]).items() if _DELETED in split_flags(data.get(b"FLAGS"))[0]]
         if gone:
             local.uid_expunge(gone)
 
@@ -527,7 +576,7 @@ class Syncer:
             for batch in self._batches(uids, sizes):
                 if self.stop.is_set():
                     break
-                data = remote.fetch(batch, ["BODY.PEEK[]", "FLAGS"])
+                data = remote.fetch(batch, ["BODY.PEEK[]", "FLAGS"], sizes=sizes)
                 for uid in batch:
                     msg = data.get(uid)
                     if msg is None or msg.get(b"BODY[]") is None:
@@ -535,13 +584,13 @@ class Syncer:
                     body = msg[b"BODY[]"]
                     refused = lmtp.deliver(body)
                     if refused is not None:
-                        self.result.add_error("delivery_refused", f"The local server refused the message over LMTP: {refused}",
+                        self.result.add_error("delivery_refused", f"The local server refused the message over LMTP: {printable(refused, 500)}",
                                               folder=plan.remote, uid=uid, message_id=message_id(_head(body)))
                         fr.errors += 1
                         state.mark_failed(fs, [uid])
                         continue
                     # One checkpoint per message: LMTP gives no UID, so a message is recorded the moment it is delivered.
-                    state.record(fs, [(uid, None, _flags(msg.get(b"FLAGS")))])
+                    state.record(fs, [(uid, None, self._flags(msg.get(b"FLAGS")))])
                     fr.copied += 1
                     fr.bytes += len(body)
                     delivered.append(uid)
@@ -569,7 +618,7 @@ class Syncer:
         remote, local, state = self._sessions()
         batches = self._batches(uids, sizes)
         if len(batches) == 1:  # nothing to overlap with
-            data = remote.fetch(batches[0], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+            data = remote.fetch(batches[0], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], sizes=sizes)
             return self._append_batch(plan, fr, fs, batches[0], data, advance)
         budget = _Budget(2 * BATCH_BYTES)
         done = threading.Event()
@@ -584,7 +633,7 @@ class Syncer:
                     if done.is_set() or self.stop.is_set():
                         budget.release(weight)
                         break
-                    data = remote.fetch(batch, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+                    data = remote.fetch(batch, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], sizes=sizes)
                     while not done.is_set():
                         try:
                             handoff.put((batch, weight, data), timeout=0.2)
@@ -613,7 +662,7 @@ class Syncer:
                 finally:
                     del data, item
                     budget.release(weight)
-                self.log(f"{plan.remote} -> {plan.local}: {len(copied)} of {len(uids)} messages copied")
+                self.log(f"{_route(plan)}: {len(copied)} of {len(uids)} messages copied")
         finally:
             done.set()
             while thread.is_alive():
@@ -632,7 +681,7 @@ class Syncer:
             msg = data.get(uid)
             if msg is None or msg.get(b"BODY[]") is None:
                 continue  # expunged on the remote meanwhile
-            items.append((uid, msg[b"BODY[]"], tuple(sorted(_flags(msg.get(b"FLAGS")))), msg.get(b"INTERNALDATE")))
+            items.append((uid, msg[b"BODY[]"], tuple(sorted(self._flags(msg.get(b"FLAGS")))), msg.get(b"INTERNALDATE")))
         if not items:
             return []
         try:
@@ -688,7 +737,7 @@ class Syncer:
         uidplus = remote.has("UIDPLUS")
         if not self.check and not uidplus and remote.search_uids(["DELETED"]):
             self.result.notice(
-                f"{plan.remote}: the remote server has no UIDPLUS and other messages are marked deleted there; "
+                f"{printable(plan.remote)}: the remote server has no UIDPLUS and other messages are marked deleted there; "
                 "nothing was expunged, so that no message outside this sync is removed."
             )
             return

@@ -192,6 +192,15 @@ def test_log_shows_the_newest_log(host, capsys):
     assert out == "first run\n"
 
 
+def test_log_never_sends_a_raw_control_character_to_the_terminal(host, capsys):
+    path = host.new_log("t1", "20260101T000000000000Z")
+    with open(path, "w", encoding="utf-8") as handle:  # an escaped line as the engine writes it, and a raw one
+        handle.write("folder x\\n2026 status success\\x1b[2J done\nold folder y\x1b[2J\rstatus success \\o/\n")
+    assert cli.main(["log", "t1"]) == 0
+    out, _err = output(capsys)
+    assert out == "folder x\\n2026 status success\\x1b[2J done\nold folder y\\x1b[2J\\rstatus success \\\\o/\n"
+
+
 HOLDER = r"""
 import fcntl, os, signal, sys, time
 lock, pid_file, ignore = sys.argv[1], sys.argv[2], sys.argv[3] == "1"

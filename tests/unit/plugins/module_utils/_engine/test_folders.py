@@ -34,6 +34,12 @@ def test_translate_separators_and_local_separator_inside_a_name():
     assert folders.translate("Sub/Deeper", "", "/", "INBOX.", ".") == "INBOX.Sub.Deeper"
 
 
+def test_translate_replaces_control_characters_like_a_local_separator():
+    # A remote name chosen to forge log lines and drive terminals never reaches the local server (or a log) raw.
+    assert folders.translate("x\nstatus success\x1b[2J/in\r\x00side\x7f\x9b", "", "/", "", ".") == "x_status success_[2J.in__side__"
+    assert folders.translate("Caf\u00e9 \u65e5\u672c/ok", "", "/", "", ".") == "Caf\u00e9 \u65e5\u672c.ok"  # other Unicode is kept
+
+
 def test_noselect_and_other_namespaces_skipped_children_kept():
     remote = listing("INBOX", "Ghost", "Ghost/Child", "Shared/team/x", "Other Users/bob/INBOX",
                      flags={"Ghost": (b"\\NOSELECT", b"\\HASCHILDREN")})

@@ -1,6 +1,7 @@
 # Copyright (c) 2026 mailops.imap contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""UID sets and chunks: imapclient 4 wants lists of ints, never range strings; commands stay bounded."""
+"""UID sets and chunks: imapclient 4 wants lists of ints, never range strings; commands stay bounded. Flags a server
+sends are IMAP atoms or dropped."""
 
 from __future__ import annotations
 
@@ -17,3 +18,20 @@ def test_uid_set_round_trip():
     uids = [9, 1, 2, 3, 5, 7, 8]
     assert imap.uid_set(uids) == b"1:3,5,7:9"
     assert imap.parse_uid_set(b"1:3,5,9:7") == [1, 2, 3, 5, 7, 8, 9]
+
+
+def test_split_flags_keeps_rfc3501_flags_and_drops_everything_else():
+    raw = (b"\\Seen", b"\\Flagged", b"$Label1", b"NonJunk", b"x)\r\nZ1 DELETE \"Victim\"\r\nZ2 NOOP (x", b"a b", b"(x",
+           b"\\", b"", b"caf\xc3\xa9", b"with\x1bescape", b"quo\"te", b"br]acket", b"pct%", b"star*", b"back\\slash", "Str")
+    valid, dropped = imap.split_flags(raw)
+    assert valid == (b"\\Seen", b"\\Flagged", b"$Label1", b"NonJunk", b"Str")
+    assert len(dropped) == len(raw) - len(valid)
+    assert imap.split_flags(None) == ((), ())
+
+
+def test_the_largest_message_is_the_local_appendlimit_at_most_the_engines_limit():
+    conn = imap.Connection.__new__(imap.Connection)  # capabilities only: no server needed
+    for caps, largest in (({b"IMAP4REV1", b"APPENDLIMIT=1000"}, 1000), ({b"APPENDLIMIT"}, imap.MAX_MESSAGE),
+                          ({b"APPENDLIMIT=99999999999"}, imap.MAX_MESSAGE), (set(), imap.MAX_MESSAGE)):
+        conn.caps = caps
+        assert conn.max_message() == largest

@@ -398,3 +398,29 @@ def test_an_imapsync_run_holds_its_accounts_lock_against_builtin_runs(fake_host)
     assert met[0].notices == ["Another run into the account A@X at IMAP.example.org -> Alice is active (another task, "
                               "or an inline migrate, of the same account); this run was skipped."]
     assert not os.path.exists(st.state_path("t2"))  # it stopped before opening any state
+
+
+ESCAPING = """#!{python}
+print("Host1 folder [x\\x1b[2J]")
+print("++++ Statistics")
+print("Messages transferred                    : 1")
+print("Detected 0 errors")
+"""
+
+
+def test_imapsync_output_is_escaped_and_an_unencrypted_remote_is_noticed(tmp_path, monkeypatch):
+    st = store_mod.Store(str(tmp_path / "etc"), str(tmp_path / "var"))
+    target = config.parse_target({"master_password": MASTER})
+    st.write("targets", "default", target.public(), MASTER)
+    task = config.parse_task({"name": "t1", "local_user": "alice", "remote_user": "a@x", "remote_password": REMOTE,
+                              "remote_host": "imap.example.org", "remote_port": 143, "remote_security": "none",
+                              "engine": "imapsync"})
+    st.write("tasks", "t1", task.public(), REMOTE)
+    monkeypatch.setenv(runner.ENV_IMAPSYNC, _program(tmp_path / "fake-imapsync", ESCAPING.format(python=sys.executable)))
+    result = runner.run_task(st, "t1")
+    assert result.status == "success"
+    assert any("imap.example.org:143 is not encrypted (remote_security: none)" in n for n in result.notices), result.notices
+    with open(st.newest_log("t1"), encoding="utf-8") as handle:
+        log = handle.read()
+    assert "\x1b" not in log
+    assert "Host1 folder [x\\x1b[2J]" in log
