@@ -24,8 +24,9 @@ SCHEDULE_CHOICES = ("manual", "interval")
 ENGINE_CHOICES = ("builtin", "imapsync")
 DELIVERY_CHOICES = ("imap", "lmtp")
 
-TASK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_HOST_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
+# Whole strings only: \Z, not $ (which also matches before a trailing line feed: "t1\n").
+TASK_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}\Z")
+_HOST_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +166,7 @@ def check_host(field: str, value: t.Any) -> str:
     except UnicodeError:
         ascii_host = ""
     labels = ascii_host.split(".") if ascii_host else []
-    if not labels or len(ascii_host) > 253 or not all(_HOST_LABEL_RE.match(label) for label in labels):
+    if not labels or len(ascii_host) > 253 or not all(_HOST_LABEL_RE.fullmatch(label) for label in labels):
         raise ConfigError(f"{field}: {value!r} is not a hostname or IP address; use a name such as imap.example.org or an address.")
     return bare
 
@@ -226,7 +227,7 @@ def parse_task(data: t.Mapping[str, t.Any]) -> Task:
     data = {k: v for k, v in data.items() if v is not None}
     _unknown("task", data, TASK_FIELDS)
     name = _text("name", data.get("name"), False)
-    if name is not None and not TASK_NAME_RE.match(name):
+    if name is not None and not TASK_NAME_RE.fullmatch(name):
         raise ConfigError(
             f"name: {name!r} is not a valid task name; use 1 to 64 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit."
         )

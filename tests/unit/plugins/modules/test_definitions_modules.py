@@ -142,6 +142,14 @@ def test_sync_task_absent_keeps_state(tmp_path):
     assert not run(sync_task, absent).result["changed"]
 
 
+def test_sync_task_absent_refuses_a_name_with_a_line_feed(tmp_path):
+    run(mail_target, target(tmp_path))
+    run(sync_task, task(tmp_path, name="t1"))
+    absent = run(sync_task, {"name": "t1\n", "state": "absent", "config_dir": str(tmp_path / "etc")})
+    assert absent.failed and not absent.result.get("changed") and "is not a valid task name" in absent.result["msg"], absent.result
+    assert "tasks/t1.json" in tree(tmp_path)
+
+
 def test_unwritable_config_dir(tmp_path):
     blocker = tmp_path / "etc"
     blocker.write_text("a file, not a directory", encoding="utf-8")

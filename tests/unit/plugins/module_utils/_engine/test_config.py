@@ -257,7 +257,7 @@ def test_good_names(name):
     assert task(name=name).name == name
 
 
-@pytest.mark.parametrize("name", ["Alice", "-a", "_a", "a b", "a/b", "a" * 65, "ä"])
+@pytest.mark.parametrize("name", ["Alice", "-a", "_a", "a b", "a/b", "a" * 65, "ä", "t1\n", "t1\r", "t1\n\n"])
 def test_bad_names(name):
     with pytest.raises(ConfigError) as exc_info:
         task(name=name)
@@ -308,3 +308,10 @@ def test_state_key_no_secret():
     target = config.parse_target({"master_password": "m4ster"})
     key = config.state_key(task(), target)
     assert "s3cr" not in key and "m4ster" not in key and "alice" not in key
+
+
+@pytest.mark.parametrize("value", ["t1\n", "t1\nx", "\nt1"])
+def test_name_regex_matches_whole_strings(value):
+    # $ also matches before a trailing line feed: the name rule must not accept "t1\n".
+    assert config.TASK_NAME_RE.fullmatch(value) is None and config.TASK_NAME_RE.match(value) is None
+
