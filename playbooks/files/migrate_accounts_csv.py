@@ -19,8 +19,10 @@ files alike. Values are validated later, by the migrate action plugin, on each h
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
+import os
 import sys
 
 # The columns an accounts CSV may have: the fields of one account of mailops.imap.migrate's "accounts".
@@ -29,6 +31,18 @@ COLUMNS = (
     "validate_certs", "ca_file", "folders", "exclude", "delete_remote", "delete_remote_days",
     "special_use_mapping", "sieve", "delivery",
 )
+
+
+def _load_csvtext():
+    """The collection's plugins/module_utils/_csvtext.py (the UTF-8 rule the migrate action plugin applies too)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "plugins", "module_utils", "_csvtext.py")
+    spec = importlib.util.spec_from_file_location("mailops_imap_csvtext", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+csvtext = _load_csvtext()
 
 
 class CsvError(Exception):
@@ -98,8 +112,8 @@ def read_accounts(text: str, source: str) -> tuple[list[dict], list[str]]:
 def main(argv: list[str]) -> int:
     source = "accounts_file " + (argv[1] if len(argv) > 1 else "-")
     try:
-        accounts, labels = read_accounts(sys.stdin.buffer.read().decode("utf-8", "replace"), source)
-    except CsvError as exc:
+        accounts, labels = read_accounts(csvtext.decode_utf8(sys.stdin.buffer.read(), source), source)
+    except (CsvError, csvtext.NotUtf8) as exc:
         print(json.dumps({"error": str(exc)}))
     else:
         print(json.dumps({"accounts": accounts, "labels": labels}))

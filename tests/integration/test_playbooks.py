@@ -278,6 +278,14 @@ def test_the_playbook_reads_a_csv_as_the_migrate_action_plugin_does(text):
         assert got == expected
 
 
+def test_the_playbook_names_the_line_and_column_of_a_byte_that_is_not_utf8():
+    data = "local_user,remote_user,remote_password\r\nälice,a@x,pw\r\n".encode("utf-8") + b"bob,b\xe9@x,pw\r\n"
+    proc = subprocess.run([sys.executable, str(PLAYBOOKS / "files" / "migrate_accounts_csv.py"), "some.csv"],
+                          input=data, capture_output=True, check=True)
+    assert json.loads(proc.stdout) == {"error": "accounts_file some.csv line 3, column 6: byte 0xE9 is not UTF-8 text; save "
+                                                "the file as UTF-8 (in a spreadsheet: CSV UTF-8)."}
+
+
 # --- status.yml ----------------------------------------------------------------------------------------------
 
 

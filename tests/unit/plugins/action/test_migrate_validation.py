@@ -405,7 +405,20 @@ def test_run_missing_or_unreadable_csv(tmp_path):
     latin.write_bytes("local_user\n\xe4lice\n".encode("latin-1"))
     plugin = make_file_action(dict(BULK, accounts_file="latin.csv"), found=str(latin))
     result = plugin.run(task_vars={})
-    assert result["failed"] is True and "is not UTF-8 text" in result["msg"]
+    assert result["failed"] is True
+    assert result["msg"] == "accounts_file latin.csv line 2, column 1: byte 0xE4 is not UTF-8 text; save the file as UTF-8 " \
+                            "(in a spreadsheet: CSV UTF-8)."
+    plugin._execute_module.assert_not_called()
+
+
+def test_run_names_the_line_and_column_of_the_first_byte_that_is_not_utf8(tmp_path):
+    latin = tmp_path / "users.csv"
+    latin.write_bytes("\ufefflocal_user,remote_user,remote_password\r\nälice,a@x,pw\r\nbob,b\xe9@x,pw\r\n".encode("utf-8")
+                      .replace(b"\xc3\xa9", b"\xe9"))
+    plugin = make_file_action(dict(BULK, accounts_file="users.csv"), found=str(latin))
+    result = plugin.run(task_vars={})
+    assert result["failed"] is True and result["msg"].startswith("accounts_file users.csv line 3, column 6: byte 0xE9 "), result
+    assert "save the file as UTF-8" in result["msg"] and "pw" not in result["msg"]
     plugin._execute_module.assert_not_called()
 
 
