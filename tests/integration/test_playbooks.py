@@ -215,6 +215,7 @@ def test_migrate_list_on_one_host_and_bad_entries_named_in_the_whole_list(make_a
     ({"migrate_accounts": [{"local_user": "a"}], "migrate_defaults": {"remote_hots": "x"}}, "unknown: remote_hots"),
     ({"migrate_accounts": [{"local_user": "a"}], "migrate_hosts": "nowhere"}, "No host of the inventory matches migrate_hosts 'nowhere'"),
     ({"migrate_accounts_file": "does-not-exist.csv"}, "does-not-exist.csv was not found on the controller"),
+    ({"migrate_accounts": [{"local_user": "a"}], "migrate_parallel": "2\n"}, "migrate_parallel must be a whole number"),
 ])
 def test_migrate_refuses_unusable_inputs_with_a_sentence(tmp_path, extra, message):
     run = run_playbook(tmp_path, "migrate.yml", workers_inventory(["w1"]), dict(extra, migrate_become=False), expect_rc=2)
