@@ -6,6 +6,8 @@ import collections
 import datetime
 import os
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from harness import mail
 from harness.proxy import CuttingProxy
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, folders, sync
 
 TZ = datetime.timezone(datetime.timedelta(hours=2))
 D1 = datetime.datetime(2023, 5, 17, 9, 30, 12, tzinfo=TZ)
@@ -412,6 +414,31 @@ def test_exclude_and_all_except(account, tmp_path):
     assert synced == ["Archive", "Archive/2021", "INBOX", "Keep", "Sent Items"]
     names = collections.Counter(mail.folders(account.local_server, account.local_user, master=True))
     assert "Spam-old" not in names and "Archive.2020" not in names and "Archive.2021" in names
+
+
+def test_a_slow_exclude_pattern_fails_the_run_within_its_bound_also_in_a_thread(account, tmp_path, monkeypatch):
+    """'.*.*.*.*.*!' passes the definition check (no nested repeat) but backtracks for minutes on a long name: the
+    run's matching is bounded (shrunk here), in a thread as bulk runs use, and the task's lock is free afterwards."""
+    monkeypatch.setattr(folders, "EXCLUDE_TIMEOUT_S", 1.0, raising=False)
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    mail.seed(srv, user, pw, "a" * 200, [(mail.make_message("under a long name"), (), D1)])
+    slow = ".*.*.*.*.*!"
+    task = task_for(account, tmp_path, folders="all_except", exclude=["^Spam", slow])
+    results: list = []
+    began = time.monotonic()
+    worker = threading.Thread(target=lambda: results.append(sync.run(task, target_for(account), str(tmp_path / "task.sqlite"))),
+                              daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "the exclude matching was not bounded"
+    assert time.monotonic() - began < 15
+    result = results[0].as_dict()
+    assert result["status"] == "failed" and [e["kind"] for e in result["errors"]] == ["invalid_definition"], result
+    assert f"exclude: the pattern {slow!r} did not finish" in result["errors"][0]["detail"]
+    assert mail.folders(account.local_server, account.local_user, master=True).get("a" * 200) is None
+
+    again = run(account, tmp_path, task_overrides={"folders": "all_except", "exclude": ["^Spam"]}).as_dict()
+    assert again["status"] == "success" and again["totals"]["copied"] == 1, again
 
 
 def test_appended_but_not_checkpointed_is_not_appended_again(account, tmp_path):

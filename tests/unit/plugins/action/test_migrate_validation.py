@@ -75,6 +75,17 @@ def test_invalid_regex_named():
     assert "exclude" in message and "entry 2" in message and "Trash(" in message
 
 
+def test_backtracking_regex_refused_inline_in_accounts_and_in_a_csv():
+    assert problem(folders="all_except", exclude=["(a+)+$"]).startswith("exclude: entry 1 '(a+)+$' repeats a group")
+    message = refused({"accounts": [{"local_user": "a", "remote_user": "a@x", "remote_password": "pw1",
+                                     "folders": "all_except", "exclude": ["^Spam", "(a|ab)+"]}], **BULK})
+    assert "accounts entry 1" in message and "exclude: entry 2 '(a|ab)+' repeats alternatives" in message
+    data = _argspec.read_accounts_csv('local_user,remote_user,remote_password,folders,exclude\n'
+                                      'a,a@x,pw1,all_except,"^Spam,(a+)+$"\n', "accounts_file users.csv")
+    message = refused({"accounts_file": "users.csv", **BULK}, data)
+    assert "accounts_file users.csv line 2" in message and "'(a+)+$' repeats a group" in message
+
+
 def test_missing_required():
     message = action.validate_migrate_args({"remote_password": SECRET})
     assert message is not None and SECRET not in message

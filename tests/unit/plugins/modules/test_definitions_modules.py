@@ -119,6 +119,13 @@ def test_sync_task_bad_input(tmp_path):
     assert "tasks" not in tree(tmp_path)
 
 
+def test_sync_task_refuses_a_backtracking_exclude(tmp_path):
+    run(mail_target, target(tmp_path))
+    refused = run(sync_task, task(tmp_path, folders="all_except", exclude=["^Spam$", "(a+)+$"]))
+    assert refused.failed and "exclude: entry 2 '(a+)+$' repeats a group that holds another repeat" in refused.result["msg"]
+    assert "tasks" not in tree(tmp_path)
+
+
 def test_sync_task_exclude_warning(tmp_path):
     run(mail_target, target(tmp_path))
     ran = run(sync_task, task(tmp_path, exclude=["^Spam$"]))
