@@ -208,6 +208,59 @@ def test_lost_state_and_half_copied_mailbox_make_no_duplicates(account, tmp_path
     assert not run(account, tmp_path / "two").changed
 
 
+def _look_alikes() -> tuple[bytes, bytes]:
+    """Two different messages with the same Message-ID, Date and size (the bodies differ, not their lengths)."""
+    first = mail.make_message("Look-alike", message_id="<same@example.org>", date=D1, body="body A: the first one\n")
+    second = mail.make_message("Look-alike", message_id="<same@example.org>", date=D1, body="body B: the other one\n")
+    assert first != second and len(first) == len(second)
+    return first, second
+
+
+def _bodies(account) -> list[bytes]:
+    infos = mail.messages(account.local_server, account.local_user, None, "INBOX", master=True, with_body=True)
+    return sorted(info.body for info in infos)
+
+
+@pytest.mark.parametrize("window", [2000, 2], ids=["one window", "look-alikes in different windows"])
+def test_look_alikes_deleted_locally_then_lost_state_restores_the_deleted_one_without_duplicate(account, tmp_path,
+                                                                                                 monkeypatch, window):
+    monkeypatch.setattr(sync, "WINDOW", window)
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    first, second = _look_alikes()
+    fillers = [mail.make_message(f"filler {i}", date=D2) for i in range(3)]
+    mail.seed(srv, user, pw, "INBOX", [(first, (), D1)] + [(m, (), D2) for m in fillers] + [(second, (), D1)])
+    assert run(account, tmp_path / "one").as_dict()["totals"]["copied"] == 5
+    # The user deletes the first look-alike locally; then the state is lost.
+    infos = mail.messages(account.local_server, account.local_user, None, "INBOX", master=True, with_body=True)
+    target = [info.uid for info in infos if info.body == first]
+    assert len(target) == 1
+    assert mail.delete_messages(account.local_server, account.local_user, None, "INBOX", target, master=True) == target
+
+    lost = run(account, tmp_path / "two").as_dict()
+
+    assert lost["status"] == "success", lost
+    assert lost["totals"]["copied"] == 1 and lost["totals"]["already_present"] == 4, lost["totals"]
+    assert _bodies(account) == sorted([first, second] + fillers)  # the deleted one is back, nothing doubled
+    assert not run(account, tmp_path / "two").changed
+
+
+@pytest.mark.parametrize("window", [2000, 1], ids=["one window", "a window each"])
+def test_true_twins_still_match_by_multiplicity(account, tmp_path, monkeypatch, window):
+    monkeypatch.setattr(sync, "WINDOW", window)
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    twin = mail.make_message("True twin", date=D1)
+    first, second = _look_alikes()
+    mail.seed(srv, user, pw, "INBOX", [(twin, (), D1)] * 3 + [(first, (), D1), (second, (), D1)])
+    # Locally: two of the three twins and the second look-alike (an earlier tool's partial copy).
+    mail.seed(account.local_server, account.local_user, None, "INBOX", [(twin, (), D1)] * 2 + [(second, (), D1)], master=True)
+
+    result = run(account, tmp_path).as_dict()
+
+    assert result["totals"]["copied"] == 2 and result["totals"]["already_present"] == 3, result["totals"]
+    assert _bodies(account) == sorted([twin] * 3 + [first, second])
+    assert not run(account, tmp_path / "lost").changed
+
+
 def test_check_mode_plans_exactly_and_writes_nothing(account, tmp_path):
     mapping = seed_rich(account)
     remote_before = remote_snapshot(account)
