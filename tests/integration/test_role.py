@@ -421,6 +421,7 @@ def render_service(d: Deployment, scope: str, dest: Path) -> str:
     python = install / "venv" / "bin" / "python"
     role_vars = {
         "imapsync_scope": scope, "imapsync_service_sandbox": True, "imapsync_stop_timeout": 300,
+        "imapsync_service_timeout": "12h", "imapsync_service_memory_max": "1G",
         "imapsync_service_read_paths": [], "imapsync_target": d.target(),
         "imapsync_tasks": [d.task("manual")],
         "__imapsync_config_dir": str(d.config_dir), "__imapsync_state_dir": str(d.state_dir),
@@ -456,7 +457,8 @@ def test_the_system_scope_service_is_hardened_and_runs_under_a_root_manager(depl
     unit = render_service(d, "system", d.work / f"{UNIT}.service")
     for directive in ("PrivateUsers=yes", "ProtectSystem=strict", "PrivateTmp=yes", "NoNewPrivileges=yes",
                       "ProtectKernelTunables=yes", "ProtectKernelLogs=yes", "CapabilityBoundingSet=\n",
-                      f"ReadWritePaths={d.state_dir}\n", "Wants=network-online.target", "SuccessExitStatus=75"):
+                      f"ReadWritePaths={d.state_dir}\n", "Wants=network-online.target", "SuccessExitStatus=75",
+                      "TimeoutStartSec=12h\n", "MemoryMax=1G\n"):
         assert directive in unit, directive
     analysed = subprocess.run(["systemd-analyze", "security", "--offline=true", str(d.work / f"{UNIT}.service")],
                               capture_output=True, text=True, check=False)
