@@ -182,36 +182,38 @@ _ZERO_WIDTH = tuple(getattr(_sre, name) for name in ("AT", "ASSERT", "ASSERT_NOT
 _WIDE_RANGE = 1024  # a character range wider than this counts as "any character" when alternatives are compared
 
 
+def _cases(code: int, fold: bool) -> set[int]:
+    """A character, and with IGNORECASE its other cases (those of one character)."""
+    if not fold:
+        return {code}
+    return {code} | {ord(c) for c in (chr(code).lower(), chr(code).upper()) if len(c) == 1}
+
+
 def _firsts(items: t.Any, fold: bool) -> tuple[frozenset[int] | None, bool]:
     """The characters a regex sequence can start with (None: too many to tell) and whether it can match empty."""
     found: set[int] = set()
     for op, av in items:
         if op in _ZERO_WIDTH:
             continue
+        chars: set[int] | None = set()
+        nullable = False
         if op == _sre.LITERAL:
-            chars, nullable = {av, ord(chr(av).lower()), ord(chr(av).upper())} if fold else {av}, False
-        elif op == _sre.IN and all(kind in (_sre.LITERAL, _sre.RANGE) for kind, _v in av) and \
-                all(kind == _sre.LITERAL or v[1] - v[0] <= _WIDE_RANGE for kind, v in av):
-            chars = set()
+            chars = _cases(av, fold)
+        elif op == _sre.IN and all(kind == _sre.LITERAL or (kind == _sre.RANGE and v[1] - v[0] <= _WIDE_RANGE) for kind, v in av):
             for kind, v in av:
-                codes = [v] if kind == _sre.LITERAL else list(range(v[0], v[1] + 1))
-                chars.update(ord(c) for code in codes for c in ({chr(code), chr(code).lower(), chr(code).upper()} if fold else {chr(code)}))
-            nullable = False
+                for code in ([v] if kind == _sre.LITERAL else range(v[0], v[1] + 1)):
+                    chars |= _cases(code, fold)
         elif op == _sre.SUBPATTERN:
             sub, nullable = _firsts(av[-1], fold)
-            chars = set(sub) if sub is not None else None  # type: ignore[assignment]
+            chars = set(sub) if sub is not None else None
         elif op == _sre.BRANCH:
-            chars, nullable = set(), False
             for alternative in av[1]:
                 sub, empty = _firsts(alternative, fold)
                 nullable = nullable or empty
-                if sub is None or chars is None:
-                    chars = None  # type: ignore[assignment]
-                else:
-                    chars |= sub
+                chars = None if sub is None or chars is None else chars | sub
         elif op in _REPEATS:
             sub, empty = _firsts(av[2], fold)
-            chars, nullable = (set(sub) if sub is not None else None), empty or av[0] == 0  # type: ignore[assignment]
+            chars, nullable = (set(sub) if sub is not None else None), empty or av[0] == 0
         else:  # any character, a negated set, a class (\w, \d), a back reference...
             return None, False
         if chars is None:

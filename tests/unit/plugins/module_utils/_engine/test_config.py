@@ -147,7 +147,8 @@ def test_exclude_that_can_backtrack_for_hours_is_refused_with_a_rewrite(pattern,
 
 
 @pytest.mark.parametrize("pattern", ["^Spam$", "^Trash(/|$)", "(foo|bar)+", "^Archive/20(19|20)", "(ab?)+", "[a-z ]+",
-                                     "a{2,5}(b|c)*", "(a{2}){3}", r"^Sent\.Old$", "^(Spam|Junk)(/.*)?$", ".*Old.*"])
+                                     "a{2,5}(b|c)*", "(a{2}){3}", r"^Sent\.Old$", "^(Spam|Junk)(/.*)?$", ".*Old.*",
+                                     "(?i)(\u0130|x)+"])
 def test_ordinary_excludes_are_accepted(pattern):
     assert task(folders="all_except", exclude=[pattern]).exclude == (pattern,)
 
