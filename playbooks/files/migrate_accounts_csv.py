@@ -2,9 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read an accounts CSV on the controller for playbooks/migrate.yml, which shares its rows out across hosts.
 
-migrate.yml runs this with the controller's Python (``ansible_playbook_python``) and the CSV text on standard
-input: Ansible's file lookup reads the file (decrypting it in memory when it is vault-encrypted), so no decrypted
-copy of the file is written anywhere. Standard library only, no Ansible import.
+migrate.yml runs this with the controller's Python (``ansible_playbook_python``) and the CSV file on standard
+input, base64-encoded (so that its bytes arrive as they are, UTF-8 or not): Ansible's file lookup reads the file
+(decrypting it in memory when it is vault-encrypted), so no decrypted copy of the file is written anywhere.
+Standard library only, no Ansible import.
 
 Prints one JSON object: ``{"accounts": [...], "labels": [...]}`` (one dict of task fields per account and the
 line it starts on, "accounts_file PATH line N"), or ``{"error": "sentence"}`` for a file that cannot be an
@@ -18,6 +19,7 @@ files alike. Values are validated later, by the migrate action plugin, on each h
 
 from __future__ import annotations
 
+import base64
 import csv
 import importlib.util
 import io
@@ -112,7 +114,8 @@ def read_accounts(text: str, source: str) -> tuple[list[dict], list[str]]:
 def main(argv: list[str]) -> int:
     source = "accounts_file " + (argv[1] if len(argv) > 1 else "-")
     try:
-        accounts, labels = read_accounts(csvtext.decode_utf8(sys.stdin.buffer.read(), source), source)
+        data = base64.b64decode(sys.stdin.buffer.read(), validate=False)
+        accounts, labels = read_accounts(csvtext.decode_utf8(data, source), source)
     except (CsvError, csvtext.NotUtf8) as exc:
         print(json.dumps({"error": str(exc)}))
     else:

@@ -7,6 +7,7 @@ checks that no password shows up in any process's arguments or environment, and 
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -237,6 +238,17 @@ def test_migrate_csv_structure_errors_stop_every_host(tmp_path, hosts):
     assert re.search(r"w1\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=1", run.output), run.output
 
 
+@pytest.mark.parametrize("hosts", [["w1"], ["w1", "w2"]], ids=["one host", "two hosts"])
+def test_migrate_names_the_line_and_column_of_a_csv_byte_that_is_not_utf8(tmp_path, hosts):
+    """One host: the action plugin reads the CSV; two: the playbook's reader. Both name the place and the fix."""
+    bad = tmp_path / "latin.csv"
+    bad.write_bytes("local_user,remote_user,remote_password\r\nälice,a@x,secret-cell\r\n".encode("utf-8")
+                    + b"bob,b\xe9@x,secret-cell\r\n")
+    run = run_playbook(tmp_path, "migrate.yml", workers_inventory(hosts), {"migrate_accounts_file": str(bad), "migrate_become": False},
+                       secrets=("secret-cell",), expect_rc=2)
+    assert f"accounts_file {bad} line 3, column 6: byte 0xE9 is not UTF-8 text; save the file as UTF-8" in run.output, run.output
+
+
 def test_migrate_refuses_an_account_listed_twice_across_shares(tmp_path):
     """Entries 1 and 4 land on different hosts; each host's module would see only one of them."""
     accounts = [{"local_user": f"l{i}", "remote_user": f"r{i}", "remote_password": "pw"} for i in range(3)]
@@ -269,7 +281,7 @@ def test_the_playbook_reads_a_csv_as_the_migrate_action_plugin_does(text):
     except ConfigError as exc:
         expected = {"error": str(exc)}
     proc = subprocess.run([sys.executable, str(PLAYBOOKS / "files" / "migrate_accounts_csv.py"), "some.csv"],
-                          input=text.encode("utf-8"), capture_output=True, check=True)
+                          input=base64.b64encode(text.encode("utf-8")), capture_output=True, check=True)
     got = json.loads(proc.stdout)
     if "error" in expected:
         assert "error" in got
@@ -282,7 +294,7 @@ def test_the_playbook_reads_a_csv_as_the_migrate_action_plugin_does(text):
 def test_the_playbook_names_the_line_and_column_of_a_byte_that_is_not_utf8():
     data = "local_user,remote_user,remote_password\r\nälice,a@x,pw\r\n".encode("utf-8") + b"bob,b\xe9@x,pw\r\n"
     proc = subprocess.run([sys.executable, str(PLAYBOOKS / "files" / "migrate_accounts_csv.py"), "some.csv"],
-                          input=data, capture_output=True, check=True)
+                          input=base64.b64encode(data), capture_output=True, check=True)
     assert json.loads(proc.stdout) == {"error": "accounts_file some.csv line 3, column 6: byte 0xE9 is not UTF-8 text; save "
                                                 "the file as UTF-8 (in a spreadsheet: CSV UTF-8)."}
 
