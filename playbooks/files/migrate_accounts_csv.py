@@ -2,9 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read an accounts CSV on the controller for playbooks/migrate.yml, which shares its rows out across hosts.
 
-migrate.yml runs this with the controller's Python (``ansible_playbook_python``) and the CSV text on standard
-input: Ansible's file lookup reads the file (decrypting it in memory when it is vault-encrypted), so no decrypted
-copy of the file is written anywhere. Standard library only, no Ansible import.
+migrate.yml runs this with the controller's Python (``ansible_playbook_python``) and the CSV file on standard
+input, base64-encoded (so that its bytes arrive as they are, UTF-8 or not): Ansible's file lookup reads the file
+(decrypting it in memory when it is vault-encrypted), so no decrypted copy of the file is written anywhere.
+Standard library only, no Ansible import.
 
 Prints one JSON object: ``{"accounts": [...], "labels": [...]}`` (one dict of task fields per account and the
 line it starts on, "accounts_file PATH line N"), or ``{"error": "sentence"}`` for a file that cannot be an
@@ -18,9 +19,12 @@ files alike. Values are validated later, by the migrate action plugin, on each h
 
 from __future__ import annotations
 
+import base64
 import csv
+import importlib.util
 import io
 import json
+import os
 import sys
 
 # The columns an accounts CSV may have: the fields of one account of mailops.imap.migrate's "accounts".
@@ -29,6 +33,18 @@ COLUMNS = (
     "validate_certs", "ca_file", "folders", "exclude", "delete_remote", "delete_remote_days",
     "special_use_mapping", "sieve", "delivery",
 )
+
+
+def _load_csvtext():
+    """The collection's plugins/module_utils/_csvtext.py (the UTF-8 rule the migrate action plugin applies too)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "plugins", "module_utils", "_csvtext.py")
+    spec = importlib.util.spec_from_file_location("mailops_imap_csvtext", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+csvtext = _load_csvtext()
 
 
 class CsvError(Exception):
@@ -98,8 +114,9 @@ def read_accounts(text: str, source: str) -> tuple[list[dict], list[str]]:
 def main(argv: list[str]) -> int:
     source = "accounts_file " + (argv[1] if len(argv) > 1 else "-")
     try:
-        accounts, labels = read_accounts(sys.stdin.buffer.read().decode("utf-8", "replace"), source)
-    except CsvError as exc:
+        data = base64.b64decode(sys.stdin.buffer.read(), validate=False)
+        accounts, labels = read_accounts(csvtext.decode_utf8(data, source), source)
+    except (CsvError, csvtext.NotUtf8) as exc:
         print(json.dumps({"error": str(exc)}))
     else:
         print(json.dumps({"accounts": accounts, "labels": labels}))

@@ -22,6 +22,7 @@ from ansible_collections.mailops.imap.plugins.module_utils._argspec import (
     account_defaults, account_options, join_problems, migrate_argument_spec, migrate_mutually_exclusive, mode_conflict,
     parse_account, parse_migrate, read_accounts_csv,
 )
+from ansible_collections.mailops.imap.plugins.module_utils._csvtext import NotUtf8, decode_utf8
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 
@@ -161,14 +162,16 @@ class ActionModule(ActionBase):
         except AnsibleError as exc:
             raise ConfigError(f"accounts_file: {path} cannot be read ({exc.message}); check the file and its vault password.") from None
         try:
-            with open(real, encoding="utf-8-sig", newline="") as handle:
-                text = handle.read()
-        except UnicodeDecodeError:
-            raise ConfigError(f"accounts_file: {path} is not UTF-8 text; save the CSV as UTF-8.") from None
+            with open(real, "rb") as handle:
+                data = handle.read()
         except OSError as exc:
             raise ConfigError(f"accounts_file: {path} cannot be read ({exc.strerror}); check the path and its permissions.") from None
         finally:
             self._loader.cleanup_tmp_file(real)
+        try:
+            text = decode_utf8(data, f"accounts_file {path}")
+        except NotUtf8 as exc:
+            raise ConfigError(str(exc)) from None
         return read_accounts_csv(text, f"accounts_file {path}")
 
     def run(self, tmp: str | None = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:

@@ -269,7 +269,7 @@ def parse_migrate(params: t.Mapping[str, t.Any], labels: t.Sequence[str] | None 
         raise ConfigError(f"parallel: {parallel!r} is not valid; use a whole number of at least 1 (accounts run at a time).")
     if params.get("task") is not None:
         name = str(params["task"]).strip()
-        if not config.TASK_NAME_RE.match(name):
+        if not config.TASK_NAME_RE.fullmatch(name):
             raise ConfigError(f"task: {name!r} is not a valid task name; use the name of a task defined with mailops.imap.sync_task.")
         return MigratePlan(mode="task", task_name=name, parallel=parallel)
     if params.get("accounts_file") is not None:

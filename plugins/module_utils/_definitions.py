@@ -175,7 +175,7 @@ def stored_names(store: Store, kind: str) -> list[str]:
         entries = []
     except OSError as exc:
         raise _unreadable(os.path.join(store.config_dir, "secrets", kind), exc) from None
-    names.update(entry for entry in entries if config.TASK_NAME_RE.match(entry))
+    names.update(entry for entry in entries if config.TASK_NAME_RE.fullmatch(entry))
     return sorted(names)
 
 

@@ -31,7 +31,7 @@ from ansible_collections.mailops.imap.plugins.module_utils._engine.store import 
 
 UNIT_PREFIX = "mailops-imapsync@"
 SERVICE_TEMPLATE = UNIT_PREFIX + ".service"
-UNIT_RE = re.compile(r"^mailops-imapsync@([a-z0-9][a-z0-9_.-]{0,63})\.(timer|service)$")
+UNIT_RE = re.compile(r"mailops-imapsync@([a-z0-9][a-z0-9_.-]{0,63})\.(timer|service)\Z")
 SCOPES = ("system", "user")
 SYSTEM_UNIT_DIR = "/etc/systemd/system"
 USER_UNIT_DIR = "~/.config/systemd/user"
@@ -105,7 +105,7 @@ def parse_tasks(items: t.Sequence[t.Mapping[str, t.Any]]) -> list[TimerTask]:
     for index, item in enumerate(items, start=1):
         label = f"tasks entry {index}"
         name = item.get("name")
-        if not isinstance(name, str) or not config.TASK_NAME_RE.match(name):
+        if not isinstance(name, str) or not config.TASK_NAME_RE.fullmatch(name):
             problems.append(f"{label}: {name!r} is not a valid task name; use 1 to 64 characters of a-z, 0-9, '_', '.', '-', "
                             "starting with a letter or digit.")
             continue
@@ -216,9 +216,9 @@ class Systemctl:
         units: dict[str, dict[str, str]] = {}
         for line in out.splitlines():
             fields = line.split()
-            if fields and not UNIT_RE.match(fields[0]) and len(fields[0]) <= 2:
+            if fields and not UNIT_RE.fullmatch(fields[0]) and len(fields[0]) <= 2:
                 fields = fields[1:]  # a state marker ("●") before the name
-            if len(fields) >= 4 and UNIT_RE.match(fields[0]):
+            if len(fields) >= 4 and UNIT_RE.fullmatch(fields[0]):
                 units[fields[0]] = {"Id": fields[0], "LoadState": fields[1], "ActiveState": fields[2], "SubState": fields[3]}
         return units
 
@@ -331,9 +331,9 @@ def plan(tasks: t.Sequence[TimerTask], unit_dir: str, systemctl: Systemctl, *, p
         entries = sorted(os.listdir(unit_dir))
     except FileNotFoundError:
         entries = []
-    on_disk = {match.group(1) for match in map(UNIT_RE.match, entries) if match and match.group(2) == "timer"}
+    on_disk = {match.group(1) for match in map(UNIT_RE.fullmatch, entries) if match and match.group(2) == "timer"}
     loaded = systemctl.loaded()
-    known = on_disk | {UNIT_RE.match(unit).group(1) for unit in loaded}  # type: ignore[union-attr]
+    known = on_disk | {UNIT_RE.fullmatch(unit).group(1) for unit in loaded}  # type: ignore[union-attr]
     unwanted = sorted(name for name in known if name not in wanted and (name in listed or purge))
     result.purged = sorted(name for name in known if purge and name not in listed)
 

@@ -6,6 +6,8 @@ import collections
 import datetime
 import os
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from harness import mail
 from harness.proxy import CuttingProxy
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, folders, sync
 
 TZ = datetime.timezone(datetime.timedelta(hours=2))
 D1 = datetime.datetime(2023, 5, 17, 9, 30, 12, tzinfo=TZ)
@@ -204,6 +206,59 @@ def test_lost_state_and_half_copied_mailbox_make_no_duplicates(account, tmp_path
     assert local == expected
     # ...and the adopted state makes the next run incremental.
     assert not run(account, tmp_path / "two").changed
+
+
+def _look_alikes() -> tuple[bytes, bytes]:
+    """Two different messages with the same Message-ID, Date and size (the bodies differ, not their lengths)."""
+    first = mail.make_message("Look-alike", message_id="<same@example.org>", date=D1, body="body A: the first one\n")
+    second = mail.make_message("Look-alike", message_id="<same@example.org>", date=D1, body="body B: the other one\n")
+    assert first != second and len(first) == len(second)
+    return first, second
+
+
+def _bodies(account) -> list[bytes]:
+    infos = mail.messages(account.local_server, account.local_user, None, "INBOX", master=True, with_body=True)
+    return sorted(info.body for info in infos)
+
+
+@pytest.mark.parametrize("window", [2000, 2], ids=["one window", "look-alikes in different windows"])
+def test_look_alikes_deleted_locally_then_lost_state_restores_the_deleted_one_without_duplicate(account, tmp_path,
+                                                                                                 monkeypatch, window):
+    monkeypatch.setattr(sync, "WINDOW", window)
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    first, second = _look_alikes()
+    fillers = [mail.make_message(f"filler {i}", date=D2) for i in range(3)]
+    mail.seed(srv, user, pw, "INBOX", [(first, (), D1)] + [(m, (), D2) for m in fillers] + [(second, (), D1)])
+    assert run(account, tmp_path / "one").as_dict()["totals"]["copied"] == 5
+    # The user deletes the first look-alike locally; then the state is lost.
+    infos = mail.messages(account.local_server, account.local_user, None, "INBOX", master=True, with_body=True)
+    target = [info.uid for info in infos if info.body == first]
+    assert len(target) == 1
+    assert mail.delete_messages(account.local_server, account.local_user, None, "INBOX", target, master=True) == target
+
+    lost = run(account, tmp_path / "two").as_dict()
+
+    assert lost["status"] == "success", lost
+    assert lost["totals"]["copied"] == 1 and lost["totals"]["already_present"] == 4, lost["totals"]
+    assert _bodies(account) == sorted([first, second] + fillers)  # the deleted one is back, nothing doubled
+    assert not run(account, tmp_path / "two").changed
+
+
+@pytest.mark.parametrize("window", [2000, 1], ids=["one window", "a window each"])
+def test_true_twins_still_match_by_multiplicity(account, tmp_path, monkeypatch, window):
+    monkeypatch.setattr(sync, "WINDOW", window)
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    twin = mail.make_message("True twin", date=D1)
+    first, second = _look_alikes()
+    mail.seed(srv, user, pw, "INBOX", [(twin, (), D1)] * 3 + [(first, (), D1), (second, (), D1)])
+    # Locally: two of the three twins and the second look-alike (an earlier tool's partial copy).
+    mail.seed(account.local_server, account.local_user, None, "INBOX", [(twin, (), D1)] * 2 + [(second, (), D1)], master=True)
+
+    result = run(account, tmp_path).as_dict()
+
+    assert result["totals"]["copied"] == 2 and result["totals"]["already_present"] == 3, result["totals"]
+    assert _bodies(account) == sorted([twin] * 3 + [first, second])
+    assert not run(account, tmp_path / "lost").changed
 
 
 def test_check_mode_plans_exactly_and_writes_nothing(account, tmp_path):
@@ -412,6 +467,31 @@ def test_exclude_and_all_except(account, tmp_path):
     assert synced == ["Archive", "Archive/2021", "INBOX", "Keep", "Sent Items"]
     names = collections.Counter(mail.folders(account.local_server, account.local_user, master=True))
     assert "Spam-old" not in names and "Archive.2020" not in names and "Archive.2021" in names
+
+
+def test_a_slow_exclude_pattern_fails_the_run_within_its_bound_also_in_a_thread(account, tmp_path, monkeypatch):
+    """'.*.*.*.*.*!' passes the definition check (no nested repeat) but backtracks for minutes on a long name: the
+    run's matching is bounded (shrunk here), in a thread as bulk runs use, and the task's lock is free afterwards."""
+    monkeypatch.setattr(folders, "EXCLUDE_TIMEOUT_S", 1.0, raising=False)
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    mail.seed(srv, user, pw, "a" * 200, [(mail.make_message("under a long name"), (), D1)])
+    slow = ".*.*.*.*.*!"
+    task = task_for(account, tmp_path, folders="all_except", exclude=["^Spam", slow])
+    results: list = []
+    began = time.monotonic()
+    worker = threading.Thread(target=lambda: results.append(sync.run(task, target_for(account), str(tmp_path / "task.sqlite"))),
+                              daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "the exclude matching was not bounded"
+    assert time.monotonic() - began < 15
+    result = results[0].as_dict()
+    assert result["status"] == "failed" and [e["kind"] for e in result["errors"]] == ["invalid_definition"], result
+    assert f"exclude: the pattern {slow!r} did not finish" in result["errors"][0]["detail"]
+    assert mail.folders(account.local_server, account.local_user, master=True).get("a" * 200) is None
+
+    again = run(account, tmp_path, task_overrides={"folders": "all_except", "exclude": ["^Spam"]}).as_dict()
+    assert again["status"] == "success" and again["totals"]["copied"] == 1, again
 
 
 def test_appended_but_not_checkpointed_is_not_appended_again(account, tmp_path):

@@ -7,6 +7,7 @@ checks that no password shows up in any process's arguments or environment, and 
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -215,6 +216,7 @@ def test_migrate_list_on_one_host_and_bad_entries_named_in_the_whole_list(make_a
     ({"migrate_accounts": [{"local_user": "a"}], "migrate_defaults": {"remote_hots": "x"}}, "unknown: remote_hots"),
     ({"migrate_accounts": [{"local_user": "a"}], "migrate_hosts": "nowhere"}, "No host of the inventory matches migrate_hosts 'nowhere'"),
     ({"migrate_accounts_file": "does-not-exist.csv"}, "does-not-exist.csv was not found on the controller"),
+    ({"migrate_accounts": [{"local_user": "a"}], "migrate_parallel": "2\n"}, "migrate_parallel must be a whole number"),
 ])
 def test_migrate_refuses_unusable_inputs_with_a_sentence(tmp_path, extra, message):
     run = run_playbook(tmp_path, "migrate.yml", workers_inventory(["w1"]), dict(extra, migrate_become=False), expect_rc=2)
@@ -234,6 +236,17 @@ def test_migrate_csv_structure_errors_stop_every_host(tmp_path, hosts):
                        "-vvv", secrets=("secret-cell",), expect_rc=2, cwd=tmp_path)
     assert f"accounts_file {bad} line 1: unknown column(s) 'passwd'" in run.output, run.output
     assert re.search(r"w1\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=1", run.output), run.output
+
+
+@pytest.mark.parametrize("hosts", [["w1"], ["w1", "w2"]], ids=["one host", "two hosts"])
+def test_migrate_names_the_line_and_column_of_a_csv_byte_that_is_not_utf8(tmp_path, hosts):
+    """One host: the action plugin reads the CSV; two: the playbook's reader. Both name the place and the fix."""
+    bad = tmp_path / "latin.csv"
+    bad.write_bytes("local_user,remote_user,remote_password\r\nälice,a@x,secret-cell\r\n".encode("utf-8")
+                    + b"bob,b\xe9@x,secret-cell\r\n")
+    run = run_playbook(tmp_path, "migrate.yml", workers_inventory(hosts), {"migrate_accounts_file": str(bad), "migrate_become": False},
+                       secrets=("secret-cell",), expect_rc=2)
+    assert f"accounts_file {bad} line 3, column 6: byte 0xE9 is not UTF-8 text; save the file as UTF-8" in run.output, run.output
 
 
 def test_migrate_refuses_an_account_listed_twice_across_shares(tmp_path):
@@ -268,7 +281,7 @@ def test_the_playbook_reads_a_csv_as_the_migrate_action_plugin_does(text):
     except ConfigError as exc:
         expected = {"error": str(exc)}
     proc = subprocess.run([sys.executable, str(PLAYBOOKS / "files" / "migrate_accounts_csv.py"), "some.csv"],
-                          input=text.encode("utf-8"), capture_output=True, check=True)
+                          input=base64.b64encode(text.encode("utf-8")), capture_output=True, check=True)
     got = json.loads(proc.stdout)
     if "error" in expected:
         assert "error" in got
@@ -276,6 +289,14 @@ def test_the_playbook_reads_a_csv_as_the_migrate_action_plugin_does(text):
         assert got["error"].split(";")[0] == expected["error"].split(";")[0]
     else:
         assert got == expected
+
+
+def test_the_playbook_names_the_line_and_column_of_a_byte_that_is_not_utf8():
+    data = "local_user,remote_user,remote_password\r\nälice,a@x,pw\r\n".encode("utf-8") + b"bob,b\xe9@x,pw\r\n"
+    proc = subprocess.run([sys.executable, str(PLAYBOOKS / "files" / "migrate_accounts_csv.py"), "some.csv"],
+                          input=base64.b64encode(data), capture_output=True, check=True)
+    assert json.loads(proc.stdout) == {"error": "accounts_file some.csv line 3, column 6: byte 0xE9 is not UTF-8 text; save "
+                                                "the file as UTF-8 (in a spreadsheet: CSV UTF-8)."}
 
 
 # --- status.yml ----------------------------------------------------------------------------------------------

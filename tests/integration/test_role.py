@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -313,6 +314,28 @@ def test_apply_installs_a_timer_for_the_interval_task_only_and_it_fires(deployme
     d.applied.append("apply")
 
 
+def test_every_run_has_a_time_limit_and_a_memory_limit(deployment):
+    d = deployment
+    d.require("apply")
+    limits = d.systemctl("show", "-p", "TimeoutStartUSec,MemoryMax", f"{UNIT}manual.service").stdout.split()
+    assert sorted(limits) == ["MemoryMax=1073741824", "TimeoutStartUSec=12h"], limits
+    unit = (d.unit_dir / f"{UNIT}.service").read_text(encoding="utf-8")
+    assert "\nTimeoutStartSec=12h\n" in unit and "\nMemoryMax=1G\n" in unit
+
+
+def test_a_path_with_a_line_feed_is_refused_before_anything_is_written(deployment):
+    d = deployment
+    d.require("apply")
+    inventory = d.inventory([d.task("manual", schedule="manual")], imapsync_state_dir=f"{d.state_dir}\n",
+                            imapsync_service_timeout="2h")
+    before = snapshot(d.home, skip=(d.home / ".ansible", d.state_dir))
+    with pytest.raises(AssertionError) as refused:
+        d.play(inventory)
+    assert "must be absolute paths" in str(refused.value) and "control characters" in str(refused.value)
+    assert snapshot(d.home, skip=(d.home / ".ansible", d.state_dir)) == before, "the role wrote before refusing"
+    assert "TimeoutStartSec=12h" in (d.unit_dir / f"{UNIT}.service").read_text(encoding="utf-8")
+
+
 def test_starting_the_manual_service_delivers_and_status_shows_both(deployment):
     d = deployment
     d.require("apply")
@@ -398,6 +421,7 @@ def render_service(d: Deployment, scope: str, dest: Path) -> str:
     python = install / "venv" / "bin" / "python"
     role_vars = {
         "imapsync_scope": scope, "imapsync_service_sandbox": True, "imapsync_stop_timeout": 300,
+        "imapsync_service_timeout": "12h", "imapsync_service_memory_max": "1G",
         "imapsync_service_read_paths": [], "imapsync_target": d.target(),
         "imapsync_tasks": [d.task("manual")],
         "__imapsync_config_dir": str(d.config_dir), "__imapsync_state_dir": str(d.state_dir),
@@ -433,7 +457,8 @@ def test_the_system_scope_service_is_hardened_and_runs_under_a_root_manager(depl
     unit = render_service(d, "system", d.work / f"{UNIT}.service")
     for directive in ("PrivateUsers=yes", "ProtectSystem=strict", "PrivateTmp=yes", "NoNewPrivileges=yes",
                       "ProtectKernelTunables=yes", "ProtectKernelLogs=yes", "CapabilityBoundingSet=\n",
-                      f"ReadWritePaths={d.state_dir}\n", "Wants=network-online.target", "SuccessExitStatus=75"):
+                      f"ReadWritePaths={d.state_dir}\n", "Wants=network-online.target", "SuccessExitStatus=75",
+                      "TimeoutStartSec=12h\n", "MemoryMax=1G\n"):
         assert directive in unit, directive
     analysed = subprocess.run(["systemd-analyze", "security", "--offline=true", str(d.work / f"{UNIT}.service")],
                               capture_output=True, text=True, check=False)
@@ -506,3 +531,35 @@ def test_purge_removes_the_timer_unit_instance_definition_and_secret_of_a_droppe
 
     again_output, again = d.play(inventory)
     assert again["changed"] == 0, again_output
+
+
+def test_a_run_past_its_time_limit_is_stopped_by_systemd_and_frees_the_lock(deployment):
+    """Last: it applies a tiny time limit. A remote server that accepts the connection and never greets holds the run
+    (the engine's own read timeout is minutes long); systemd stops it and the task's lock is free afterwards."""
+    d = deployment
+    d.require("apply")
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # never accepts: the connection opens, no greeting ever comes
+    try:
+        inventory = d.inventory([d.task("manual", schedule="manual"),
+                                 d.task("third", schedule="manual", remote_port=silent.getsockname()[1],
+                                        remote_security="none")],
+                                imapsync_service_timeout="3s", imapsync_stop_timeout=2)
+        output, recap = d.play(inventory)
+        assert recap["failed"] == 0, output
+        assert d.show(f"{UNIT}third.service")["TimeoutStartUSec"] == "3s"
+        began = time.monotonic()
+        started = d.systemctl("start", f"{UNIT}third.service", check=False)
+        elapsed = time.monotonic() - began
+        service = d.show(f"{UNIT}third.service")
+        assert started.returncode != 0 and service["Result"] == "timeout", d.diagnostics("third")
+        assert elapsed < 30, elapsed
+        assert service["ActiveState"] in ("failed", "inactive"), service
+        locks = [path for path in d.state_dir.rglob("*.lock") if "third" in path.name]
+        assert locks, "the run took its lock"
+        for lock in locks:
+            with open(lock, "a+b") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while a run holds it
+    finally:
+        silent.close()

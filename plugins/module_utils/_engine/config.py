@@ -17,6 +17,11 @@ import typing as t
 
 from .errors import ConfigError
 
+try:  # the parser of the re module: Python 3.11 renamed it (sre_parse still works there, with a warning)
+    from re import _parser as _sre  # type: ignore[attr-defined]  # pylint: disable=no-name-in-module
+except ImportError:  # Python 3.9, 3.10
+    import sre_parse as _sre  # type: ignore[no-redef]  # pylint: disable=deprecated-module
+
 SECURITY_CHOICES = ("starttls", "ssl", "none")
 FOLDERS_CHOICES = ("inbox", "all", "all_except")
 DELETE_CHOICES = ("never", "after_sync", "older_than")
@@ -24,8 +29,9 @@ SCHEDULE_CHOICES = ("manual", "interval")
 ENGINE_CHOICES = ("builtin", "imapsync")
 DELIVERY_CHOICES = ("imap", "lmtp")
 
-TASK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_HOST_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
+# Whole strings only: \Z, not $ (which also matches before a trailing line feed: "t1\n").
+TASK_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}\Z")
+_HOST_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,9 +171,121 @@ def check_host(field: str, value: t.Any) -> str:
     except UnicodeError:
         ascii_host = ""
     labels = ascii_host.split(".") if ascii_host else []
-    if not labels or len(ascii_host) > 253 or not all(_HOST_LABEL_RE.match(label) for label in labels):
+    if not labels or len(ascii_host) > 253 or not all(_HOST_LABEL_RE.fullmatch(label) for label in labels):
         raise ConfigError(f"{field}: {value!r} is not a hostname or IP address; use a name such as imap.example.org or an address.")
     return bare
+
+
+_REPEATS = tuple(op for op in (getattr(_sre, "MAX_REPEAT", None), getattr(_sre, "MIN_REPEAT", None),
+                                getattr(_sre, "POSSESSIVE_REPEAT", None)) if op is not None)
+_ZERO_WIDTH = tuple(getattr(_sre, name) for name in ("AT", "ASSERT", "ASSERT_NOT") if hasattr(_sre, name))
+_WIDE_RANGE = 1024  # a character range wider than this counts as "any character" when alternatives are compared
+
+
+def _cases(code: int, fold: bool) -> set[int]:
+    """A character, and with IGNORECASE its other cases (those of one character)."""
+    if not fold:
+        return {code}
+    return {code} | {ord(c) for c in (chr(code).lower(), chr(code).upper()) if len(c) == 1}
+
+
+def _firsts(items: t.Any, fold: bool) -> tuple[frozenset[int] | None, bool]:
+    """The characters a regex sequence can start with (None: too many to tell) and whether it can match empty."""
+    found: set[int] = set()
+    for op, av in items:
+        if op in _ZERO_WIDTH:
+            continue
+        chars: set[int] | None = set()
+        nullable = False
+        if op == _sre.LITERAL:
+            chars = _cases(av, fold)
+        elif op == _sre.IN and all(kind == _sre.LITERAL or (kind == _sre.RANGE and v[1] - v[0] <= _WIDE_RANGE) for kind, v in av):
+            for kind, v in av:
+                for code in ([v] if kind == _sre.LITERAL else range(v[0], v[1] + 1)):
+                    chars |= _cases(code, fold)
+        elif op == _sre.SUBPATTERN:
+            sub, nullable = _firsts(av[-1], fold)
+            chars = set(sub) if sub is not None else None
+        elif op == _sre.BRANCH:
+            for alternative in av[1]:
+                sub, empty = _firsts(alternative, fold)
+                nullable = nullable or empty
+                chars = None if sub is None or chars is None else chars | sub
+        elif op in _REPEATS:
+            sub, empty = _firsts(av[2], fold)
+            chars, nullable = (set(sub) if sub is not None else None), empty or av[0] == 0
+        else:  # any character, a negated set, a class (\w, \d), a back reference...
+            return None, False
+        if chars is None:
+            return None, False
+        found |= chars
+        if not nullable:
+            return frozenset(found), False
+    return frozenset(found), True
+
+
+def _overlapping(alternatives: t.Sequence[t.Any], fold: bool) -> bool:
+    """Whether two alternatives of a group can start with the same character (or one can match nothing)."""
+    seen: set[int] = set()
+    for alternative in alternatives:
+        chars, nullable = _firsts(alternative, fold)
+        if nullable or chars is None or seen & chars:
+            return True
+        seen |= chars
+    return False
+
+
+def _backtracking(items: t.Any, outer: str | None, fold: bool) -> str | None:
+    """Why the regex can backtrack exponentially ("nested" quantifiers, "overlapping" alternatives repeated), if so.
+
+    ``outer`` is the repetition around ``items``: None, "bounded" ({2,5}) or "unbounded" (*, +, {2,})."""
+    for op, av in items:
+        if op in _REPEATS:
+            repeats, unbounded = av[1] > 1, av[1] == _sre.MAXREPEAT
+            if repeats and outer is not None and (outer == "unbounded" or unbounded):
+                return "nested"
+            inner = outer
+            if repeats:
+                inner = "unbounded" if unbounded or outer == "unbounded" else "bounded"
+            why = _backtracking(av[2], inner, fold)
+        elif op == _sre.BRANCH:
+            if outer == "unbounded" and _overlapping(av[1], fold):
+                return "overlapping"
+            why = next((w for w in (_backtracking(alt, outer, fold) for alt in av[1]) if w), None)
+        elif op == _sre.SUBPATTERN:
+            why = _backtracking(av[-1], outer, fold)
+        elif op in _ZERO_WIDTH and op != _sre.AT:
+            why = _backtracking(av[1], outer, fold)
+        elif op == getattr(_sre, "GROUPREF_EXISTS", None):
+            why = next((w for w in (_backtracking(b, outer, fold) for b in av[1:] if b) if w), None)
+        elif op == getattr(_sre, "ATOMIC_GROUP", None):
+            why = _backtracking(av, outer, fold)
+        else:
+            why = None
+        if why:
+            return why
+    return None
+
+
+def exclude_hazard(pattern: str) -> str | None:
+    """Why matching ``pattern`` can take exponential time (catastrophic backtracking), as advice; None if it cannot.
+
+    Refused: a quantified group that holds another quantifier where either one is unbounded (``(a+)+``,
+    ``(\\w+\\s?)*``, ``(.*a){20}``), and an unbounded repetition of alternatives that can start with the same
+    character or match nothing (``(a|ab)+``, ``(a|b|ab)*``). Some safe patterns are refused too: the rule is
+    simple on purpose, and the run still matches under a time limit (folders.EXCLUDE_TIMEOUT_S).
+    """
+    parsed = _sre.parse(pattern)
+    fold = bool(parsed.state.flags & re.IGNORECASE)
+    why = _backtracking(list(parsed), None, fold)
+    if why == "nested":
+        return ("repeats a group that holds another repeat, which can take hours to match a long folder name; write it "
+                "with one quantifier, for example 'a+' rather than '(a+)+', or '[a-z ]+' rather than '([a-z]+ ?)+'")
+    if why == "overlapping":
+        return ("repeats alternatives that can start with the same character (or match nothing), which can take hours "
+                "to match a long folder name; make them start differently, for example '(ab?)+' rather than '(a|ab)+', "
+                "or use a character class: '[ab]+' rather than '(a|b|ab)+'")
+    return None
 
 
 def _exclude(value: t.Any) -> tuple[str, ...]:
@@ -186,6 +304,9 @@ def _exclude(value: t.Any) -> tuple[str, ...]:
             raise ConfigError(
                 f"exclude: entry {index} {entry!r} is not a valid regular expression ({exc}); fix or remove it."
             ) from None
+        hazard = exclude_hazard(entry)
+        if hazard is not None:
+            raise ConfigError(f"exclude: entry {index} {entry!r} {hazard}.")
         patterns.append(entry)
     return tuple(patterns)
 
@@ -226,7 +347,7 @@ def parse_task(data: t.Mapping[str, t.Any]) -> Task:
     data = {k: v for k, v in data.items() if v is not None}
     _unknown("task", data, TASK_FIELDS)
     name = _text("name", data.get("name"), False)
-    if name is not None and not TASK_NAME_RE.match(name):
+    if name is not None and not TASK_NAME_RE.fullmatch(name):
         raise ConfigError(
             f"name: {name!r} is not a valid task name; use 1 to 64 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit."
         )

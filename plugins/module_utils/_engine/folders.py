@@ -5,8 +5,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import subprocess
+import sys
 import typing as t
+
+from .errors import ConfigError, SyncError
 
 SPECIAL_USES = (b"\\SENT", b"\\TRASH", b"\\JUNK", b"\\DRAFTS", b"\\ARCHIVE")
 
@@ -65,6 +70,50 @@ def excluded(name: str, patterns: t.Sequence[re.Pattern[str]]) -> bool:
     return any(p.search(name) for p in patterns)
 
 
+# The exclude patterns of a run are matched against the remote folder names in a child process stopped after this
+# long: a regex that backtracks for hours (the definition check refuses the known shapes, not every one) fails the
+# run instead of holding its lock for good. A signal alarm would not do: bulk runs execute accounts in threads.
+EXCLUDE_TIMEOUT_S = 30.0
+_EXCLUDE_CHILD = """
+import json, re, sys
+job = json.load(sys.stdin)
+for index, (pattern, flags) in enumerate(job["patterns"]):
+    sys.stdout.write(f"pattern {index}\\n")
+    sys.stdout.flush()
+    regex = re.compile(pattern, flags)
+    sys.stdout.write("".join(f"{n}\\n" for n, name in enumerate(job["names"]) if regex.search(name)))
+sys.stdout.write("done\\n")
+"""
+
+
+def excluded_names(names: t.Sequence[str], patterns: t.Sequence[re.Pattern[str]]) -> set[str]:
+    """The ``names`` an exclude pattern matches (searched, not anchored), within :data:`EXCLUDE_TIMEOUT_S`.
+
+    Raises SyncError (``invalid_definition``) naming the pattern that did not finish in time.
+    """
+    if not patterns or not names:
+        return set()
+    if not sys.executable:  # an embedding without an interpreter to start: no child, the definition check stands alone
+        return {name for name in names if excluded(name, patterns)}
+    job = json.dumps({"patterns": [(p.pattern, p.flags) for p in patterns], "names": list(names)})
+    try:
+        proc = subprocess.run([sys.executable, "-I", "-S", "-c", _EXCLUDE_CHILD], input=job.encode("ascii"),
+                              capture_output=True, timeout=EXCLUDE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        started = [line for line in (exc.output or b"").decode("ascii", "replace").splitlines() if line.startswith("pattern ")]
+        slow = patterns[int(started[-1].split()[1])].pattern if started else patterns[0].pattern
+        raise SyncError(
+            ConfigError.kind, f"exclude: the pattern {slow!r} did not finish matching the remote folder names within "
+            f"{EXCLUDE_TIMEOUT_S:g} s (it backtracks); simplify it (no repeated group that repeats inside, no repeated "
+            "alternatives that start alike, fewer '.*') and run again.",
+        ) from None
+    lines = proc.stdout.decode("ascii", "replace").splitlines()
+    if proc.returncode != 0 or lines[-1:] != ["done"]:
+        raise SyncError(ConfigError.kind, f"exclude: the patterns could not be matched in a child process ({sys.executable} "
+                        f"exited with status {proc.returncode}); check that the run may start {sys.executable}.")
+    return {names[int(line)] for line in lines if line.isdigit()}
+
+
 def plan(
     remote_list: t.Sequence[tuple[tuple[bytes, ...], str, str]],
     remote_ns: tuple[tuple[str, str], list[str]],
@@ -90,7 +139,8 @@ def plan(
     if mode == "inbox":
         selectable = [(flags, name) for flags, name in selectable if name.upper() == "INBOX"]
     elif mode == "all_except":
-        selectable = [(flags, name) for flags, name in selectable if not excluded(name, patterns)]
+        dropped = excluded_names([name for _flags, name in selectable], patterns)
+        selectable = [(flags, name) for flags, name in selectable if name not in dropped]
 
     local_by_use: dict[bytes, str] = {}
     for flags, _sep, name in local_list:

@@ -1,7 +1,12 @@
 # Copyright (c) 2026 mailops.imap contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Message identity for runs without usable state: Message-ID, Date and size; a hash of the whole
-header for messages without Message-ID. Matching counts multiplicities."""
+header for messages without Message-ID. Matching counts multiplicities.
+
+Where that cheap key is ambiguous (it occurs more than once among the remote messages considered in a folder, or
+more than once among the local candidates) the messages of that key are told apart by a SHA-256 of their whole
+content, fetched for those messages only: two different messages with the same Message-ID, Date and size never
+stand for each other, and true twins (identical bytes) still match by multiplicity."""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ Identity = t.Tuple[str, str, int]
 
 ID_FIELDS = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE)]"
 HEADER = "BODY.PEEK[HEADER]"
+CONTENT = "BODY.PEEK[]"
+CONTENT_BATCH_BYTES = 4 * 1024 * 1024  # message bytes per FETCH when content digests are needed
 _WS = re.compile(r"\s+")
 
 
@@ -60,13 +67,35 @@ def identities(conn: t.Any, uids: t.Sequence[int]) -> dict[int, Identity]:
     return result
 
 
+def content_digests(conn: t.Any, uids: t.Sequence[int], sizes: t.Mapping[int, int]) -> dict[int, bytes]:
+    """SHA-256 of the whole content of each message (byte-bounded FETCHes: one batch in memory at a time)."""
+    digests: dict[int, bytes] = {}
+    batch: list[int] = []
+    weight = 0
+    for position, uid in enumerate(sorted(uids)):
+        batch.append(uid)
+        weight += sizes.get(uid, 0)
+        if weight >= CONTENT_BATCH_BYTES or position == len(uids) - 1:
+            for fetched, data in conn.fetch(batch, [CONTENT]).items():
+                body = data.get(b"BODY[]")
+                if body is not None:
+                    digests[fetched] = hashlib.sha256(body).digest()
+            batch, weight = [], 0
+    return digests
+
+
 class IdentityPool:
     """A multiset of local messages by identity, kept in a private temporary SQLite database so that memory does
-    not grow with the size of the local folder."""
+    not grow with the size of the local folder; with the identities of the remote messages considered (a first pass
+    over the folder), which tell whether a key is ambiguous, and the content digests of the ambiguous ones."""
 
     def __init__(self) -> None:
         self.db = sqlite3.connect("", isolation_level=None)  # "": a private temporary database, on disk when large
-        self.db.execute("CREATE TABLE pool (digest BLOB NOT NULL, luid INTEGER NOT NULL, PRIMARY KEY (digest, luid)) WITHOUT ROWID")
+        self.db.execute("CREATE TABLE pool (digest BLOB NOT NULL, luid INTEGER NOT NULL, size INTEGER NOT NULL, content BLOB, "
+                        "PRIMARY KEY (digest, luid)) WITHOUT ROWID")
+        self.db.execute("CREATE TABLE remote (ruid INTEGER PRIMARY KEY, digest BLOB NOT NULL, mid TEXT NOT NULL, date TEXT NOT NULL, "
+                        "size INTEGER NOT NULL)")
+        self.db.execute("CREATE INDEX remote_digest ON remote (digest)")
         self.size = 0
 
     @staticmethod
@@ -75,14 +104,70 @@ class IdentityPool:
 
     def add(self, local: t.Mapping[int, Identity]) -> None:
         self.db.execute("BEGIN")
-        self.db.executemany("INSERT OR IGNORE INTO pool VALUES (?, ?)", [(self._digest(i), luid) for luid, i in local.items()])
+        self.db.executemany("INSERT OR IGNORE INTO pool VALUES (?, ?, ?, NULL)",
+                            [(self._digest(i), luid, i[2]) for luid, i in local.items()])
         self.db.execute("COMMIT")
         self.size += len(local)
 
-    def take(self, ident: Identity) -> int | None:
-        """The lowest local UID of this identity not taken yet, or None."""
+    def add_remote(self, remote: t.Mapping[int, Identity]) -> None:
+        """Record the identities of remote messages (the first pass over a folder)."""
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?)",
+                            [(ruid, self._digest(i), i[0], i[1], i[2]) for ruid, i in remote.items()])
+        self.db.execute("COMMIT")
+
+    def remote_identities(self, uids: t.Sequence[int]) -> dict[int, Identity]:
+        """The recorded identities among ``uids``."""
+        found: dict[int, Identity] = {}
+        for part in range(0, len(uids), 500):
+            chunk = list(uids[part:part + 500])
+            rows = self.db.execute(f"SELECT ruid, mid, date, size FROM remote WHERE ruid IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((int(ruid), (mid, date, int(size))) for ruid, mid, date, size in rows)
+        return found
+
+    def remote_windows(self, window: int) -> t.Iterator[list[int]]:
+        """The recorded remote UIDs in ascending order, ``window`` at a time."""
+        last = 0
+        while True:
+            uids = [int(r[0]) for r in self.db.execute("SELECT ruid FROM remote WHERE ruid > ? ORDER BY ruid LIMIT ?", (last, window))]
+            if not uids:
+                return
+            yield uids
+            last = uids[-1]
+
+    def ambiguous(self, ident: Identity) -> bool:
+        """Whether matching ``ident`` needs content digests: a local candidate has this key, and the key occurs more
+        than once among the local candidates or among the remote messages recorded."""
         digest = self._digest(ident)
-        row = self.db.execute("SELECT luid FROM pool WHERE digest = ? ORDER BY luid LIMIT 1", (digest,)).fetchone()
+        local = self.db.execute("SELECT COUNT(*) FROM (SELECT 1 FROM pool WHERE digest = ? LIMIT 2)", (digest,)).fetchone()[0]
+        if local == 0:
+            return False
+        if local > 1:
+            return True
+        return self.db.execute("SELECT COUNT(*) FROM (SELECT 1 FROM remote WHERE digest = ? LIMIT 2)", (digest,)).fetchone()[0] > 1
+
+    def unresolved(self) -> dict[int, int]:
+        """Local UID -> size of the local candidates whose key is ambiguous and whose content digest is not known yet."""
+        rows = self.db.execute(
+            "SELECT luid, size FROM pool p WHERE content IS NULL AND ("
+            "(SELECT COUNT(*) FROM (SELECT 1 FROM pool q WHERE q.digest = p.digest LIMIT 2)) > 1 OR "
+            "(SELECT COUNT(*) FROM (SELECT 1 FROM remote r WHERE r.digest = p.digest LIMIT 2)) > 1)"
+        )
+        return {int(luid): int(size) for luid, size in rows}
+
+    def set_contents(self, contents: t.Mapping[int, bytes]) -> None:
+        self.db.execute("BEGIN")
+        self.db.executemany("UPDATE pool SET content = ? WHERE luid = ?", [(digest, luid) for luid, digest in contents.items()])
+        self.db.execute("COMMIT")
+
+    def take(self, ident: Identity, content: bytes | None = None) -> int | None:
+        """The lowest local UID of this identity (and, when given, this content digest) not taken yet, or None."""
+        digest = self._digest(ident)
+        if content is None:
+            row = self.db.execute("SELECT luid FROM pool WHERE digest = ? ORDER BY luid LIMIT 1", (digest,)).fetchone()
+        else:
+            row = self.db.execute("SELECT luid FROM pool WHERE digest = ? AND content = ? ORDER BY luid LIMIT 1",
+                                  (digest, content)).fetchone()
         if row is None:
             return None
         self.db.execute("DELETE FROM pool WHERE digest = ? AND luid = ?", (digest, row[0]))
@@ -96,17 +181,27 @@ class IdentityPool:
         self.db.close()
 
 
-def match(remote: t.Mapping[int, Identity], local: t.Mapping[int, Identity]) -> dict[int, int]:
-    """Pair remote UIDs with distinct local UIDs of the same identity (multiplicities count).
+def match(remote: t.Mapping[int, Identity], local: t.Mapping[int, Identity],
+          remote_contents: t.Mapping[int, bytes] | None = None, local_contents: t.Mapping[int, bytes] | None = None) -> dict[int, int]:
+    """Pair remote UIDs with distinct local UIDs of the same identity (multiplicities count); where the key is
+    ambiguous, of the same content digest too (from ``remote_contents`` / ``local_contents``; without them, by key
+    alone). The engine matches a folder window by window with an :class:`IdentityPool`, to the same rule.
 
     Returns remote UID -> local UID for the remote messages already present locally.
     """
     pool = IdentityPool()
     try:
         pool.add(local)
+        pool.add_remote(remote)
+        unresolved = pool.unresolved()
+        pool.set_contents({luid: digest for luid, digest in (local_contents or {}).items() if luid in unresolved})
         pairs: dict[int, int] = {}
         for ruid in sorted(remote):
-            luid = pool.take(remote[ruid])
+            if remote_contents is not None and pool.ambiguous(remote[ruid]):
+                content = remote_contents.get(ruid)
+                luid = pool.take(remote[ruid], content) if content is not None else None
+            else:
+                luid = pool.take(remote[ruid])
             if luid is not None:
                 pairs[ruid] = luid
         return pairs

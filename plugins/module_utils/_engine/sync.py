@@ -24,7 +24,7 @@ import typing as t
 from . import errors
 from .config import Target, Task
 from .folders import FolderPlan, plan as plan_folders
-from .identity import IdentityPool, identities, message_id
+from .identity import IdentityPool, content_digests, identities, message_id
 from .imap import (
     HAS_IMAPCLIENT, IMAPCLIENT_IMPORT_ERROR, AppendRefused, Connection, Endpoint, chunks, insecure_notice, split_flags,
 )
@@ -459,7 +459,12 @@ class Syncer:
             return
         start = fs.remote_uidnext if usable and fs is not None else 1
         retry = sorted(u for u in failed if u < start)  # refused last time: try again
-        windows = itertools.chain(chunks(retry, WINDOW), remote.uid_windows(start, rstat["UIDNEXT"], rstat["MESSAGES"], window=WINDOW))
+        windows: t.Iterable[list[int]] = itertools.chain(
+            chunks(retry, WINDOW), remote.uid_windows(start, rstat["UIDNEXT"], rstat["MESSAGES"], window=WINDOW))
+        if pool is not None:
+            # Identity needs the whole folder: a first pass records the identities of the remote messages considered
+            # (the FETCH each window would make anyway), then the windows are taken from that record.
+            windows = self._first_pass(plan, fs if usable else None, windows, pool)
         for uids in windows:
             if self.stop.is_set():
                 return
@@ -469,16 +474,47 @@ class Syncer:
             if uids:
                 self._copy_window(plan, fr, fs, uids, pool, planned)
 
+    def _first_pass(self, plan: FolderPlan, fs: FolderState | None, windows: t.Iterable[list[int]],
+                    pool: IdentityPool) -> t.Iterator[list[int]]:
+        """Record the identities of the remote messages of ``windows`` (those the state does not know) in ``pool``, and
+        the content digests of the local candidates whose key turns out ambiguous; the recorded UIDs, a window at a
+        time."""
+        remote, local, state = self._sessions()
+        for uids in windows:
+            if self.stop.is_set():
+                break
+            if fs is not None:
+                known = state.known_among(fs, uids)
+                uids = [u for u in uids if u not in known]
+            if uids:
+                pool.add_remote(identities(remote, uids))
+        unresolved = pool.unresolved()
+        if unresolved:
+            local.select(plan.local, readonly=True)
+            pool.set_contents(content_digests(local, sorted(unresolved), unresolved))
+        return pool.remote_windows(WINDOW)
+
     def _copy_window(self, plan: FolderPlan, fr: FolderResult, fs: FolderState | None, uids: list[int],
                      pool: IdentityPool | None, planned: set[int] | None) -> list[int]:
         """Copy the messages of ``uids`` the local side lacks; the remote UIDs now confirmed present locally."""
         remote, _local, state = self._sessions()
         present: dict[int, int] = {}
         if pool is not None:
-            remote_ids = identities(remote, uids)
+            remote_ids = pool.remote_identities(uids)  # recorded by the first pass
+            missing = [u for u in uids if u not in remote_ids]
+            if missing:
+                remote_ids.update(identities(remote, missing))
             sizes = {uid: ident[2] for uid, ident in remote_ids.items()}
+            # An ambiguous key (twice on the remote, or twice among the local candidates) is told apart by content.
+            ambiguous = {ruid for ruid in remote_ids if pool.ambiguous(remote_ids[ruid])}
+            contents = content_digests(remote, sorted(ambiguous), sizes) if ambiguous else {}
             for ruid in sorted(remote_ids):
-                luid = pool.take(remote_ids[ruid])
+                if ruid in contents:
+                    luid = pool.take(remote_ids[ruid], contents[ruid])
+                elif ruid in ambiguous:
+                    luid = None  # expunged on the remote meanwhile
+                else:
+                    luid = pool.take(remote_ids[ruid])
                 if luid is not None:
                     present[ruid] = luid
         else:
@@ -529,6 +565,8 @@ class Syncer:
         if not rstat["MESSAGES"]:
             return
         unseen = ["UNSEEN", "NOT", "DELETED"]
+        if pool is not None:  # identity needs the whole folder (see _copy)
+            self._first_pass(plan, fs, remote.uid_windows(1, rstat["UIDNEXT"], rstat["MESSAGES"], unseen, window=WINDOW), pool)
         for uids in remote.uid_windows(1, rstat["UIDNEXT"], rstat["MESSAGES"], unseen, window=WINDOW):
             if self.stop.is_set():
                 return

@@ -75,6 +75,17 @@ def test_invalid_regex_named():
     assert "exclude" in message and "entry 2" in message and "Trash(" in message
 
 
+def test_backtracking_regex_refused_inline_in_accounts_and_in_a_csv():
+    assert problem(folders="all_except", exclude=["(a+)+$"]).startswith("exclude: entry 1 '(a+)+$' repeats a group")
+    message = refused({"accounts": [{"local_user": "a", "remote_user": "a@x", "remote_password": "pw1",
+                                     "folders": "all_except", "exclude": ["^Spam", "(a|ab)+"]}], **BULK})
+    assert "accounts entry 1" in message and "exclude: entry 2 '(a|ab)+' repeats alternatives" in message
+    data = _argspec.read_accounts_csv('local_user,remote_user,remote_password,folders,exclude\n'
+                                      'a,a@x,pw1,all_except,"^Spam,(a+)+$"\n', "accounts_file users.csv")
+    message = refused({"accounts_file": "users.csv", **BULK}, data)
+    assert "accounts_file users.csv line 2" in message and "'(a+)+$' repeats a group" in message
+
+
 def test_missing_required():
     message = action.validate_migrate_args({"remote_password": SECRET})
     assert message is not None and SECRET not in message
@@ -405,7 +416,20 @@ def test_run_missing_or_unreadable_csv(tmp_path):
     latin.write_bytes("local_user\n\xe4lice\n".encode("latin-1"))
     plugin = make_file_action(dict(BULK, accounts_file="latin.csv"), found=str(latin))
     result = plugin.run(task_vars={})
-    assert result["failed"] is True and "is not UTF-8 text" in result["msg"]
+    assert result["failed"] is True
+    assert result["msg"] == "accounts_file latin.csv line 2, column 1: byte 0xE4 is not UTF-8 text; save the file as UTF-8 " \
+                            "(in a spreadsheet: CSV UTF-8)."
+    plugin._execute_module.assert_not_called()
+
+
+def test_run_names_the_line_and_column_of_the_first_byte_that_is_not_utf8(tmp_path):
+    latin = tmp_path / "users.csv"
+    latin.write_bytes("\ufefflocal_user,remote_user,remote_password\r\nälice,a@x,pw\r\nbob,b\xe9@x,pw\r\n".encode("utf-8")
+                      .replace(b"\xc3\xa9", b"\xe9"))
+    plugin = make_file_action(dict(BULK, accounts_file="users.csv"), found=str(latin))
+    result = plugin.run(task_vars={})
+    assert result["failed"] is True and result["msg"].startswith("accounts_file users.csv line 3, column 6: byte 0xE9 "), result
+    assert "save the file as UTF-8" in result["msg"] and "pw" not in result["msg"]
     plugin._execute_module.assert_not_called()
 
 

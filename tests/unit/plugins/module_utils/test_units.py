@@ -211,6 +211,7 @@ def test_a_failing_systemctl_is_a_sentence(manager):
 
 @pytest.mark.parametrize("items,phrase", [
     ([{"name": "Bad Name"}], "not a valid task name"),
+    ([{"name": "t1\n", "schedule": "interval", "interval_minutes": 5}], "not a valid task name"),
     ([INTERVAL, INTERVAL], "already used by tasks entry 1"),
     ([{"name": "x", "schedule": "interval"}], "interval_minutes: None"),
     ([{"name": "x", "schedule": "interval", "interval_minutes": 0}], "from 1 to 1440"),
@@ -230,3 +231,10 @@ def test_time_spans(value, ok):
     if not ok:
         with pytest.raises(ConfigError, match="first_delay"):
             units.check_timespan("first_delay", value)
+
+
+def test_a_name_with_a_trailing_line_feed_writes_no_unit(manager):
+    with pytest.raises(ConfigError, match="'t1\\\\n' is not a valid task name"):
+        run(manager, tasks({"name": "t1\n", "schedule": "interval", "interval_minutes": 5}))
+    assert not manager.unit_dir.exists() or not list(manager.unit_dir.iterdir())
+    assert units.UNIT_RE.fullmatch(f"{PREFIX}t1\n.timer") is None and units.UNIT_RE.match(f"{PREFIX}t1.timer\n") is None

@@ -119,6 +119,13 @@ def test_sync_task_bad_input(tmp_path):
     assert "tasks" not in tree(tmp_path)
 
 
+def test_sync_task_refuses_a_backtracking_exclude(tmp_path):
+    run(mail_target, target(tmp_path))
+    refused = run(sync_task, task(tmp_path, folders="all_except", exclude=["^Spam$", "(a+)+$"]))
+    assert refused.failed and "exclude: entry 2 '(a+)+$' repeats a group that holds another repeat" in refused.result["msg"]
+    assert "tasks" not in tree(tmp_path)
+
+
 def test_sync_task_exclude_warning(tmp_path):
     run(mail_target, target(tmp_path))
     ran = run(sync_task, task(tmp_path, exclude=["^Spam$"]))
@@ -140,6 +147,14 @@ def test_sync_task_absent_keeps_state(tmp_path):
     assert "tasks/alice.json" not in tree(tmp_path) and "secrets/tasks/alice" not in tree(tmp_path)
     assert state.exists()
     assert not run(sync_task, absent).result["changed"]
+
+
+def test_sync_task_absent_refuses_a_name_with_a_line_feed(tmp_path):
+    run(mail_target, target(tmp_path))
+    run(sync_task, task(tmp_path, name="t1"))
+    absent = run(sync_task, {"name": "t1\n", "state": "absent", "config_dir": str(tmp_path / "etc")})
+    assert absent.failed and not absent.result.get("changed") and "is not a valid task name" in absent.result["msg"], absent.result
+    assert "tasks/t1.json" in tree(tmp_path)
 
 
 def test_unwritable_config_dir(tmp_path):

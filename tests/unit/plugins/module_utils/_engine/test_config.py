@@ -134,6 +134,25 @@ def test_invalid_regex_names_the_entry():
     assert "exclude" in message and "entry 2" in message and "'Trash('" in message
 
 
+@pytest.mark.parametrize("pattern,shape", [
+    ("(a+)+$", "holds another repeat"), (r"(\w+\s?)*x", "holds another repeat"), ("(.*a){12}!", "holds another repeat"),
+    ("^Archive/((19|20)[0-9]+/?)+$", "holds another repeat"), ("(a|ab)+x", "start with the same character"),
+    ("(?i)(x|Xy)*z", "start with the same character"), ("(Spam|)+", "start with the same character"),
+])
+def test_exclude_that_can_backtrack_for_hours_is_refused_with_a_rewrite(pattern, shape):
+    with pytest.raises(ConfigError) as exc_info:
+        task(folders="all_except", exclude=["^Spam$", pattern])
+    message = refused(exc_info)
+    assert message.startswith(f"exclude: entry 2 {pattern!r} repeats ") and shape in message and "rather than" in message
+
+
+@pytest.mark.parametrize("pattern", ["^Spam$", "^Trash(/|$)", "(foo|bar)+", "^Archive/20(19|20)", "(ab?)+", "[a-z ]+",
+                                     "a{2,5}(b|c)*", "(a{2}){3}", r"^Sent\.Old$", "^(Spam|Junk)(/.*)?$", ".*Old.*",
+                                     "(?i)(\u0130|x)+"])
+def test_ordinary_excludes_are_accepted(pattern):
+    assert task(folders="all_except", exclude=[pattern]).exclude == (pattern,)
+
+
 def test_blank_exclude_entries_ignored():
     parsed = task(folders="all_except", exclude=["", "  ", None, "^Spam$", "\t"])
     assert parsed.exclude == ("^Spam$",)
@@ -257,7 +276,7 @@ def test_good_names(name):
     assert task(name=name).name == name
 
 
-@pytest.mark.parametrize("name", ["Alice", "-a", "_a", "a b", "a/b", "a" * 65, "ä"])
+@pytest.mark.parametrize("name", ["Alice", "-a", "_a", "a b", "a/b", "a" * 65, "ä", "t1\n", "t1\r", "t1\n\n"])
 def test_bad_names(name):
     with pytest.raises(ConfigError) as exc_info:
         task(name=name)
@@ -308,3 +327,10 @@ def test_state_key_no_secret():
     target = config.parse_target({"master_password": "m4ster"})
     key = config.state_key(task(), target)
     assert "s3cr" not in key and "m4ster" not in key and "alice" not in key
+
+
+@pytest.mark.parametrize("value", ["t1\n", "t1\nx", "\nt1"])
+def test_name_regex_matches_whole_strings(value):
+    # $ also matches before a trailing line feed: the name rule must not accept "t1\n".
+    assert config.TASK_NAME_RE.fullmatch(value) is None and config.TASK_NAME_RE.match(value) is None
+
