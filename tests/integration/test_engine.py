@@ -222,8 +222,8 @@ def _bodies(account) -> list[bytes]:
 
 
 @pytest.mark.parametrize("window", [2000, 2], ids=["one window", "look-alikes in different windows"])
-def test_look_alikes_deleted_locally_then_lost_state_restores_the_deleted_one_without_duplicate(account, tmp_path,
-                                                                                                 monkeypatch, window):
+def test_look_alikes_deleted_locally_then_lost_state_restores_the_deleted_one_without_duplicate(
+        account, tmp_path, monkeypatch, window):
     monkeypatch.setattr(sync, "WINDOW", window)
     srv, user, pw = account.remote_server, account.remote_user, account.remote_password
     first, second = _look_alikes()

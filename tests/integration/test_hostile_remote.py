@@ -72,8 +72,8 @@ def test_flags_injecting_a_command_into_a_flag_update_are_dropped(fake, victim, 
     _assert_victim_intact_and_flags_clean(victim, result)
 
 
-def test_control_characters_in_a_folder_name_reach_neither_the_local_server_nor_the_log(fake, account, tmp_path,
-                                                                                         imapsyncctl):
+def test_control_characters_in_a_folder_name_reach_neither_the_local_server_nor_the_log(
+        fake, account, tmp_path, imapsyncctl):
     fake.folder(HOSTILE_NAME).add(FakeMessage(mail.make_message("in a hostile folder")))
     st = store_mod.Store(str(tmp_path / "etc"), str(tmp_path / "var"))
     target = config.parse_target(target_data(account))
@@ -151,7 +151,7 @@ def test_a_message_above_the_local_limit_is_an_error_not_a_fetch(fake, account, 
 def test_a_literal_bigger_than_announced_is_cut_off_before_it_is_read(fake, account, tmp_path):
     def endless():
         chunk = b"x" * 65536
-        for _ in range(2 * 1024 ** 3 // len(chunk)):
+        for _count in range(2 * 1024 ** 3 // len(chunk)):
             yield chunk
 
     fake.folders["INBOX"].add(FakeMessage(b"", size=1000, literal=(2 * 1024 ** 3, endless)))
@@ -196,4 +196,3 @@ def test_an_unencrypted_or_unverified_remote_is_noticed(fake, account, tmp_path)
     }), config.parse_target(target_data(account)), str(tmp_path / "unverified.sqlite"))
     assert unverified.status == "success"
     assert any("was not verified (validate_certs: false)" in n for n in unverified.notices), unverified.notices
-

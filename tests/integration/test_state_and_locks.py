@@ -16,7 +16,7 @@ from harness.proxy import CuttingProxy
 from test_imapsyncctl import Host, local_snapshot, remote_snapshot, seed_many, seed_remote
 
 from ansible_collections.mailops.imap.plugins.module_utils import _migrate
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, files, runner
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, runner
 
 FULL = "free space on the filesystem holding"
 

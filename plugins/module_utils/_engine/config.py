@@ -176,8 +176,8 @@ def check_host(field: str, value: t.Any) -> str:
     return bare
 
 
-_REPEATS = tuple(op for op in (getattr(_sre, "MAX_REPEAT", None), getattr(_sre, "MIN_REPEAT", None),
-                                getattr(_sre, "POSSESSIVE_REPEAT", None)) if op is not None)
+_REPEAT_NAMES = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+_REPEATS = tuple(getattr(_sre, name) for name in _REPEAT_NAMES if hasattr(_sre, name))
 _ZERO_WIDTH = tuple(getattr(_sre, name) for name in ("AT", "ASSERT", "ASSERT_NOT") if hasattr(_sre, name))
 _WIDE_RANGE = 1024  # a character range wider than this counts as "any character" when alternatives are compared
 

@@ -333,4 +333,3 @@ def test_state_key_no_secret():
 def test_name_regex_matches_whole_strings(value):
     # $ also matches before a trailing line feed: the name rule must not accept "t1\n".
     assert config.TASK_NAME_RE.fullmatch(value) is None and config.TASK_NAME_RE.match(value) is None
-
