@@ -208,10 +208,12 @@ def test_lost_state_and_half_copied_mailbox_make_no_duplicates(account, tmp_path
     assert not run(account, tmp_path / "two").changed
 
 
-def _look_alikes() -> tuple[bytes, bytes]:
-    """Two different messages with the same Message-ID, Date and size (the bodies differ, not their lengths)."""
-    first = mail.make_message("Look-alike", message_id="<same@example.org>", date=D1, body="body A: the first one\n")
-    second = mail.make_message("Look-alike", message_id="<same@example.org>", date=D1, body="body B: the other one\n")
+def _look_alikes(pad: int = 0) -> tuple[bytes, bytes]:
+    """Two different messages with the same Message-ID, Date and size (the bodies differ, not their lengths);
+    ``pad`` bytes more of body each (messages larger than a literal that is not a message body may be)."""
+    filler = ("x" * 76 + "\n") * (pad // 77)
+    first = mail.make_message("Look-alike", message_id="<same@example.org>", date=D1, body="body A: the first one\n" + filler)
+    second = mail.make_message("Look-alike", message_id="<same@example.org>", date=D1, body="body B: the other one\n" + filler)
     assert first != second and len(first) == len(second)
     return first, second
 
@@ -221,12 +223,13 @@ def _bodies(account) -> list[bytes]:
     return sorted(info.body for info in infos)
 
 
-@pytest.mark.parametrize("window", [2000, 2], ids=["one window", "look-alikes in different windows"])
+@pytest.mark.parametrize("window, pad", [(2000, 0), (2, 0), (2000, 5 * 1024 * 1024)],
+                         ids=["one window", "look-alikes in different windows", "5 MiB look-alikes"])
 def test_look_alikes_deleted_locally_then_lost_state_restores_the_deleted_one_without_duplicate(
-        account, tmp_path, monkeypatch, window):
+        account, tmp_path, monkeypatch, window, pad):
     monkeypatch.setattr(sync, "WINDOW", window)
     srv, user, pw = account.remote_server, account.remote_user, account.remote_password
-    first, second = _look_alikes()
+    first, second = _look_alikes(pad)
     fillers = [mail.make_message(f"filler {i}", date=D2) for i in range(3)]
     mail.seed(srv, user, pw, "INBOX", [(first, (), D1)] + [(m, (), D2) for m in fillers] + [(second, (), D1)])
     assert run(account, tmp_path / "one").as_dict()["totals"]["copied"] == 5

@@ -76,7 +76,7 @@ def content_digests(conn: t.Any, uids: t.Sequence[int], sizes: t.Mapping[int, in
         batch.append(uid)
         weight += sizes.get(uid, 0)
         if weight >= CONTENT_BATCH_BYTES or position == len(uids) - 1:
-            for fetched, data in conn.fetch(batch, [CONTENT]).items():
+            for fetched, data in conn.fetch(batch, [CONTENT], sizes=sizes).items():
                 body = data.get(b"BODY[]")
                 if body is not None:
                     digests[fetched] = hashlib.sha256(body).digest()
