@@ -31,7 +31,7 @@ import threading
 import typing as t
 
 from . import errors, files, imapsync_cmd, sync
-from .imap import Connection, insecure_notice
+from .imap import Connection
 from .result import RunResult
 from .store import Store
 from .text import printable
@@ -456,20 +456,12 @@ class ImapsyncRun:
         locks = files.RunLocks(self.store.state_path(self.name), self.store.state_dir, self.task, create=not self.check_mode)
         try:
             try:
-                busy = locks.acquire()
-                if busy is not None:
-                    result.notice(busy)
-                    result.finish("skipped")
+                if not sync.begin(locks, result, sync.endpoints(self.task, self.target)[0], self.on_locked):
                     return result
-                if self.on_locked is not None:
-                    self.on_locked()
             except errors.SyncError as exc:
                 result.add_error(exc.kind, exc.message)
                 result.finish("failed")
                 return result
-            notice = insecure_notice(sync.endpoints(self.task, self.target)[0])
-            if notice:
-                result.notice(notice)
             if self.check_mode:
                 private = tempfile.mkdtemp(prefix="mailops-imapsync-")
             else:

@@ -32,7 +32,7 @@ from .lmtp import LmtpDelivery
 from .result import FolderResult, RunResult
 from .text import printable
 
-__all__ = ["run", "endpoints", "Syncer", "HAS_IMAPCLIENT", "IMAPCLIENT_IMPORT_ERROR", "BATCH_BYTES"]
+__all__ = ["run", "begin", "endpoints", "Syncer", "HAS_IMAPCLIENT", "IMAPCLIENT_IMPORT_ERROR", "BATCH_BYTES"]
 from .files import RunLocks
 from .state import FolderState, State
 
@@ -76,6 +76,22 @@ def run(
     syncer.on_locked = on_locked
     syncer.state_dir = state_dir
     return syncer.run()
+
+
+def begin(locks: RunLocks, result: RunResult, remote: Endpoint, on_locked: t.Callable[[], None] | None) -> bool:
+    """The start of every run, whatever the engine: take its locks (False, and the result ``skipped``, when another run
+    holds one; SyncError ``state_error`` when they cannot be used), tell ``on_locked``, note an insecure remote."""
+    busy = locks.acquire()
+    if busy is not None:
+        result.notice(busy)
+        result.finish("skipped")
+        return False
+    if on_locked is not None:
+        on_locked()
+    notice = insecure_notice(remote)
+    if notice:
+        result.notice(notice)
+    return True
 
 
 def endpoints(task: Task, target: Target) -> tuple[Endpoint, Endpoint]:
@@ -163,16 +179,8 @@ class Syncer:
         locks = RunLocks(self.state_path, self.state_dir or os.path.dirname(os.path.abspath(self.state_path)), self.task,
                          create=not self.check)
         try:
-            busy = locks.acquire()
-            if busy is not None:
-                result.notice(busy)
-                result.finish("skipped")
+            if not begin(locks, result, self.remote_ep, self.on_locked):
                 return result
-            if self.on_locked is not None:
-                self.on_locked()
-            notice = insecure_notice(self.remote_ep)
-            if notice:
-                result.notice(notice)
             self.state = State(self.state_path, readonly=self.check)
             for notice in self.state.notices:
                 result.notice(notice)
