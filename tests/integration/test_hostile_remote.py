@@ -136,6 +136,26 @@ def test_a_slow_but_steady_response_is_not_cut(fake, account, tmp_path, monkeypa
     assert [m.subject for m in local(account, "INBOX")] == ["steady"]
 
 
+@pytest.mark.usefixtures("fast")
+def test_keepalive_lines_of_a_slow_command_are_progress(fake, account, tmp_path):
+    """A server working on a long command (Dovecot's "* OK Searched 42% of the mailbox") sends short lines, far below
+    PROGRESS_BYTES per timeout: each whole line is progress, the command is not cut."""
+    fake.folders["INBOX"].add(FakeMessage(mail.make_message("found at last")))
+    fake.keepalive = {"SEARCH": (6, 0.4)}  # 2.4 s of answers of 20 bytes, against a timeout of 1 s
+    result = run(fake, account, tmp_path)
+    assert result.status == "success", result.as_dict()
+    assert [m.subject for m in local(account, "INBOX")] == ["found at last"]
+
+
+def test_a_message_larger_than_its_announced_size_is_copied(fake, account, tmp_path):
+    """Some servers under-report RFC822.SIZE: a body above what was announced (here by a fifth) is no violation."""
+    big = mail.make_message("under-reported", body="y" * (6 * 1024 * 1024))
+    fake.folders["INBOX"].add(FakeMessage(big, size=5 * 1024 * 1024))
+    result = run(fake, account, tmp_path)
+    assert result.status == "success", result.as_dict()
+    assert [m.size for m in local(account, "INBOX")] == [len(big)]
+
+
 def test_a_message_above_the_local_limit_is_an_error_not_a_fetch(fake, account, tmp_path):
     fake.folders["INBOX"].add(FakeMessage(mail.make_message("small")))
     fake.folders["INBOX"].add(FakeMessage(mail.make_message("announced huge"), size=3 * 1024 ** 3))

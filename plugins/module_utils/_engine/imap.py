@@ -54,6 +54,8 @@ MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # the responses to one command, message b
 MAX_RESPONSES = 100_000  # untagged responses kept for one command (folders listed, messages fetched...)
 # The largest message copied: the local server's APPENDLIMIT (RFC 7889) when it announces a smaller one.
 MAX_MESSAGE = 256 * 1024 * 1024
+# Untagged responses that no later command reads (imaplib keeps them until a SELECT): dropped when a command starts.
+_NEVER_READ_LATER = ("EXPUNGE", "EXISTS", "RECENT", "VANISHED")
 _IO_CHUNK = 65536
 
 # RFC 3501 flag: "\" atom (system flag) or atom (keyword); atom-chars exclude SP, CTLs, 8-bit and ( ) { % * " \ ].
@@ -264,6 +266,8 @@ class _IMAP4(imaplib.IMAP4):
         line = self._reader.readline(limit + 1) if self._reader is not None else b""
         if len(line) > limit:
             raise ServerViolation(f"it sent a line longer than {limit} bytes")
+        if line.endswith(b"\n"):
+            self._progress()  # a whole response line is progress, however short (Dovecot's "* OK Searched 42% ...")
         return line
 
     def send(self, data: bytes) -> None:
@@ -289,11 +293,13 @@ class _IMAP4(imaplib.IMAP4):
 
     def _new_tag(self) -> bytes:
         tag = super()._new_tag()
-        # A new command: its responses are counted from what is still kept of earlier ones.
-        kept = [item for items in self.untagged_responses.values() for item in items]
-        self._responses = len(kept)
-        self._received = sum(len(part) for item in kept for part in (item if isinstance(item, tuple) else (item,))
-                             if isinstance(part, (bytes, bytearray)))
+        # A new command: its responses are counted from zero. What earlier commands left and nothing reads later
+        # (imaplib pops only what a command asks for: the EXPUNGE lines of UID EXPUNGE, say) is dropped, so that what
+        # is kept does not grow with the folder.
+        for name in _NEVER_READ_LATER:
+            self.untagged_responses.pop(name, None)
+        self._responses = 0
+        self._received = 0
         return tag
 
     def _append_untagged(self, typ: str, dat: t.Any) -> None:
@@ -717,17 +723,18 @@ class Connection:
 
     def fetch(self, uids: t.Sequence[int], items: list[str], modifiers: list[str] | None = None,
               sizes: t.Mapping[int, int] | None = None) -> dict[int, dict[bytes, t.Any]]:
-        """FETCH ``items``; with message bodies, ``sizes`` are their announced sizes (RFC822.SIZE): a body literal
-        more than a tenth (at least 64 KiB) above the largest of them breaks the protocol."""
+        """FETCH ``items``; with message bodies, ``sizes`` are their announced sizes (RFC822.SIZE): a body literal above
+        MAX_MESSAGE, or a response that exceeds what was announced by more than MAX_MESSAGE, breaks the protocol."""
         out: dict[int, dict[bytes, t.Any]] = {}
         for part in chunks(sorted(uids)):
             with self.guard("fetching messages"):
                 if sizes is None:
                     out.update(self.client.fetch(part, items, modifiers))
                     continue
-                announced = [sizes.get(uid, 0) for uid in part]
-                largest = max(announced, default=0)
-                with self.client._imap.bodies(largest + max(65536, largest // 10), sum(announced) + 65536 * len(part)):
+                # A body may be larger than announced (some servers under-report RFC822.SIZE): any body up to the
+                # largest message copied is read, and the command may exceed what was announced by one such body.
+                announced = sum(sizes.get(uid, 0) for uid in part)
+                with self.client._imap.bodies(MAX_MESSAGE, announced + 65536 * len(part) + MAX_MESSAGE):
                     out.update(self.client.fetch(part, items, modifiers))
         return out
 

@@ -175,7 +175,7 @@ class Store:
         public, secret = self.read("tasks", name)
         if public is None:
             raise ConfigError(f"The sync task {name!r} is not defined in {self.config_dir}; define it with mailops.imap.sync_task.")
-        return config.parse_task(dict(public, remote_password=secret or "", name=name))
+        return config.parse_task(dict(public, remote_password=secret or "", name=name), declared=False)
 
     # -- runs ---------------------------------------------------------------------------------------------
     def run_records(self, task: str) -> str:

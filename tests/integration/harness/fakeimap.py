@@ -10,7 +10,9 @@ connection, and lets a test make it hostile:
 * folder names are any text (control characters included), in modified UTF-7 on the wire as on real servers;
 * ``drip`` sends the greeting (``"greeting"``) or the responses to a command (``"FETCH"``, ``"LIST"``...) one byte
   every ``drip_interval`` seconds;
-* ``extra_list`` yields raw untagged lines added to every LIST response (``* LIST () "/" name``, as many as wanted).
+* ``extra_list`` yields raw untagged lines added to every LIST response (``* LIST () "/" name``, as many as wanted);
+* ``keepalive`` maps a command (``"SEARCH"``...) to ``(count, interval)``: before its answer, ``count`` short
+  ``* OK still working`` lines, one every ``interval`` seconds (as Dovecot's "Searched 42% of the mailbox").
 """
 
 from __future__ import annotations
@@ -122,6 +124,10 @@ class _Session(socketserver.BaseRequestHandler):
             out += line[:match.start()] + b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
     def _send(self, data: bytes, what: str) -> None:
+        count, interval = self.fake.keepalive.get(what, (0, 0.0))
+        for _line in range(count):
+            self.request.sendall(b"* OK still working\r\n")
+            time.sleep(interval)
         if what in self.fake.drip:
             for i in range(len(data)):
                 self.request.sendall(data[i:i + 1])
@@ -277,6 +283,7 @@ class FakeImap:
         self.folders: dict[str, FakeFolder] = {"INBOX": FakeFolder()}
         self.drip: set[str] = set()
         self.drip_interval = 0.2
+        self.keepalive: dict[str, tuple[int, float]] = {}
         self.extra_list: Callable[[], Iterator[bytes]] | None = None
         self.commands: list[str] = []
         self.connections = 0

@@ -333,3 +333,11 @@ def test_state_key_no_secret():
 def test_name_regex_matches_whole_strings(value):
     # $ also matches before a trailing line feed: the name rule must not accept "t1\n".
     assert config.TASK_NAME_RE.fullmatch(value) is None and config.TASK_NAME_RE.match(value) is None
+
+
+def test_a_backtracking_exclude_is_refused_when_declared_only():
+    """A definition stored by an earlier version keeps running (its matching is bounded in time), and a pattern that
+    folders ignores is not judged."""
+    stored = config.parse_task(dict(BASE, folders="all_except", exclude=["(a+)+$"]), declared=False)
+    assert stored.exclude == ("(a+)+$",)
+    assert task(folders="all", exclude=["(a+)+$"]).exclude == ("(a+)+$",)

@@ -135,3 +135,11 @@ def test_symbolic_links_in_the_directories_are_never_followed(tmp_path):
     with pytest.raises(ConfigError, match="is a symbolic link"):
         st.load_task("t1")
     assert elsewhere.read_text(encoding="utf-8") == "precious\n" and mode(elsewhere) == 0o644
+
+
+def test_a_stored_task_with_a_pattern_refused_today_still_loads(tmp_path):
+    st = store_mod.Store(str(tmp_path / "etc"), str(tmp_path / "var"))
+    data = {"name": "old", "local_user": "a", "remote_user": "a@x", "remote_host": "imap.x.org", "folders": "all_except",
+            "exclude": ["^Shared(/[^/]+)+$"]}
+    st.write("tasks", "old", data, "pw")
+    assert st.load_task("old").exclude == ("^Shared(/[^/]+)+$",)
