@@ -27,6 +27,7 @@ import typing as t
 
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
+from ansible_collections.mailops.imap.plugins.module_utils._engine.files import make_dirs
 from ansible_collections.mailops.imap.plugins.module_utils._engine.store import atomic_write
 
 UNIT_PREFIX = "mailops-imapsync@"
@@ -386,7 +387,7 @@ def apply(change: Plan, systemctl: Systemctl) -> None:
     if change.disable:
         systemctl.each(["disable", "--no-reload"], change.disable)
     if change.files:
-        os.makedirs(change.unit_dir, mode=0o755, exist_ok=True)
+        make_dirs(change.unit_dir, 0o755, check=False)  # missing parents 0755 too, whatever the umask
     for file in change.files:
         if file.after is None:
             with contextlib.suppress(FileNotFoundError):

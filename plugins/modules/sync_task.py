@@ -222,7 +222,8 @@ options:
         in the remote folder names; a folder that matches any of them is not copied.
       - Blank entries are ignored. An invalid expression is an error that names it, and so is one that can take
         hours to match a long folder name (a quantified group holding another quantifier, such as V((a+\)+), or
-        repeated alternatives that start alike, such as V((a|ab\)+)). Runs stop matching after 30 seconds.
+        repeated alternatives that start alike, such as V((a|ab\)+)). Runs of the builtin engine stop matching after
+        30 seconds (with O(engine=imapsync), imapsync matches the patterns itself, within the run's time limit).
       - Give a YAML list. Ansible splits a single string at commas, so an expression that contains a comma
         (such as V({1,3})) must be a list entry of its own.
       - Stored as given; ignored by runs, with a warning here, unless O(folders=all_except).

@@ -64,10 +64,11 @@ def check_dir(path: str) -> None:
                      f"make it writable by its owner only (chmod go-w {path}) or choose another directory.")
 
 
-def make_dirs(path: str, mode: int = 0o700, tighten: bool = False) -> str:
+def make_dirs(path: str, mode: int = 0o700, tighten: bool = False, check: bool = True) -> str:
     """Create ``path`` and its missing parents with exactly ``mode`` (whatever the umask); check ``path``.
 
-    With ``tighten``, an existing ``path`` of this user with a wider mode gets ``mode`` too.
+    With ``tighten``, an existing ``path`` of this user with a wider mode gets ``mode`` too. Without ``check``, an
+    existing ``path`` is taken as it is (a directory that is not ours to judge, such as systemd's unit directory).
     """
     missing = []
     current = os.path.abspath(path)
@@ -83,7 +84,8 @@ def make_dirs(path: str, mode: int = 0o700, tighten: bool = False) -> str:
         except FileExistsError:
             continue  # another run created it meanwhile (or it is not a directory: check_dir says so)
         os.chmod(directory, mode)
-    check_dir(path)  # a directory others could write is refused, not repaired: they may have planted files
+    if check:
+        check_dir(path)  # a directory others could write is refused, not repaired: they may have planted files
     if tighten and not missing:
         st = os.stat(path)
         if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) & ~mode:

@@ -462,15 +462,22 @@ class ImapsyncRun:
                 result.add_error(exc.kind, exc.message)
                 result.finish("failed")
                 return result
-            if self.check_mode:
-                private = tempfile.mkdtemp(prefix="mailops-imapsync-")
-            else:
-                runs_dir = self.store.run_records(self.name)
-                remove_stale_secrets(runs_dir)
-                private = tempfile.mkdtemp(prefix=SECRETS_PREFIX, dir=runs_dir)
+            where = tempfile.gettempdir() if self.check_mode else self.store.runs_dir(self.name)
             try:
-                passfile1 = write_secret(private, "passfile1", self.task.remote_password)
-                passfile2 = write_secret(private, "passfile2", self.target.master_password)
+                if self.check_mode:
+                    private = tempfile.mkdtemp(prefix="mailops-imapsync-")
+                else:
+                    runs_dir = self.store.run_records(self.name)
+                    remove_stale_secrets(runs_dir)
+                    private = tempfile.mkdtemp(prefix=SECRETS_PREFIX, dir=runs_dir)
+            except (OSError, files.Unsafe, errors.SyncError) as exc:
+                return self._failed(exc, where)
+            try:
+                try:
+                    passfile1 = write_secret(private, "passfile1", self.task.remote_password)
+                    passfile2 = write_secret(private, "passfile2", self.target.master_password)
+                except OSError as exc:
+                    return self._failed(exc, private)
                 argv = imapsync_cmd.render(self.task, self.target, passfile1, passfile2)
                 argv[0] = program
                 if self.check_mode:
@@ -485,6 +492,13 @@ class ImapsyncRun:
         finally:
             locks.release()
         return result
+
+    def _failed(self, exc: BaseException, where: str) -> RunResult:
+        """The run fails before imapsync starts: the private directory or a password file cannot be written there."""
+        failure = exc if isinstance(exc, errors.SyncError) else files.state_error(where, exc)
+        self.result.add_error(failure.kind, failure.message)
+        self.result.finish("failed")
+        return self.result
 
     def _execute(self, argv: list[str], private: str, lock_fds: tuple[int, ...]) -> None:
         result = self.result

@@ -16,6 +16,7 @@ import datetime
 import itertools
 import os
 import queue
+import sqlite3
 import threading
 import time
 import traceback
@@ -195,6 +196,13 @@ class Syncer:
         except errors.SyncError as exc:
             self._flag_notice()
             result.add_error(exc.kind, exc.message)
+            result.finish("failed")
+            return result
+        except sqlite3.Error as exc:
+            # The temporary database of identity matching (the state's own failures are state_error already).
+            result.add_error(errors.STATE_ERROR, f"The temporary database of identity matching cannot be used ({printable(exc, 300)}); "
+                             "free space in the temporary directory (TMPDIR, else /var/tmp) or point TMPDIR at a "
+                             "filesystem with room. What was copied is recorded and the next run resumes.")
             result.finish("failed")
             return result
         except Exception as exc:  # pylint: disable=broad-exception-caught

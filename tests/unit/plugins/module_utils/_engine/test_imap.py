@@ -35,3 +35,19 @@ def test_the_largest_message_is_the_local_appendlimit_at_most_the_engines_limit(
                           ({b"APPENDLIMIT=99999999999"}, imap.MAX_MESSAGE), (set(), imap.MAX_MESSAGE)):
         conn.caps = caps
         assert conn.max_message() == largest
+
+
+def test_each_command_counts_its_own_responses_and_drops_what_nothing_reads():
+    """UID EXPUNGE leaves one EXPUNGE line per message (imaplib keeps them until a SELECT): a folder of more than
+    MAX_RESPONSES deleted messages must not break the bound of a later command, nor grow what is kept."""
+    conn = imap._IMAP4.__new__(imap._IMAP4)  # the bookkeeping only, no socket
+    conn.tagpre, conn.tagnum, conn.tagged_commands, conn._encoding, conn.debug = b"T", 0, {}, "ascii", 0
+    conn.untagged_responses = {"EXPUNGE": [b"1"] * (imap.MAX_RESPONSES + 5), "EXISTS": [b"9"], "FETCH": [b"kept"]}
+    conn._responses = conn._received = 0
+    for _command in range(3):
+        conn._new_tag()
+        for _line in range(10):
+            conn._append_untagged("EXPUNGE", b"1")
+    assert conn._responses == 10
+    assert conn.untagged_responses["EXPUNGE"] == [b"1"] * 10 and "EXISTS" not in conn.untagged_responses
+    assert conn.untagged_responses["FETCH"] == [b"kept"]

@@ -424,3 +424,18 @@ def test_imapsync_output_is_escaped_and_an_unencrypted_remote_is_noticed(tmp_pat
         log = handle.read()
     assert "\x1b" not in log
     assert "Host1 folder [x\\x1b[2J]" in log
+
+
+def test_a_password_file_that_cannot_be_written_is_a_state_error_recorded_as_the_last_result(fake_host, monkeypatch):
+    st, record = fake_host
+
+    def full(directory, name, secret):
+        raise OSError(28, "No space left on device", os.path.join(directory, name))
+
+    monkeypatch.setattr(runner, "write_secret", full)
+    result = runner.run_task(st, "t1")
+    assert result.status == "failed" and [e["kind"] for e in result.errors] == ["state_error"], result.as_dict()
+    assert "No space left on device" in result.errors[0]["detail"] and st.runs_dir("t1") in result.errors[0]["detail"]
+    assert st.last_result("t1")["errors"][0]["kind"] == "state_error"
+    assert not record.exists()  # imapsync never started
+    assert not [e for e in os.listdir(st.runs_dir("t1")) if e.startswith(runner.SECRETS_PREFIX)]  # no directory left
