@@ -60,9 +60,7 @@ def _ensure_state_dir(module: ModuleLike) -> str:
 
 
 def _failed_result(kind: str, detail: str, check_mode: bool) -> RunResult:
-    outcome = RunResult(task=None, check_mode=check_mode)
-    outcome.add_error(kind, detail)
-    outcome.finish("failed")
+    outcome = RunResult(task=None, check_mode=check_mode).fail(kind, detail)
     return outcome
 
 

@@ -6,7 +6,7 @@ AUTHENTICATE PLAIN where offered, errors classified, UID sets always as lists of
 A server (the remote above all) chooses every byte it sends, so every connection is bounded (:class:`_IMAP4`):
 connect, TLS, greeting, STARTTLS and login within one deadline; a response that delivers almost nothing for a
 whole timeout period has stalled; literals, lines and the responses to one command are capped in size and number
-(message bodies only up to the size announced for them). Flags are IMAP atoms (:func:`split_flags`); folder
+(a message body up to MAX_MESSAGE, whatever size was announced). Flags are IMAP atoms (:func:`split_flags`); folder
 names travel in modified UTF-7, which encodes control characters.
 """
 
@@ -44,7 +44,7 @@ else:
 # UIDs per command: keeps command lines far below servers' limits (Dovecot: 64 KiB).
 UID_CHUNK = 1000
 # Seconds: a read's timeout; also the deadline of connect + TLS + greeting + STARTTLS + login as a whole, and the
-# period in which a response must deliver PROGRESS_BYTES (or a command be sent) not to count as stalled.
+# period in which a response must deliver PROGRESS_BYTES or a whole line (or a command be sent) not to count as stalled.
 DEFAULT_TIMEOUT = 120.0
 PROGRESS_BYTES = 1024
 
@@ -360,14 +360,14 @@ def classify(exc: BaseException, ep: Endpoint, during: str = "") -> errors.SyncE
     if isinstance(exc, ssl.SSLCertVerificationError):
         return errors.SyncError(
             errors.TLS_FAILED,
-            f"The TLS certificate of {where} could not be verified ({printable(exc.verify_message or exc, 300)}); "
+            f"The TLS certificate of {where} could not be verified ({printable(exc.verify_message or exc, SERVER_TEXT_LIMIT)}); "
             "give its CA certificate in ca_file, or set validate_certs: false if you trust the network path.",
             ep.side,
         )
     if isinstance(exc, ssl.SSLError):
         return errors.SyncError(
             errors.TLS_FAILED,
-            f"The TLS handshake with {where} failed ({printable(exc.reason or exc, 300)}); check security and port "
+            f"The TLS handshake with {where} failed ({printable(exc.reason or exc, SERVER_TEXT_LIMIT)}); check security and port "
             "(ssl is usually port 993, starttls port 143).",
             ep.side,
         )
@@ -385,7 +385,7 @@ def classify(exc: BaseException, ep: Endpoint, during: str = "") -> errors.SyncE
         )
     if isinstance(exc, imaplib.IMAP4.abort) or (isinstance(exc, OSError) and exc.errno in (
             errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENOTCONN)) or isinstance(exc, EOFError):
-        return errors.ConnectionLost(f"The connection to {where} was lost{what} ({printable(exc, 300)}).", ep.side)
+        return errors.ConnectionLost(f"The connection to {where} was lost{what} ({printable(exc, SERVER_TEXT_LIMIT)}).", ep.side)
     if isinstance(exc, OSError):
         reason = exc.strerror or str(exc)
         return errors.SyncError(
@@ -498,7 +498,7 @@ class Connection:
                     client.starttls(context)
                 except imaplib.IMAP4.error as exc:
                     raise errors.SyncError(errors.TLS_FAILED, f"{_server(ep)[0].upper()}{_server(ep)[1:]} refused STARTTLS "
-                                           f"({printable(exc, 300)}).", ep.side) from None
+                                           f"({printable(exc, SERVER_TEXT_LIMIT)}).", ep.side) from None
             self._login()
         except errors.SyncError as exc:
             self.close()
@@ -601,7 +601,7 @@ class Connection:
                 f"{PROGRESS_BYTES} bytes; check the server's load and the network path.", self.ep.side, kind=errors.TIMEOUT) from None
         except ssl.SSLError as exc:
             # Past the handshake, a TLS error means the connection broke (EOF, reset mid-record).
-            raise errors.ConnectionLost(f"The connection to {_server(self.ep)} was lost while {during} ({printable(exc, 300)}).",
+            raise errors.ConnectionLost(f"The connection to {_server(self.ep)} was lost while {during} ({printable(exc, SERVER_TEXT_LIMIT)}).",
                                         self.ep.side) from None
         except (socket.timeout, TimeoutError):
             # A server silent mid-session: the connection is in an unknown state, reconnect and resume.

@@ -58,6 +58,12 @@ class RunResult:
         if text not in self.notices:
             self.notices.append(text)
 
+    def fail(self, kind: str, detail: str) -> RunResult:
+        """End the run as failed by one error (the one that stopped it); the result itself."""
+        self.add_error(kind, detail)
+        self.finish("failed")
+        return self
+
     def finish(self, status: str | None = None) -> None:
         if status is not None:
             self.status = status

@@ -100,9 +100,7 @@ def run_task(store: Store, name: str, *, check_mode: bool = False, progress: Pro
     except (OSError, files.Unsafe, errors.SyncError) as exc:
         # No log can be written (a full or read-only filesystem, an unsafe state_dir): the same failed result.
         failure = exc if isinstance(exc, errors.SyncError) else files.state_error(store.runs_dir(name), exc)
-        result = RunResult(task=name, check_mode=False)
-        result.add_error(failure.kind, failure.message)
-        result.finish("failed")
+        result = RunResult(task=name, check_mode=False).fail(failure.kind, failure.message)
         if progress is not None:
             progress(f"error {failure.kind}: {failure.message}")
         _record(store, name, result)
@@ -450,18 +448,14 @@ class ImapsyncRun:
         result = self.result
         program, missing = find_imapsync()
         if program is None:
-            result.add_error(MISSING_PROGRAM, missing)
-            result.finish("failed")
-            return result
+            return result.fail(MISSING_PROGRAM, missing)
         locks = files.RunLocks(self.store.state_path(self.name), self.store.state_dir, self.task, create=not self.check_mode)
         try:
             try:
                 if not sync.begin(locks, result, sync.endpoints(self.task, self.target)[0], self.on_locked):
                     return result
             except errors.SyncError as exc:
-                result.add_error(exc.kind, exc.message)
-                result.finish("failed")
-                return result
+                return self._failed(exc, self.store.state_dir)
             where = tempfile.gettempdir() if self.check_mode else self.store.runs_dir(self.name)
             try:
                 if self.check_mode:
@@ -494,11 +488,10 @@ class ImapsyncRun:
         return result
 
     def _failed(self, exc: BaseException, where: str) -> RunResult:
-        """The run fails before imapsync starts: the private directory or a password file cannot be written there."""
+        """The run fails before imapsync starts: its locks, private directory or password files cannot be used
+        (``where``: the directory concerned, for a failure that is no SyncError yet)."""
         failure = exc if isinstance(exc, errors.SyncError) else files.state_error(where, exc)
-        self.result.add_error(failure.kind, failure.message)
-        self.result.finish("failed")
-        return self.result
+        return self.result.fail(failure.kind, failure.message)
 
     def _execute(self, argv: list[str], private: str, lock_fds: tuple[int, ...]) -> None:
         result = self.result
@@ -510,9 +503,8 @@ class ImapsyncRun:
                 pass_fds=lock_fds,
             )
         except OSError as exc:
-            result.add_error(MISSING_PROGRAM, f"imapsync ({argv[0]}) cannot be started: {exc.strerror}; check that it is "
-                             f"an executable program (and its interpreter, perl, is installed), or set ${ENV_IMAPSYNC}.")
-            result.finish("failed")
+            result.fail(MISSING_PROGRAM, f"imapsync ({argv[0]}) cannot be started: {exc.strerror}; check that it is "
+                        f"an executable program (and its interpreter, perl, is installed), or set ${ENV_IMAPSYNC}.")
             return
         stats = Statistics()
         scrub = scrubber(self.secrets)
@@ -572,5 +564,4 @@ class ImapsyncRun:
         elif returncode == 0:
             result.finish("success")
         else:
-            result.add_error(IMAPSYNC_FAILED, stats.failure(returncode))
-            result.finish("failed")
+            result.fail(IMAPSYNC_FAILED, stats.failure(returncode))

@@ -67,6 +67,32 @@ def _verify(db: sqlite3.Connection) -> None:
         raise _Damaged(f"quick check: {rows[0][0] if rows else 'no answer'}")
 
 
+def _checked(db: sqlite3.Connection, setup: t.Callable[[sqlite3.Connection], None] | None = None) -> sqlite3.Connection:
+    """``db`` once SQLite's quick check (then ``setup``) passed; else ``db`` is closed and the failure raised, as
+    _Damaged when SQLite says the file is damaged."""
+    try:
+        _verify(db)
+        if setup is not None:
+            setup(db)
+    except BaseException as exc:
+        with contextlib.suppress(sqlite3.Error):
+            db.close()
+        if isinstance(exc, sqlite3.Error) and files.is_corrupt(exc):
+            raise _Damaged(str(exc)) from None
+        raise
+    return db
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    """The writable state's settings and schema."""
+    # WAL: a checkpoint per batch costs no fsync; after a power cut the last batches may be missing
+    # from the state, and the identity check of the next run finds them in the mailbox.
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(_SCHEMA)
+    db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+
+
 def flags_to_text(flags: t.Iterable[bytes]) -> str:
     return " ".join(sorted({f.decode("latin-1") for f in flags if f.upper() != b"\\RECENT"}))
 
@@ -138,22 +164,7 @@ class State:
             raise files.state_error(path, exc) from None
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            _verify(db)
-            # WAL: a checkpoint per batch costs no fsync; after a power cut the last batches may be missing
-            # from the state, and the identity check of the next run finds them in the mailbox.
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
-                db.close()
-            if isinstance(exc, sqlite3.Error) and files.is_corrupt(exc):
-                raise _Damaged(str(exc)) from None
-            raise
-        return db
+        return _checked(sqlite3.connect(self.path, isolation_level=None), _prepare)
 
     def _open_readonly(self) -> None:
         if not os.path.lexists(self.path):
@@ -165,20 +176,13 @@ class State:
         uri = "file:" + self.path.replace("?", "%3f").replace("#", "%23") + "?mode=ro"
         if not os.path.exists(self.path + "-wal"):
             uri += "&immutable=1"
-        db = sqlite3.connect(uri, uri=True, isolation_level=None)
         try:
-            _verify(db)
-        except (sqlite3.Error, _Damaged) as exc:
-            with contextlib.suppress(sqlite3.Error):
-                db.close()
-            if isinstance(exc, sqlite3.Error) and not files.is_corrupt(exc):
-                raise
+            self.db = _checked(sqlite3.connect(uri, uri=True, isolation_level=None))
+        except _Damaged as exc:
             self.notices.append(
                 f"The state file {self.path} is damaged ({exc}); a real run sets it aside (keeping it as "
                 f"{self.path}.corrupt-<UTC time>) and matches the messages already on the local server by identity, "
                 "as this check did.")
-            return
-        self.db = db
 
     def _set_aside(self) -> str:
         """Rename the damaged database (with its -wal and -shm files) out of the way; the name it is kept under."""

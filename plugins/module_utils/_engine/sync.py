@@ -27,7 +27,8 @@ from .config import Target, Task
 from .folders import FolderPlan, plan as plan_folders
 from .identity import IdentityPool, content_digests, identities, message_id
 from .imap import (
-    HAS_IMAPCLIENT, IMAPCLIENT_IMPORT_ERROR, AppendRefused, Connection, Endpoint, chunks, insecure_notice, split_flags,
+    HAS_IMAPCLIENT, IMAPCLIENT_IMPORT_ERROR, SERVER_TEXT_LIMIT, AppendRefused, Connection, Endpoint, chunks, insecure_notice,
+    split_flags,
 )
 from .lmtp import LmtpDelivery
 from .result import FolderResult, RunResult
@@ -172,10 +173,8 @@ class Syncer:
     def run(self) -> RunResult:
         result = self.result
         if self.task.engine != "builtin":
-            result.add_error("unsupported", f"engine: {self.task.engine} tasks are run by imapsync, not by the builtin engine; "
-                             "use engine: builtin to run this task here.")
-            result.finish("failed")
-            return result
+            return result.fail("unsupported", f"engine: {self.task.engine} tasks are run by imapsync, not by the builtin "
+                               "engine; use engine: builtin to run this task here.")
         # The task's lock and the account's (another task or an inline run of the same account), then the state.
         locks = RunLocks(self.state_path, self.state_dir or os.path.dirname(os.path.abspath(self.state_path)), self.task,
                          create=not self.check)
@@ -195,26 +194,22 @@ class Syncer:
                 result.notice("The run was stopped on request; the next run continues where it stopped.")
         except errors.SyncError as exc:
             self._flag_notice()
-            result.add_error(exc.kind, exc.message)
-            result.finish("failed")
-            return result
+            return result.fail(exc.kind, exc.message)
         except sqlite3.Error as exc:
             # The temporary database of identity matching (the state's own failures are state_error already).
-            result.add_error(errors.STATE_ERROR, f"The temporary database of identity matching cannot be used ({printable(exc, 300)}); "
-                             "free space in the temporary directory (TMPDIR, else /var/tmp) or point TMPDIR at a "
-                             "filesystem with room. What was copied is recorded and the next run resumes.")
-            result.finish("failed")
-            return result
+            return result.fail(errors.STATE_ERROR, f"The temporary database of identity matching cannot be used "
+                               f"({printable(exc, SERVER_TEXT_LIMIT)}); free space in the temporary directory (TMPDIR, "
+                               "else /var/tmp) or point TMPDIR at a filesystem with room. What was copied is recorded and "
+                               "the next run resumes.")
         except Exception as exc:  # pylint: disable=broad-exception-caught
             # A bug, not a user's mistake: a sentence in the result, the details in the run log. Every batch
             # copied so far is checkpointed, so the next run resumes without duplicates.
             self.log("internal error:")
             for line in traceback.format_exc().splitlines():
                 self.log(printable(line))
-            result.add_error("internal_error", f"The run stopped on an unexpected {type(exc).__name__} ({printable(exc, 300)}); "
-                             "what was copied is recorded and the next run resumes. Please report this with the run log.")
-            result.finish("failed")
-            return result
+            return result.fail("internal_error", f"The run stopped on an unexpected {type(exc).__name__} "
+                               f"({printable(exc, SERVER_TEXT_LIMIT)}); what was copied is recorded and the next run "
+                               "resumes. Please report this with the run log.")
         finally:
             self._disconnect()
             if self.state is not None:
