@@ -382,6 +382,20 @@ def test_refused_message_is_recorded_and_the_run_goes_on(account, tmp_path):
     assert local_snapshot(account)["INBOX"] == remote_snapshot(account)["INBOX"]
 
 
+def test_a_refusal_text_with_control_characters_is_escaped(account, tmp_path):
+    """The server's words in an error (here the local server's, rewritten on the way) reach no log or terminal raw."""
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    mail.seed(srv, user, pw, "INBOX", [(mail.make_message("too big", size=2 * 1024 * 1024, date=D1), (), D1)])
+    account.local_server.set_user_quota(account.local_user, "1M")
+    local = account.local_server
+    with CuttingProxy(local.host, local.port) as proxy:
+        proxy.rewrite(rb"(?i)quota", b"Quota\x1b[2J\xc2\x85status success", count=4)
+        result = run(account, tmp_path, target_overrides={"host": proxy.host, "port": proxy.port, "security": "none"})
+    (error,) = result.errors
+    assert error["kind"] == "append_refused" and "Quota\\x1b[2J\\x85status success" in error["detail"], error
+    assert "\x1b" not in error["detail"] and "\x85" not in error["detail"]
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
