@@ -4,30 +4,31 @@
 
 from __future__ import annotations
 
-# Kinds of failures that stop a run (SPEC "The result").
-CONNECT_FAILED = "connect_failed"
-TLS_FAILED = "tls_failed"
-AUTH_FAILED = "auth_failed"
-STARTTLS_UNSUPPORTED = "starttls_unsupported"
-TIMEOUT = "timeout"
-SERVER_BUSY = "server_busy"  # refused for now (RFC 5530 LIMIT at login, UNAVAILABLE, INUSE), still after the retries
-# Kinds for other failures.
-PROTOCOL_ERROR = "protocol_error"
-CONNECTION_LOST = "connection_lost"
-MISSING_LIBRARY = "missing_library"
-STATE_ERROR = "state_error"
+from .contract import Kind
+
+# The failure kinds, as the engine's modules name them (the words: contract.Kind).
+CONNECT_FAILED = Kind.CONNECT_FAILED
+TLS_FAILED = Kind.TLS_FAILED
+AUTH_FAILED = Kind.AUTH_FAILED
+STARTTLS_UNSUPPORTED = Kind.STARTTLS_UNSUPPORTED
+TIMEOUT = Kind.TIMEOUT
+SERVER_BUSY = Kind.SERVER_BUSY
+PROTOCOL_ERROR = Kind.PROTOCOL_ERROR
+CONNECTION_LOST = Kind.CONNECTION_LOST
+MISSING_LIBRARY = Kind.MISSING_LIBRARY
+STATE_ERROR = Kind.STATE_ERROR
 
 
 class ConfigError(ValueError):
     """A definition is invalid; the message names the field and the fix."""
 
-    kind = "invalid_definition"
+    kind = Kind.INVALID_DEFINITION
 
 
 class SyncError(Exception):
     """A failure that stops a run (or a folder), classified for programs and worded for people."""
 
-    def __init__(self, kind: str, message: str, side: str | None = None) -> None:
+    def __init__(self, kind: Kind, message: str, side: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.side = side
@@ -45,7 +46,7 @@ class ConnectionLost(Transient):
     """The connection to a server dropped (or stalled: kind ``timeout``) in the middle of a run; the run may
     reconnect and resume."""
 
-    def __init__(self, message: str, side: str | None = None, kind: str = CONNECTION_LOST) -> None:
+    def __init__(self, message: str, side: str | None = None, kind: Kind = CONNECTION_LOST) -> None:
         super().__init__(kind, message, side)
 
 

@@ -1,6 +1,6 @@
 # Copyright (c) 2026 mailops.imap contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The result of a run: one JSON shape everywhere (SPEC "The result")."""
+"""The result of a run: one JSON shape everywhere (docs/spec.md "The result")."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import dataclasses
 import datetime
 import time
 import typing as t
+
+from .contract import Kind, Status, plain
 
 COUNTERS = ("copied", "bytes", "already_present", "flags_updated", "deleted_remote", "errors")
 
@@ -42,7 +44,7 @@ class FolderResult:
 class RunResult:
     task: str | None
     check_mode: bool
-    status: str = "success"
+    status: Status = Status.SUCCESS
     started: str = dataclasses.field(default_factory=_now_iso)
     finished: str | None = None
     duration_s: float = 0.0
@@ -51,24 +53,24 @@ class RunResult:
     notices: list[str] = dataclasses.field(default_factory=list)
     _t0: float = dataclasses.field(default_factory=time.monotonic, repr=False)
 
-    def add_error(self, kind: str, detail: str, folder: str = "", uid: int | None = None, message_id: str | None = None) -> None:
-        self.errors.append({"folder": folder, "uid": uid, "message_id": message_id, "kind": kind, "detail": detail})
+    def add_error(self, kind: Kind | str, detail: str, folder: str = "", uid: int | None = None, message_id: str | None = None) -> None:
+        self.errors.append({"folder": folder, "uid": uid, "message_id": message_id, "kind": plain(kind), "detail": detail})
 
     def notice(self, text: str) -> None:
         if text not in self.notices:
             self.notices.append(text)
 
-    def fail(self, kind: str, detail: str) -> RunResult:
+    def fail(self, kind: Kind | str, detail: str) -> RunResult:
         """End the run as failed by one error (the one that stopped it); the result itself."""
         self.add_error(kind, detail)
-        self.finish("failed")
+        self.finish(Status.FAILED)
         return self
 
-    def finish(self, status: str | None = None) -> None:
+    def finish(self, status: Status | None = None) -> None:
         if status is not None:
-            self.status = status
-        elif self.status == "success" and (self.errors or any(f.errors for f in self.folders)):
-            self.status = "partial"
+            self.status = Status(status)
+        elif self.status == Status.SUCCESS and (self.errors or any(f.errors for f in self.folders)):
+            self.status = Status.PARTIAL
         self.finished = _now_iso()
         self.duration_s = round(time.monotonic() - self._t0, 3)
 
@@ -87,7 +89,7 @@ class RunResult:
 
     def as_dict(self) -> dict[str, t.Any]:
         return {
-            "task": self.task, "status": self.status, "check_mode": self.check_mode,
+            "task": self.task, "status": plain(self.status), "check_mode": self.check_mode,
             "started": self.started, "finished": self.finished or _now_iso(), "duration_s": self.duration_s,
             "folders": [f.as_dict() for f in self.folders], "totals": self.totals(),
             "errors": list(self.errors), "notices": list(self.notices),
