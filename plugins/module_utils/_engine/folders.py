@@ -167,7 +167,7 @@ def plan(
                     break
 
     plans = []
-    for flags, name in selectable:
+    for _flags, name in selectable:
         use = remote_use.get(name)
         local = local_by_use.get(use) if use else None
         if local is None:

@@ -766,6 +766,11 @@ class Connection:
             with self.guard("expunging messages"):
                 self.client.uid_expunge(part)
 
+    def expunge(self) -> None:
+        """EXPUNGE the selected folder: every message marked \\Deleted there goes (for servers without UIDPLUS)."""
+        with self.guard("expunging"):
+            self.client.expunge()
+
     def append_many(self, folder: str, messages: list[tuple[bytes, tuple[bytes, ...], t.Any]]) -> list[int] | None:
         """APPEND (MULTIAPPEND when several and offered) without copying message bytes.
 
