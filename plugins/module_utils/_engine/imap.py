@@ -254,7 +254,7 @@ class _IMAP4(Transport):
                 raise
         return sock
 
-    def open(self, host: str = "", port: int = imaplib.IMAP4_PORT, timeout: float | None = None) -> None:
+    def open(self, host: str = "", port: int = 143, timeout: float | None = None) -> None:  # 143: imaplib.IMAP4_PORT
         super().open(host, port, timeout)
         self._reader = io.BufferedReader(_Raw(self), _IO_CHUNK)
 
@@ -272,7 +272,7 @@ class _IMAP4(Transport):
             self._progress()  # a whole response line is progress, however short (Dovecot's "* OK Searched 42% ...")
         return line
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:  # type: ignore[override]  # imaplib's stub says Buffer: every caller sends bytes
         view = memoryview(data)
         self._progress()  # a command sent: its answer has a full period to start
         for start in range(0, len(view), _IO_CHUNK):

@@ -88,7 +88,7 @@ if imapclient is not None:
         def _create_IMAP4(self) -> Transport:  # pylint: disable=invalid-name
             return self._factory(self.host, self.port, self._timeout.read, self.ssl_context if self.ssl else None)
 else:  # pragma: no cover - imap.py reports the missing library before any client is made
-    Client = None  # pylint: disable=invalid-name
+    Client = None  # type: ignore[misc,assignment]  # pylint: disable=invalid-name
 
 
 def transport(client: t.Any) -> t.Any:

@@ -26,7 +26,7 @@ import typing as t
 from . import errors
 from .apply import BATCH_BYTES, BATCH_COUNT, Applier, Outcome, Tally
 from .config import Target, Task
-from .contract import RUN_STOPPERS, Kind, Status
+from .contract import RUN_STOPPERS, Kind, Scope, Status
 from .files import RunLocks
 from .folders import FolderPlan, plan as plan_folders
 from .imap import HAS_IMAPCLIENT, IMAPCLIENT_IMPORT_ERROR, SERVER_TEXT_LIMIT, Connection, Endpoint, insecure_notice
@@ -90,6 +90,12 @@ def begin(locks: RunLocks, result: RunResult, remote: Endpoint, on_locked: t.Cal
     if notice:
         result.notice(notice)
     return True
+
+
+def scope(kind: Kind) -> Scope:
+    """What a raised failure stops: the run (contract.RUN_STOPPERS: no other folder can work), else the folder it
+    happened in. (A failure of one message is recorded in the result by the applier, never raised.)"""
+    return Scope.RUN if kind in RUN_STOPPERS else Scope.FOLDER
 
 
 def endpoints(task: Task, target: Target) -> tuple[Endpoint, Endpoint]:
@@ -260,7 +266,7 @@ class Syncer:
             except errors.Transient as exc:
                 lost: errors.SyncError = exc
             except errors.SyncError as exc:
-                if exc.kind in RUN_STOPPERS:
+                if scope(exc.kind) is Scope.RUN:
                     raise
                 fr.errors += 1  # this folder failed (for example the local server refused to create it)
                 if not (self.remote and self.remote.alive and self.local and self.local.alive):
