@@ -19,7 +19,7 @@ class Policy:
     """One ``delete_remote`` choice."""
 
     name: str
-    doc: str
+    doc: str  # its line in the option's documentation (Ansible markup, as in plugins/modules/migrate.py)
     deletes: bool  # whether the builtin engine deletes anything under this policy
     needs_days: bool = False  # delete_remote_days is required (and is the age in days)
     imapsync_args: tuple[str, ...] = ()  # the imapsync 2.229 arguments that render it
@@ -37,12 +37,12 @@ class Policy:
 POLICIES: dict[str, Policy] = {policy.name: policy for policy in (
     Policy(
         name="never",
-        doc="V(never) (the default) deletes nothing on the remote server.",
+        doc="V(never) leaves the remote untouched (apart from C(\\Seen) flags with O(folders=inbox)).",
         deletes=False,
     ),
     Policy(
         name="after_sync",
-        doc="V(after_sync) deletes remote messages once they are confirmed present on the local server.",
+        doc="V(after_sync) deletes a remote message once it is confirmed present locally.",
         deletes=True,
         # README 2.229, OPTIONS/deletions: "--delete1 : Deletes messages on host1 server after a successful
         # transfer ... use --noexpungeaftereach to speed up, expunging will then be done only twice per folder".
@@ -51,8 +51,8 @@ POLICIES: dict[str, Policy] = {policy.name: policy for policy in (
     ),
     Policy(
         name="older_than",
-        doc="V(older_than) deletes remote messages older than O(delete_remote_days) days (by INTERNALDATE) that are "
-            "confirmed present on the local server.",
+        doc="V(older_than) deletes remote messages older than O(delete_remote_days) days that are confirmed present "
+            "locally.",
         deletes=True,
         needs_days=True,
         # README 2.229, OPTIONS/deletions: "--delete1 : Deletes messages on host1 server after a successful

@@ -38,15 +38,28 @@ class Mailbox(t.Protocol):
 
     alive: bool
 
-    def has(self, capability: str) -> bool: ...
-    def max_message(self) -> int: ...
-    def status(self, folder: str) -> dict[str, int]: ...
-    def select(self, folder: str, readonly: bool) -> dict[str, int]: ...
-    def search_uids(self, criteria: list[t.Any]) -> list[int]: ...
+    def has(self, capability: str) -> bool:
+        """Whether the server announced ``capability``."""
+
+    def max_message(self) -> int:
+        """The largest message the server takes (APPENDLIMIT), at most the engine's limit."""
+
+    def status(self, folder: str) -> dict[str, int]:
+        """STATUS: MESSAGES, UIDNEXT, UIDVALIDITY (and HIGHESTMODSEQ with CONDSTORE)."""
+
+    def select(self, folder: str, readonly: bool) -> dict[str, int]:
+        """SELECT (or EXAMINE, ``readonly``) a folder."""
+
+    def search_uids(self, criteria: list[t.Any]) -> list[int]:
+        """UID SEARCH: the matching UIDs, ascending."""
+
     def uid_windows(self, low: int, uidnext: int, messages: int, criteria: list[t.Any] | None = None,
-                    window: int = 2000) -> t.Iterator[list[int]]: ...
+                    window: int = 2000) -> t.Iterator[list[int]]:
+        """The UIDs in [low, uidnext) matching ``criteria``, at most ``window`` at a time."""
+
     def fetch(self, uids: t.Sequence[int], items: list[str], modifiers: list[str] | None = None,
-              sizes: t.Mapping[int, int] | None = None) -> dict[int, dict[bytes, t.Any]]: ...
+              sizes: t.Mapping[int, int] | None = None) -> dict[int, dict[bytes, t.Any]]:
+        """UID FETCH ``items``: UID -> item name -> value."""
 
 
 class FlagReader:

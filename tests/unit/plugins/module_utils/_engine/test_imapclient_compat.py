@@ -119,8 +119,8 @@ def test_the_client_runs_on_the_engines_bounded_transport(connect):
 def test_list_returning_gives_folders_and_their_statuses(connect):
     session, responder = connect()
     folders, statuses = session.list_folders()
-    assert [(flags, name) for flags, _sep, name in folders] == [((b"\\HASNOCHILDREN", b"\\SENT"), "Sent"),
-                                                               ((b"\\HASNOCHILDREN",), "INBOX")]
+    listed = [(flags, name) for flags, _sep, name in folders]
+    assert listed == [((b"\\HASNOCHILDREN", b"\\SENT"), "Sent"), ((b"\\HASNOCHILDREN",), "INBOX")]
     assert statuses == {"Sent": {"MESSAGES": 2, "UIDNEXT": 7, "UIDVALIDITY": 9}}
     assert responder.commands[-1].startswith(b'LIST "" "*" RETURN (SPECIAL-USE STATUS (')
 
