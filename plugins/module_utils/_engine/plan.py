@@ -105,7 +105,7 @@ class FolderRun:
     examined: bool = False  # every local message below lstat's UIDNEXT is accounted for once the folder is done
     last_luid: int = 0  # the highest local UID stored in this folder by this attempt
     new_luids: list[int] = dataclasses.field(default_factory=list)  # local UIDs stored by the current window (Sieve filter)
-    planned: set[int] = dataclasses.field(default_factory=set)  # check mode: remote UIDs that would be present locally
+    planned: set[int] = dataclasses.field(default_factory=set)  # check mode, deleting: remote UIDs that would be present locally
 
     def record(self) -> FolderState:
         """The folder's state record, which a writing run always has (created or reset before the first window)."""
@@ -115,6 +115,7 @@ class FolderRun:
 
     @property
     def modseq(self) -> int:
+        """The remote folder's HIGHESTMODSEQ at the start (0 without CONDSTORE)."""
         return self.rstat.get("HIGHESTMODSEQ", 0)
 
     @property
