@@ -283,3 +283,35 @@ def test_inbox_retrieval_with_deletion_removes_what_was_retrieved(tmp_path):
     check, real = rig.both(folders="inbox", sieve=False, delete_remote="after_sync")
     assert totals(check, "copied", "deleted_remote") == totals(real, "copied", "deleted_remote") == (1, 1)
     assert rig.remote.bodies("INBOX") == []
+
+
+# -- notices --------------------------------------------------------------------------------------------------------------
+def test_flags_that_are_not_imap_flags_are_dropped_with_a_notice(tmp_path):
+    rig = Rig(tmp_path)
+    rig.remote.add("INBOX", message("m"), {SEEN, b"bad flag", b"x)\r\nZ1 LOGOUT"})
+    check, real = rig.both(folders="all")
+    assert totals(check, "copied") == totals(real, "copied") == (1,)
+    assert rig.local.flags("INBOX")[message("m")] == {SEEN}
+    # (Check mode reads no flags of the messages it would copy: the notice comes with the copy.)
+    assert [n for n in real["notices"] if n.startswith("A server sent 2 flags that are not valid IMAP flags")], real["notices"]
+    assert check["notices"] == []
+
+
+def test_a_stopped_run_ends_after_the_current_window_and_the_next_run_continues(tmp_path):
+    rig = Rig(tmp_path)
+    for number in range(3):
+        rig.remote.add("INBOX", message(f"m{number}"))
+        rig.remote.add("Later", message(f"l{number}"))
+    stop = threading.Event()
+
+    def log(line):
+        rig.log.append(line)
+        if line.startswith("INBOX -> INBOX: done"):
+            stop.set()
+
+    result = sync.run(task(folders="all"), TARGET, rig.state, log=log, stop=stop, connect=rig.connect).as_dict()
+    assert [(f["remote"], f["copied"]) for f in result["folders"]] == [("INBOX", 3)]
+    assert any("stopped on request" in notice for notice in result["notices"])
+    again = rig.run(folders="all")
+    assert totals(again, "copied", "already_present") == (3, 0)
+    assert sorted(rig.local.bodies("Later")) == sorted(rig.remote.bodies("Later"))
