@@ -157,7 +157,7 @@ class Syncer:
             for notice in self.state.notices:
                 result.notice(notice)
             self._connect()
-            plans = self._plan()
+            plans = self._folders()
             for plan in plans:
                 if self.stop.is_set():
                     break
@@ -236,7 +236,7 @@ class Syncer:
                 conn.close()
         self.remote = self.local = None
 
-    def _plan(self) -> list[FolderPlan]:
+    def _folders(self) -> list[FolderPlan]:
         """The folders to sync (folders.plan), with the statuses LIST-STATUS gave of them."""
         remote, local, _state = self._sessions()
         remote_list, self.remote_status = remote.list_folders()
