@@ -558,7 +558,7 @@ def test_small_windows_over_sparse_uids(account, tmp_path, monkeypatch):
 def test_an_internal_error_is_a_failed_result_not_a_traceback(account, tmp_path, monkeypatch):
     def broken(self):
         raise KeyError("unexpected")
-    monkeypatch.setattr(sync.Syncer, "_plan", broken)
+    monkeypatch.setattr(sync.Syncer, "_folders", broken)
     lines = []
     task = task_for(account, tmp_path)
     result = sync.run(task, target_for(account), str(tmp_path / "s.sqlite"), log=lines.append).as_dict()

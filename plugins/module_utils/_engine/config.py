@@ -15,6 +15,7 @@ import ipaddress
 import re
 import typing as t
 
+from . import deletion
 from .errors import ConfigError
 
 try:  # the parser of the re module: Python 3.11 renamed it (sre_parse still works there, with a warning)
@@ -24,7 +25,7 @@ except ImportError:  # Python 3.9, 3.10
 
 SECURITY_CHOICES = ("starttls", "ssl", "none")
 FOLDERS_CHOICES = ("inbox", "all", "all_except")
-DELETE_CHOICES = ("never", "after_sync", "older_than")
+DELETE_CHOICES = deletion.CHOICES  # one entry per policy: _engine/deletion.py
 SCHEDULE_CHOICES = ("manual", "interval")
 ENGINE_CHOICES = ("builtin", "imapsync")
 DELIVERY_CHOICES = ("imap", "lmtp")

@@ -167,11 +167,11 @@ def plan(
                     break
 
     plans = []
-    for flags, name in selectable:
-        use = remote_use.get(name)
-        local = local_by_use.get(use) if use else None
+    for _flags, name in selectable:
+        folder_use = remote_use.get(name)
+        local = local_by_use.get(folder_use) if folder_use else None
         if local is None:
             local = translate(name, remote_prefix, remote_sep, local_prefix, local_sep)
-        plans.append(FolderPlan(remote=name, local=local, special_use=use))
+        plans.append(FolderPlan(remote=name, local=local, special_use=folder_use))
     plans.sort(key=lambda p: (p.remote.upper() != "INBOX", p.remote))
     return plans

@@ -27,10 +27,12 @@ import traceback
 import typing as t
 
 from . import errors
+from .imapclient_compat import MAX_LINE, Client, Refused, Transport, append as raw_append, create as raw_create
+from .imapclient_compat import list_returning, transport, uid_filter_sieve
 from .text import printable
 
 try:
-    import imapclient
+    import imapclient  # noqa: F401  pylint: disable=unused-import
     from imapclient.response_parser import parse_response
     from imapclient.datetime_util import datetime_to_INTERNALDATE
     from imapclient.imap_utf7 import decode as decode_utf7
@@ -169,7 +171,7 @@ class _Raw(io.RawIOBase):
         return self.imap.recv_into(buffer)
 
 
-class _IMAP4(imaplib.IMAP4):
+class _IMAP4(Transport):
     """imaplib's IMAP4 (plain, or implicit TLS with ``context``) under the engine's time and size bounds."""
 
     def __init__(self, host: str, port: int, timeout: float, context: ssl.SSLContext | None, deadline: float | None) -> None:
@@ -241,8 +243,8 @@ class _IMAP4(imaplib.IMAP4):
         tls.settimeout(self.io_timeout)
         return tls
 
-    # -- imaplib's I/O -----------------------------------------------------------------------------------
-    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+    # -- imaplib's I/O (its private hooks: imapclient_compat.Transport) --------------------------------------
+    def create_socket(self) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), self._wait())
         if self._tls_context is not None:
             try:
@@ -252,7 +254,7 @@ class _IMAP4(imaplib.IMAP4):
                 raise
         return sock
 
-    def open(self, host: str = "", port: int = imaplib.IMAP4_PORT, timeout: float | None = None) -> None:
+    def open(self, host: str = "", port: int = 143, timeout: float | None = None) -> None:  # 143: imaplib.IMAP4_PORT
         super().open(host, port, timeout)
         self._reader = io.BufferedReader(_Raw(self), _IO_CHUNK)
 
@@ -262,7 +264,7 @@ class _IMAP4(imaplib.IMAP4):
         return self._reader.read(size) if self._reader is not None else b""
 
     def readline(self) -> bytes:
-        limit = imaplib._MAXLINE  # pylint: disable=protected-access
+        limit = MAX_LINE
         line = self._reader.readline(limit + 1) if self._reader is not None else b""
         if len(line) > limit:
             raise ServerViolation(f"it sent a line longer than {limit} bytes")
@@ -270,7 +272,7 @@ class _IMAP4(imaplib.IMAP4):
             self._progress()  # a whole response line is progress, however short (Dovecot's "* OK Searched 42% ...")
         return line
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:  # type: ignore[override]  # imaplib's stub says Buffer: every caller sends bytes
         view = memoryview(data)
         self._progress()  # a command sent: its answer has a full period to start
         for start in range(0, len(view), _IO_CHUNK):
@@ -278,21 +280,12 @@ class _IMAP4(imaplib.IMAP4):
             self.sock.sendall(view[start:start + _IO_CHUNK])
             self._progress()
 
-    def starttls(self, ssl_context: t.Any = None) -> tuple[str, list[t.Any]]:
-        """imaplib's STARTTLS with a bounded handshake; whatever the server sent before TLS is dropped."""
-        if self._tls_established:
-            raise self.abort("TLS session already established")
-        typ, dat = self._simple_command("STARTTLS")
-        if typ != "OK":
-            raise self.error("Couldn't establish TLS session")
-        self.sock = self._handshake(self.sock, ssl_context or ssl.create_default_context())
+    def wrap_tls(self, context: ssl.SSLContext) -> None:
+        """STARTTLS: a bounded handshake; whatever the server sent before TLS is dropped."""
+        self.sock = self._handshake(self.sock, context)
         self._reader = io.BufferedReader(_Raw(self), _IO_CHUNK)
-        self._tls_established = True
-        self._get_capabilities()
-        return self._untagged_response(typ, dat, "STARTTLS")
 
-    def _new_tag(self) -> bytes:
-        tag = super()._new_tag()
+    def command_started(self) -> None:
         # A new command: its responses are counted from zero. What earlier commands left and nothing reads later
         # (imaplib pops only what a command asks for: the EXPUNGE lines of UID EXPUNGE, say) is dropped, so that what
         # is kept does not grow with the folder.
@@ -300,13 +293,11 @@ class _IMAP4(imaplib.IMAP4):
             self.untagged_responses.pop(name, None)
         self._responses = 0
         self._received = 0
-        return tag
 
-    def _append_untagged(self, typ: str, dat: t.Any) -> None:
+    def response_kept(self) -> None:
         self._responses += 1
         if self._responses > MAX_RESPONSES:
             raise ServerViolation(f"it sent more than {MAX_RESPONSES} responses to one command")
-        super()._append_untagged(typ, dat)
 
     @contextlib.contextmanager
     def bodies(self, largest: int, total: int) -> t.Iterator[None]:
@@ -318,17 +309,12 @@ class _IMAP4(imaplib.IMAP4):
             self.literal_max, self.budget = MAX_LITERAL, MAX_RESPONSE_BYTES
 
 
-if HAS_IMAPCLIENT:
-    class _Client(imapclient.IMAPClient):
-        """imapclient on a bounded :class:`_IMAP4`."""
-
-        def __init__(self, ep: Endpoint, context: ssl.SSLContext | None, deadline: float) -> None:
-            self._deadline = deadline
-            super().__init__(ep.host, port=ep.port, ssl=ep.security == "ssl", ssl_context=context, timeout=ep.timeout)
-            self.normalise_times = False  # keep INTERNALDATE with its own offset
-
-        def _create_IMAP4(self) -> _IMAP4:  # pylint: disable=invalid-name
-            return _IMAP4(self.host, self.port, self._timeout.read, self.ssl_context if self.ssl else None, self._deadline)
+def _client(ep: Endpoint, context: ssl.SSLContext | None, deadline: float) -> t.Any:
+    """imapclient on a bounded :class:`_IMAP4`, connected (greeting read), INTERNALDATE kept with its own offset."""
+    client = Client(ep.host, ep.port, ep.security == "ssl", context, ep.timeout,  # pylint: disable=possibly-used-before-assignment
+                    lambda host, port, timeout, tls: _IMAP4(host, port, timeout, tls, deadline))
+    client.normalise_times = False
+    return client
 
 
 def _ssl_context(ep: Endpoint) -> ssl.SSLContext:
@@ -478,12 +464,12 @@ class Connection:
         deadline = time.monotonic() + ep.timeout
         context = _ssl_context(ep) if ep.security in ("ssl", "starttls") else None
         try:
-            client = _Client(ep, context, deadline)  # pylint: disable=possibly-used-before-assignment
+            client = _client(ep, context, deadline)
         except Exception as exc:  # pylint: disable=broad-except
             raise self._late(classify(exc, ep, "connecting"), deadline) from None
         # imapclient turns imaplib's debug level up (to feed its logger): imaplib then builds a text copy of every
         # response, message bodies included, whether or not anything logs. That doubles memory and CPU.
-        client._imap.debug = 0
+        transport(client).debug = 0
         self.client = client
         try:
             if ep.security == "starttls":
@@ -506,7 +492,7 @@ class Connection:
         except Exception as exc:  # pylint: disable=broad-except
             self.close()
             raise self._late(classify(exc, ep, "logging in"), deadline) from None
-        client._imap.deadline = None
+        transport(client).deadline = None
 
     def _late(self, exc: errors.SyncError, deadline: float) -> errors.SyncError:
         """``exc``, or the deadline's own error when the connection failed because it took too long."""
@@ -530,7 +516,7 @@ class Connection:
                 ep.side,
             )
         # imaplib itself (not imapclient's wrappers): its error keeps the server's words, response code included.
-        imap = client._imap
+        imap = transport(client)
         try:
             if b"AUTH=PLAIN" in caps:
                 secret = f"{ep.authzid or ''}\0{ep.user}\0{ep.password}"
@@ -637,13 +623,7 @@ class Connection:
                 returns = "SPECIAL-USE"
                 if self.has("LIST-STATUS"):
                     returns += f" STATUS ({' '.join(self._status_items())})"
-                imap = self.client._imap
-                imap.untagged_responses.pop("STATUS", None)
-                typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN", f"({returns})")
-                self.client._checkok("list", typ, data)
-                status_lines = [d for d in imap.untagged_responses.pop("STATUS", []) if d]
-                typ, data = imap._untagged_response(typ, data, "LIST")
-                listed = self.client._proc_folder_list(data)
+                listed, status_lines = list_returning(self.client, returns)
                 for line in status_lines:
                     name, items = parse_response([line])[-2:]
                     name = decode_utf7(name) if isinstance(name, bytes) else str(name)
@@ -676,7 +656,7 @@ class Connection:
         (the OK of an earlier CREATE was lost with its connection), or, from a server without RFC 5530 codes, any NO
         after which the folder is listed."""
         with self.guard(f"creating folder {folder!r}"):
-            typ, data = self.client._imap.create(self.client._normalise_folder(folder))
+            typ, data = raw_create(self.client, folder)
             if typ != "OK":
                 words = _text(data)
                 if response_code(words) != "ALREADYEXISTS" and not self._listed(folder):
@@ -734,7 +714,7 @@ class Connection:
                 # A body may be larger than announced (some servers under-report RFC822.SIZE): any body up to the
                 # largest message copied is read, and the command may exceed what was announced by one such body.
                 announced = sum(sizes.get(uid, 0) for uid in part)
-                with self.client._imap.bodies(MAX_MESSAGE, announced + 65536 * len(part) + MAX_MESSAGE):
+                with transport(self.client).bodies(MAX_MESSAGE, announced + 65536 * len(part) + MAX_MESSAGE):
                     out.update(self.client.fetch(part, items, modifiers))
         return out
 
@@ -752,11 +732,9 @@ class Connection:
     def filter_sieve(self, uids: t.Sequence[int]) -> str | None:
         """``UID FILTER SIEVE DELIVERY UID <set>`` on the selected folder (Dovecot's imap_filter_sieve): the user's
         Sieve script runs on exactly these messages. None on success, else the server's words."""
-        imap = self.client._imap
         for part in chunks(sorted(uids)):
             with self.guard("running the Sieve filter"):
-                typ, data = imap._simple_command("UID", "FILTER", "SIEVE", "DELIVERY", "UID", uid_set(part).decode("ascii"))
-                imap.untagged_responses.pop("FILTERED", None)
+                typ, data = uid_filter_sieve(self.client, uid_set(part).decode("ascii"))
             if typ != "OK":
                 return _text(data)
         return None
@@ -766,13 +744,17 @@ class Connection:
             with self.guard("expunging messages"):
                 self.client.uid_expunge(part)
 
+    def expunge(self) -> None:
+        """EXPUNGE the selected folder: every message marked \\Deleted there goes (for servers without UIDPLUS)."""
+        with self.guard("expunging"):
+            self.client.expunge()
+
     def append_many(self, folder: str, messages: list[tuple[bytes, tuple[bytes, ...], t.Any]]) -> list[int] | None:
         """APPEND (MULTIAPPEND when several and offered) without copying message bytes.
 
-        Returns the local UIDs from APPENDUID, or None when the server gave none.
-        Raises imaplib.IMAP4.error (wrapped as SyncError kind ``append_refused``) when the server says NO.
+        Returns the local UIDs from APPENDUID, or None when the server gave none; raises AppendRefused when the server
+        says NO (the engine records it as an ``append_refused`` error of the message).
         """
-        imap = self.client._imap
         literal_plus = self.has("LITERAL+")
         if len(messages) > 1 and not self.has("MULTIAPPEND"):
             uids: list[int] = []
@@ -782,30 +764,17 @@ class Connection:
                     return None
                 uids.extend(got)
             return uids
+        parts = []
+        for body, flags, date in messages:
+            head = b" (" + b" ".join(split_flags(flags)[0]) + b")"
+            if isinstance(date, datetime.datetime):
+                head += b' "' + datetime_to_INTERNALDATE(date).encode("ascii") + b'"'
+            parts.append((head, body))
         with self.guard(f"appending to '{printable(folder)}'"):
-            tag = imap._new_tag()
-            encoded = self.client._normalise_folder(folder)
-            imap.send(tag + b" APPEND " + encoded)
-            for body, flags, date in messages:
-                head = b" (" + b" ".join(split_flags(flags)[0]) + b")"
-                if isinstance(date, datetime.datetime):
-                    head += b' "' + datetime_to_INTERNALDATE(date).encode("ascii") + b'"'
-                if literal_plus:
-                    imap.send(head + b" {" + str(len(body)).encode() + b"+}\r\n")
-                else:
-                    imap.send(head + b" {" + str(len(body)).encode() + b"}\r\n")
-                    while imap._get_response():
-                        if imap.tagged_commands.get(tag):
-                            typ, data = imap.tagged_commands.pop(tag)
-                            raise AppendRefused(_text(data))
-                imap.send(body)
-            imap.send(b"\r\n")
             try:
-                typ, data = imap._command_complete("APPEND", tag)
-            except imaplib.IMAP4.abort:
-                raise
-            except imaplib.IMAP4.error as exc:
-                raise AppendRefused(_text(str(exc))) from None
+                typ, data = raw_append(self.client, folder, parts, literal_plus)
+            except Refused as exc:
+                raise AppendRefused(_text(exc.words)) from None
             if typ != "OK":
                 raise AppendRefused(_text(data))
         match = _APPENDUID_RE.search(b" ".join(d for d in data if isinstance(d, bytes)))

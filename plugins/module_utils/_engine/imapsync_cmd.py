@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from . import deletion
 from .config import Target, Task
 from .errors import ConfigError
 
@@ -183,15 +184,8 @@ def unsupported(task: Task, target: Target) -> list[str]:
                 "delivery: lmtp cannot be rendered for imapsync 2.229: imapsync copies messages with IMAP APPEND "
                 "only and has no LMTP delivery; use delivery: imap or engine: builtin."
             )
-    if task.delete_remote == "older_than":
-        # README 2.229, OPTIONS/deletions: "--delete1 : Deletes messages on host1 server after a successful
-        # transfer"; OPTIONS/message selection: "--minage int : Skip messages newer than int days".
-        problems.append(
-            "delete_remote: older_than cannot be rendered for imapsync 2.229: --delete1 deletes every message it "
-            "has copied whatever its age, and adding --minage would stop newer messages from being copied at all "
-            "(--delete1older, which deletes by age, exists only in NethServer 8's patched imapsync); use "
-            "delete_remote: after_sync or never, or engine: builtin."
-        )
+    if (problem := deletion.policy(task.delete_remote).imapsync_problem) is not None:  # _engine/deletion.py
+        problems.append(problem)
     if task.folders == "all_except":
         for index, pattern in enumerate(task.exclude, start=1):
             problem = _pattern_problem(pattern)
@@ -333,11 +327,7 @@ def render(task: Task, target: Target, passfile1: str, passfile2: str) -> list[s
     # README 2.229, OPTIONS/miscellaneous: "--addheader : When a message has no headers to be identified,
     # --addheader adds a "Message-Id" header" -- otherwise such a message is skipped, not copied.
     argv.append("--addheader")
-    if task.delete_remote == "after_sync":
-        # README 2.229, OPTIONS/deletions: "--delete1 : Deletes messages on host1 server after a successful
-        # transfer ... use --noexpungeaftereach to speed up, expunging will then be done only twice per folder".
-        # Source: a message is queued for deletion only once copied, or once found on host2.
-        argv += ["--delete1", "--noexpungeaftereach"]
+    argv += deletion.policy(task.delete_remote).imapsync_args  # the deletion flags: _engine/deletion.py
 
     # Output. README 2.229: "--nofoldersizes : Do not calculate the size of each folder at the beginning of the
     # sync" (OPTIONS/folders sizes), "--nolog : Turn off logging on file" (OPTIONS/log; the output goes to the

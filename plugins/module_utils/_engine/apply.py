@@ -1,0 +1,382 @@
+# Copyright (c) 2026 mailops.imap contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The acting half of the builtin engine: :class:`Applier` carries out the plans of plan.Planner; :class:`Tally`, the
+check mode, only counts them (check mode is the planner alone: docs/spec.md "Check mode").
+
+The messages are copied in byte-bounded batches, fetching the next batch while the previous one is appended
+(MULTIAPPEND), each batch checkpointed in the state, so an interrupted run resumes without duplicates.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import typing as t
+
+from .config import Target, Task
+from .contract import Kind
+from .identity import message_id
+from .imap import AppendRefused, split_flags
+from .lmtp import LmtpDelivery
+from .plan import CopyPlan, DeletePlan, FlagPlan, FlagReader, FolderRun
+from .result import RunResult
+from .text import printable
+
+BATCH_BYTES = 4 * 1024 * 1024  # a FETCH/APPEND batch, in message bytes
+BATCH_COUNT = 250  # messages per batch at most
+
+_DELETED = b"\\Deleted"
+
+LogFn = t.Callable[[str], None]
+
+
+def _head(body: bytes) -> bytes:
+    end = body.find(b"\r\n\r\n")
+    return body[:end] if end >= 0 else body[:65536]
+
+
+def batches(uids: list[int], sizes: t.Mapping[int, int]) -> list[list[int]]:
+    """``uids`` in order, cut into batches of at most BATCH_BYTES message bytes (one message at least) and BATCH_COUNT."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    weight = 0
+    for uid in uids:
+        size = sizes[uid]
+        if current and (weight + size > BATCH_BYTES or len(current) >= BATCH_COUNT):
+            out.append(current)
+            current, weight = [], 0
+        current.append(uid)
+        weight += size
+    if current:
+        out.append(current)
+    return out
+
+
+class _Budget:
+    """Bytes of message data in flight between the fetching thread and the appending one."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.cond = threading.Condition()
+
+    def acquire(self, amount: int, stopped: threading.Event) -> bool:
+        amount = min(amount, self.limit)
+        with self.cond:
+            while self.used and self.used + amount > self.limit:
+                if stopped.is_set():
+                    return False
+                self.cond.wait(0.2)
+            self.used += amount
+            return True
+
+    def release(self, amount: int) -> None:
+        with self.cond:
+            self.used = max(0, self.used - min(amount, self.limit))
+            self.cond.notify_all()
+
+
+class Outcome:
+    """What every run does with a plan, check mode or not: count what is found present, report what is too big.
+    Subclasses say what else happens (:class:`Applier` acts, :class:`Tally` counts)."""
+
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+
+    def create_folder(self, ctx: FolderRun) -> None:
+        ctx.result.created = True
+
+    def reset_state(self, ctx: FolderRun) -> None:
+        """The state does not match the folder (or has none): start its record afresh."""
+
+    def flags(self, ctx: FolderRun, plan: FlagPlan) -> None:
+        ctx.result.flags_updated += len(plan.touched)
+
+    def copy(self, ctx: FolderRun, plan: CopyPlan) -> list[int]:
+        """Carry out one window; the remote UIDs confirmed present locally afterwards."""
+        ctx.result.already_present += len(plan.present) + len(plan.known)
+        for uid in plan.too_big:
+            self.result.add_error(
+                Kind.TOO_BIG, f"The message is {plan.sizes[uid]} bytes, more than the {plan.limit} bytes this run copies at most "
+                "(the local server's APPENDLIMIT or the engine's limit); it was not copied: raise the local server's limit or "
+                "move it by other means.", folder=ctx.folder.remote, uid=uid)
+        ctx.result.errors += len(plan.too_big)
+        return []
+
+    def examined(self, ctx: FolderRun) -> None:
+        """Every local message below the local UIDNEXT read at the start is accounted for."""
+
+    def may_delete(self, ctx: FolderRun) -> bool:
+        return True
+
+    def delete(self, ctx: FolderRun, plan: DeletePlan) -> None:
+        ctx.result.deleted_remote += len(plan.targets)
+
+    def finish(self, ctx: FolderRun) -> None:
+        """The folder is done: the next run starts from the remote UIDNEXT and HIGHESTMODSEQ read at its start."""
+
+
+class Tally(Outcome):
+    """Check mode: the plans counted, nothing written anywhere. With ``remember`` (a deletion policy), what would be
+    copied or is present is remembered, so that the deletions planned afterwards count it as confirmed."""
+
+    def __init__(self, result: RunResult, remember: bool) -> None:
+        super().__init__(result)
+        self.remember = remember
+
+    def copy(self, ctx: FolderRun, plan: CopyPlan) -> list[int]:
+        super().copy(ctx, plan)
+        ctx.result.copied += len(plan.copy)
+        ctx.result.bytes += plan.bytes
+        if self.remember:
+            ctx.planned.update(plan.known)
+            ctx.planned.update(plan.present)
+            ctx.planned.update(plan.copy)
+        return []
+
+
+class Applier(Outcome):
+    """Carries the plans out on both servers and checkpoints them in the state."""
+
+    def __init__(self, result: RunResult, task: Task, target: Target, flags: FlagReader, stop: threading.Event,
+                 log: LogFn) -> None:
+        super().__init__(result)
+        self.task = task
+        self.target = target
+        self.read_flags = flags
+        self.stop = stop
+        self.log = log
+
+    # -- the folder ---------------------------------------------------------------------------------
+    def create_folder(self, ctx: FolderRun) -> None:
+        ctx.local.create(ctx.folder.local)
+        super().create_folder(ctx)
+        ctx.lstat = ctx.local.status(ctx.folder.local)
+
+    def reset_state(self, ctx: FolderRun) -> None:
+        ctx.fs = ctx.state.reset_folder(ctx.folder.remote, ctx.rstat["UIDVALIDITY"], ctx.folder.local,
+                                        ctx.lstat["UIDVALIDITY"] if ctx.lstat else 0, 0)
+
+    def examined(self, ctx: FolderRun) -> None:
+        if ctx.fs is not None and ctx.lstat is not None:
+            # Every local message below UIDNEXT is accounted for now: later runs look only above it.
+            ctx.state.record(ctx.fs, [], local_uidnext=max(ctx.lstat["UIDNEXT"], ctx.last_luid + 1))
+
+    def finish(self, ctx: FolderRun) -> None:
+        if ctx.fs is not None:
+            ctx.state.finish_folder(ctx.fs, ctx.rstat["UIDNEXT"], ctx.modseq)
+
+    # -- flags -------------------------------------------------------------------------------------------
+    def flags(self, ctx: FolderRun, plan: FlagPlan) -> None:
+        for flag, luids in plan.adds.items():
+            ctx.local.store(luids, [flag], add=True)
+        for flag, luids in plan.removes.items():
+            ctx.local.store(luids, [flag], add=False)
+        super().flags(ctx, plan)
+        if ctx.fs is not None:
+            ctx.state.update_flags(ctx.fs, plan.moved.items())
+
+    # -- copying ------------------------------------------------------------------------------------------
+    def copy(self, ctx: FolderRun, plan: CopyPlan) -> list[int]:
+        super().copy(ctx, plan)
+        ctx.new_luids = []
+        fs = ctx.record()
+        if plan.present:
+            got = ctx.remote.fetch(sorted(plan.present), ["FLAGS"])
+            flags_of = {uid: self.read_flags(d.get(b"FLAGS")) for uid, d in got.items()}
+            ctx.state.record(fs, [(ruid, luid, flags_of.get(ruid, frozenset())) for ruid, luid in plan.present.items()])
+        if plan.too_big:
+            ctx.state.mark_failed(fs, plan.too_big)
+        confirmed = sorted(plan.present)
+        if plan.copy:
+            if self.task.folders == "inbox" and self.task.delivery == "lmtp":
+                self.log(f"{printable(ctx.folder.remote)}: delivering {len(plan.copy)} messages to {self.task.local_user} over LMTP")
+                confirmed += self._deliver_lmtp(ctx, plan)
+            else:
+                self.log(f"{ctx.route}: copying {len(plan.copy)} messages")
+                confirmed += self._transfer(ctx, plan, advance=ctx.pool is None)
+        if self.task.folders == "inbox":
+            self._retrieved(ctx, plan, confirmed)
+        return confirmed
+
+    def _retrieved(self, ctx: FolderRun, plan: CopyPlan, confirmed: list[int]) -> None:
+        """INBOX retrieval after a window: the user's Sieve filter on the new messages, \\Seen on the remote."""
+        if ctx.new_luids and self.task.sieve and self.task.delivery == "imap":
+            self._filter_sieve(ctx, ctx.new_luids)
+        seen = sorted(set(plan.known) | set(confirmed))
+        if seen:
+            ctx.remote.store(seen, [b"\\Seen"], add=True)
+
+    def _filter_sieve(self, ctx: FolderRun, luids: list[int]) -> None:
+        """Run the local user's Sieve script on exactly the new messages (Dovecot imap_filter_sieve)."""
+        local = ctx.local
+        if not local.has("FILTER=SIEVE"):
+            self.result.notice(
+                "The local server does not offer FILTER=SIEVE (Dovecot's imap_filter_sieve plugin): the retrieved "
+                "messages stay in INBOX without the user's Sieve filter; enable the plugin, or use delivery: lmtp."
+            )
+            return
+        local.select(ctx.folder.local, readonly=False)
+        filtered = local.filter_sieve(luids)
+        if filtered is not None:
+            self.result.notice(f"The local server could not run the Sieve filter: {filtered}; the messages stay in INBOX.")
+            return
+        # A message the script filed elsewhere (fileinto) or discarded is left \Deleted in INBOX: expunge exactly those.
+        gone = [uid for uid, data in local.fetch(luids, ["FLAGS"]).items() if _DELETED in split_flags(data.get(b"FLAGS"))[0]]
+        if gone:
+            local.uid_expunge(gone)
+
+    def _deliver_lmtp(self, ctx: FolderRun, plan: CopyPlan) -> list[int]:
+        """Deliver through the local server's LMTP (full delivery: global and user Sieve, vacation, quota)."""
+        fs = ctx.record()
+        delivered: list[int] = []
+        with LmtpDelivery(self.target, self.task.local_user) as lmtp:
+            for batch in batches(plan.copy, plan.sizes):
+                if self.stop.is_set():
+                    break
+                data = ctx.remote.fetch(batch, ["BODY.PEEK[]", "FLAGS"], sizes=plan.sizes)
+                for uid in batch:
+                    msg = data.get(uid)
+                    if msg is None or msg.get(b"BODY[]") is None:
+                        continue
+                    body = msg[b"BODY[]"]
+                    refused = lmtp.deliver(body)
+                    if refused is not None:
+                        self.result.add_error(Kind.DELIVERY_REFUSED, f"The local server refused the message over LMTP: "
+                                              f"{printable(refused, 500)}", folder=ctx.folder.remote, uid=uid,
+                                              message_id=message_id(_head(body)))
+                        ctx.result.errors += 1
+                        ctx.state.mark_failed(fs, [uid])
+                        continue
+                    # One checkpoint per message: LMTP gives no UID, so a message is recorded the moment it is delivered.
+                    ctx.state.record(fs, [(uid, None, self.read_flags(msg.get(b"FLAGS")))])
+                    ctx.result.copied += 1
+                    ctx.result.bytes += len(body)
+                    delivered.append(uid)
+                del data
+        return delivered
+
+    def _transfer(self, ctx: FolderRun, plan: CopyPlan, advance: bool) -> list[int]:
+        """Fetch batch n+1 on the remote while batch n is appended locally; checkpoint every batch."""
+        uids, sizes, remote = plan.copy, plan.sizes, ctx.remote
+        todo = batches(uids, sizes)
+        if len(todo) == 1:  # nothing to overlap with
+            data = remote.fetch(todo[0], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], sizes=sizes)
+            return self._append_batch(ctx, todo[0], data, advance)
+        budget = _Budget(2 * BATCH_BYTES)
+        done = threading.Event()
+        handoff: queue.Queue[t.Any] = queue.Queue(maxsize=2)
+
+        def fetcher() -> None:
+            try:
+                for batch in todo:
+                    weight = sum(sizes[u] for u in batch)
+                    if not budget.acquire(weight, done):
+                        return
+                    if done.is_set() or self.stop.is_set():
+                        budget.release(weight)
+                        break
+                    data = remote.fetch(batch, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], sizes=sizes)
+                    while not done.is_set():
+                        try:
+                            handoff.put((batch, weight, data), timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+                    del data
+            except BaseException as exc:  # pylint: disable=broad-except
+                handoff.put(exc)
+                return
+            handoff.put(None)
+
+        thread = threading.Thread(target=fetcher, name="mailops-imap-fetch", daemon=True)
+        thread.start()
+        copied: list[int] = []
+        try:
+            while True:
+                item = handoff.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                batch, weight, data = item
+                try:
+                    copied.extend(self._append_batch(ctx, batch, data, advance))
+                finally:
+                    del data, item
+                    budget.release(weight)
+                self.log(f"{ctx.route}: {len(copied)} of {len(uids)} messages copied")
+        finally:
+            done.set()
+            while thread.is_alive():
+                try:
+                    handoff.get(timeout=0.2)
+                except queue.Empty:
+                    pass
+                thread.join(0.05)
+        return copied
+
+    def _append_batch(self, ctx: FolderRun, batch: list[int], data: dict[int, dict[bytes, t.Any]], advance: bool) -> list[int]:
+        items = []
+        for uid in batch:
+            msg = data.get(uid)
+            if msg is None or msg.get(b"BODY[]") is None:
+                continue  # expunged on the remote meanwhile
+            items.append((uid, msg[b"BODY[]"], tuple(sorted(self.read_flags(msg.get(b"FLAGS")))), msg.get(b"INTERNALDATE")))
+        if not items:
+            return []
+        try:
+            luids = ctx.local.append_many(ctx.folder.local, [(body, flags, date) for _u, body, flags, date in items])
+        except AppendRefused:
+            # MULTIAPPEND is all or nothing: find the refused message(s) one by one, keep the others.
+            return self._append_one_by_one(ctx, items, advance)
+        self._checkpoint(ctx, items, luids, advance)
+        return [uid for uid, _b, _f, _d in items]
+
+    def _append_one_by_one(self, ctx: FolderRun, items: list[t.Any], advance: bool) -> list[int]:
+        done: list[int] = []
+        for item in items:
+            uid, body, flags, date = item
+            try:
+                luids = ctx.local.append_many(ctx.folder.local, [(body, flags, date)])
+            except AppendRefused as exc:
+                self.result.add_error(Kind.APPEND_REFUSED, f"The local server refused the message ({len(body)} bytes): {exc}",
+                                      folder=ctx.folder.remote, uid=uid, message_id=message_id(_head(body)))
+                ctx.result.errors += 1
+                ctx.state.mark_failed(ctx.record(), [uid])
+                continue
+            self._checkpoint(ctx, [item], luids, advance)
+            done.append(uid)
+        return done
+
+    def _checkpoint(self, ctx: FolderRun, items: list[t.Any], luids: list[int] | None, advance: bool) -> None:
+        """Record a stored batch. ``advance`` moves the local checkpoint past it; not while older local messages are
+        still unmatched (an interruption must leave them to the identity check of the next run)."""
+        entries = [(uid, luids[i] if luids else None, flags) for i, (uid, _b, flags, _d) in enumerate(items)]
+        if luids:
+            ctx.last_luid = max(ctx.last_luid, *luids)
+            ctx.new_luids.extend(luids)
+        ctx.state.record(ctx.record(), entries, local_uidnext=(max(luids) + 1) if luids and advance else None)
+        ctx.result.copied += len(items)
+        ctx.result.bytes += sum(len(body) for _u, body, _f, _d in items)
+
+    # -- remote deletion -----------------------------------------------------------------------------------
+    def may_delete(self, ctx: FolderRun) -> bool:
+        """Without UIDPLUS an EXPUNGE removes every message marked deleted: not while others are marked."""
+        if not ctx.remote.has("UIDPLUS") and ctx.remote.search_uids(["DELETED"]):
+            self.result.notice(
+                f"{printable(ctx.folder.remote)}: the remote server has no UIDPLUS and other messages are marked deleted "
+                "there; nothing was expunged, so that no message outside this sync is removed."
+            )
+            return False
+        return True
+
+    def delete(self, ctx: FolderRun, plan: DeletePlan) -> None:
+        remote = ctx.remote
+        remote.store(plan.targets, [_DELETED], add=True)
+        if remote.has("UIDPLUS"):
+            remote.uid_expunge(plan.targets)
+        else:
+            remote.expunge()
+        ctx.state.forget(ctx.record(), plan.targets)
+        super().delete(ctx, plan)

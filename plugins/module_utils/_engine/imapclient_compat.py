@@ -1,0 +1,156 @@
+# Copyright (c) 2026 mailops.imap contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every use of the private internals of imapclient (4.1.0) and of imaplib beneath it, in one module: an upgrade of
+either breaks here, and only here. imap.py uses none of them.
+
+Entry points, each covered by tests (tests/unit/plugins/module_utils/_engine/test_imapclient_compat.py against an
+in-process IMAP responder; tests/integration/test_engine.py and test_inbox.py against Dovecot):
+
+- :class:`Transport`: imaplib's IMAP4 whose private hooks (``_create_socket``, ``_new_tag``, ``_append_untagged``,
+  ``starttls``'s body, ``_MAXLINE``) call public-named methods that imap._IMAP4 overrides;
+- :class:`Client`: imapclient's IMAPClient on a given transport (``_create_IMAP4``, ``_timeout``);
+- :func:`transport`: the imaplib connection under a client (``_imap``);
+- :func:`list_returning`, :func:`create`, :func:`uid_filter_sieve`, :func:`append`: the commands imapclient has no
+  public method for (LIST ... RETURN, a CREATE that keeps the server's words, UID FILTER SIEVE, a MULTIAPPEND that
+  streams literals).
+"""
+
+from __future__ import annotations
+
+import imaplib
+import socket
+import ssl
+import typing as t
+
+try:
+    import imapclient
+except ImportError:  # pragma: no cover - imap.py reports the missing library
+    imapclient = None
+
+MAX_LINE: int = imaplib._MAXLINE  # type: ignore[attr-defined]  # pylint: disable=protected-access
+
+
+class Transport(imaplib.IMAP4):
+    """imaplib's IMAP4 with its private hooks turned into methods a subclass overrides: :meth:`create_socket`,
+    :meth:`command_started`, :meth:`response_kept`, :meth:`wrap_tls`."""
+
+    def create_socket(self) -> socket.socket:
+        """The connected socket (TLS already on for implicit TLS)."""
+        raise NotImplementedError
+
+    def command_started(self) -> None:
+        """A new command's tag was just taken."""
+
+    def response_kept(self) -> None:
+        """An untagged response is about to be kept for the current command."""
+
+    def wrap_tls(self, context: ssl.SSLContext) -> None:
+        """Put TLS on the connection after the server's OK to STARTTLS."""
+        raise NotImplementedError
+
+    # -- imaplib's private hooks ---------------------------------------------------------------------------
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        return self.create_socket()
+
+    def _new_tag(self) -> bytes:
+        tag: bytes = super()._new_tag()  # type: ignore[misc]  # pylint: disable=protected-access
+        self.command_started()
+        return tag
+
+    def _append_untagged(self, typ: str, dat: t.Any) -> None:
+        self.response_kept()
+        super()._append_untagged(typ, dat)  # type: ignore[misc]  # pylint: disable=protected-access
+
+    def starttls(self, ssl_context: t.Any = None) -> t.Any:
+        """imaplib's STARTTLS, with TLS put on by :meth:`wrap_tls`; whatever the server sent before TLS is dropped."""
+        if self._tls_established:  # type: ignore[has-type]
+            raise self.abort("TLS session already established")
+        typ, dat = self._simple_command("STARTTLS")
+        if typ != "OK":
+            raise self.error("Couldn't establish TLS session")
+        self.wrap_tls(ssl_context or ssl.create_default_context())
+        self._tls_established = True
+        self._get_capabilities()
+        return self._untagged_response(typ, dat, "STARTTLS")
+
+
+TransportFactory = t.Callable[[str, int, float, t.Optional[ssl.SSLContext]], Transport]
+
+if imapclient is not None:
+    class Client(imapclient.IMAPClient):  # type: ignore[misc]
+        """imapclient's IMAPClient on the transport ``factory(host, port, read timeout, TLS context or None)`` makes."""
+
+        def __init__(self, host: str, port: int, use_ssl: bool, context: ssl.SSLContext | None, timeout: float,
+                     factory: TransportFactory) -> None:
+            self._factory = factory
+            super().__init__(host, port=port, ssl=use_ssl, ssl_context=context, timeout=timeout)
+
+        def _create_IMAP4(self) -> Transport:  # pylint: disable=invalid-name
+            return self._factory(self.host, self.port, self._timeout.read, self.ssl_context if self.ssl else None)
+else:  # pragma: no cover - imap.py reports the missing library before any client is made
+    Client = None  # type: ignore[misc,assignment]  # pylint: disable=invalid-name
+
+
+def transport(client: t.Any) -> t.Any:
+    """The imaplib connection (a :class:`Transport`) under an imapclient client."""
+    return client._imap  # pylint: disable=protected-access
+
+
+def list_returning(client: t.Any, returns: str) -> tuple[list[t.Any], list[t.Any]]:
+    """``LIST "" "*" RETURN (returns)``: the folders as imapclient's list_folders gives them, and the raw STATUS
+    responses that came with them (RETURN STATUS)."""
+    imap = transport(client)
+    imap.untagged_responses.pop("STATUS", None)
+    typ, data = imap._simple_command("LIST", '""', '"*"', "RETURN", f"({returns})")  # pylint: disable=protected-access
+    client._checkok("list", typ, data)  # pylint: disable=protected-access
+    status_lines = [d for d in imap.untagged_responses.pop("STATUS", []) if d]
+    typ, data = imap._untagged_response(typ, data, "LIST")  # pylint: disable=protected-access
+    return client._proc_folder_list(data), status_lines  # pylint: disable=protected-access
+
+
+def create(client: t.Any, folder: str) -> tuple[str, list[t.Any]]:
+    """CREATE ``folder`` (encoded as imapclient encodes names): the server's answer, NO included, not raised."""
+    typ, data = transport(client).create(client._normalise_folder(folder))  # pylint: disable=protected-access
+    return typ, data
+
+
+def uid_filter_sieve(client: t.Any, uids: str) -> tuple[str, list[t.Any]]:
+    """``UID FILTER SIEVE DELIVERY UID <uids>`` on the selected folder: the server's answer (FILTERED responses dropped)."""
+    imap = transport(client)
+    typ, data = imap._simple_command("UID", "FILTER", "SIEVE", "DELIVERY", "UID", uids)  # pylint: disable=protected-access
+    imap.untagged_responses.pop("FILTERED", None)
+    return typ, data
+
+
+class Refused(Exception):
+    """The server said NO to an APPEND; ``words`` is what it said."""
+
+    def __init__(self, words: t.Any) -> None:
+        super().__init__(words)
+        self.words = words
+
+
+def append(client: t.Any, folder: str, messages: t.Sequence[tuple[bytes, bytes]], literal_plus: bool) -> tuple[str, list[t.Any]]:
+    """One APPEND of several messages (MULTIAPPEND), each ``(head, body)`` with ``head`` the flags and date part, the
+    bodies sent as literals without copying them (LITERAL+ when ``literal_plus``). The server's tagged answer; raises
+    :class:`Refused` when it says NO (before a literal, or at the end)."""
+    imap = transport(client)
+    tag = imap._new_tag()  # pylint: disable=protected-access
+    imap.send(tag + b" APPEND " + client._normalise_folder(folder))  # pylint: disable=protected-access
+    for head, body in messages:
+        if literal_plus:
+            imap.send(head + b" {" + str(len(body)).encode() + b"+}\r\n")
+        else:
+            imap.send(head + b" {" + str(len(body)).encode() + b"}\r\n")
+            while imap._get_response():  # pylint: disable=protected-access
+                if imap.tagged_commands.get(tag):
+                    _typ, data = imap.tagged_commands.pop(tag)
+                    raise Refused(data)
+        imap.send(body)
+    imap.send(b"\r\n")
+    try:
+        return imap._command_complete("APPEND", tag)  # type: ignore[no-any-return]  # pylint: disable=protected-access
+    except imaplib.IMAP4.abort:
+        raise
+    except imaplib.IMAP4.error as exc:
+        raise Refused(str(exc)) from None

@@ -1,0 +1,317 @@
+# Copyright (c) 2026 mailops.imap contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The builtin engine's planner and applier against an in-memory IMAP store (fakestore): new mail, flag merges,
+identity adoption, deletions by policy, UIDVALIDITY change, INBOX retrieval, refusals. Each case is run in check
+mode (the planner alone: its counts, and nothing written anywhere) and for real (what the servers hold afterwards)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import threading
+
+import pytest
+
+from ansible_collections.mailops.imap.plugins.module_utils._engine import apply, config, deletion, plan, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine.folders import FolderPlan
+from ansible_collections.mailops.imap.plugins.module_utils._engine.result import FolderResult
+from ansible_collections.mailops.imap.plugins.module_utils._engine.state import State
+from ansible_collections.mailops.imap.tests.unit.plugins.module_utils._engine.fakestore import UTC, Server, message
+
+SEEN, FLAGGED, ANSWERED = b"\\Seen", b"\\Flagged", b"\\Answered"
+TARGET = config.parse_target({"host": "127.0.0.1", "master_user": "vmail", "master_password": "pw"})
+
+
+def task(**overrides):
+    data = {"local_user": "alice", "remote_user": "alice@old", "remote_password": "secret", "remote_host": "old.example.org"}
+    data.update(overrides)
+    return config.parse_task(data)
+
+
+class Rig:
+    """A remote and a local fake server and a task's state file; ``run`` syncs them with the builtin engine."""
+
+    def __init__(self, tmp_path, remote: Server | None = None, local: Server | None = None) -> None:
+        self.remote = remote or Server()
+        self.local = local or Server()
+        self.state = str(tmp_path / "task.sqlite")
+        self.log: list[str] = []
+
+    def connect(self, ep):
+        return (self.remote if ep.side == "remote" else self.local).connect()
+
+    def run(self, check_mode: bool = False, **overrides):
+        result = sync.run(task(**overrides), TARGET, self.state, check_mode=check_mode, log=self.log.append,
+                          connect=self.connect).as_dict()
+        assert result["status"] in ("success", "partial"), result
+        return result
+
+    def both(self, **overrides):
+        """The check-mode result, then the real run's; check mode must have written nothing anywhere."""
+        before = (self.remote.snapshot(), self.local.snapshot(), os.path.exists(self.state))
+        check = self.run(check_mode=True, **overrides)
+        assert (self.remote.snapshot(), self.local.snapshot(), os.path.exists(self.state)) == before
+        return check, self.run(**overrides)
+
+
+def totals(result, *names):
+    return tuple(result["totals"][n] for n in names)
+
+
+COUNTS = ("copied", "already_present", "flags_updated", "deleted_remote", "errors")
+
+
+# -- new mail and identity adoption -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("remote_ids, local_ids, copied, present", [
+    (["a", "b", "c"], [], 3, 0),  # a first run into an empty account
+    (["a", "b", "c"], ["a", "c"], 1, 2),  # two already there (an earlier tool, lost state): adopted, never doubled
+    (["a", "a", "b"], ["a"], 2, 1),  # true twins: multiplicities count
+    ([None, None], [None], 1, 1),  # no Message-ID: matched by a digest of the whole header
+])
+def test_new_mail_and_identity_adoption(tmp_path, remote_ids, local_ids, copied, present):
+    rig = Rig(tmp_path)
+    for mid in remote_ids:
+        rig.remote.add("INBOX", message(mid, subject="s"))
+    for mid in local_ids:
+        rig.local.add("INBOX", message(mid, subject="s"))
+    check, real = rig.both(folders="all")
+    assert totals(check, "copied", "already_present") == totals(real, "copied", "already_present") == (copied, present)
+    assert sorted(rig.local.bodies("INBOX")) == sorted(rig.remote.bodies("INBOX"))
+    again = rig.run(folders="all")
+    assert totals(again, *COUNTS) == (0, 0, 0, 0, 0)
+
+
+def test_same_key_different_content_is_told_apart_by_content(tmp_path):
+    rig = Rig(tmp_path)
+    one, other = message("k", body="one!"), message("k", body="two!")  # same Message-ID, Date and size
+    rig.remote.add("INBOX", one)
+    rig.remote.add("INBOX", other)
+    rig.local.add("INBOX", other)
+    check, real = rig.both(folders="all")
+    assert totals(check, "copied", "already_present") == totals(real, "copied", "already_present") == (1, 1)
+    assert sorted(rig.local.bodies("INBOX")) == sorted([one, other])
+
+
+def test_a_missing_local_folder_is_planned_then_created(tmp_path):
+    rig = Rig(tmp_path)
+    rig.remote.add("Projects", message("p"))
+    check, real = rig.both(folders="all")
+    created = [(f["local"], f["created"], f["copied"]) for r in (check, real) for f in r["folders"] if f["remote"] == "Projects"]
+    assert created == [("Projects", True, 1)] * 2
+    assert rig.local.bodies("Projects") == [message("p")]
+
+
+def test_the_planner_alone_yields_each_windows_actions(tmp_path):
+    remote, local = Server(), Server(appendlimit=200)
+    for mid in ("a", "b", "c"):
+        remote.add("INBOX", message(mid))
+    big = remote.add("INBOX", message("big", body="x" * 300))
+    local.add("INBOX", message("b"))
+    state = State(str(tmp_path / "s.sqlite"), readonly=True)
+    ctx = plan.FolderRun(folder=FolderPlan("INBOX", "INBOX"), result=FolderResult("INBOX", "INBOX"),
+                         remote=remote.connect(), local=local.connect(), state=state)
+    planner = plan.Planner(task(folders="all"), plan.FlagReader(), threading.Event(), lambda _line: None, writes=False)
+    assert planner.open(ctx, None, None, exists=True) is False
+    assert planner.match_state(ctx) is True and not ctx.usable
+    planner.select_remote(ctx)
+    assert list(planner.flag_updates(ctx)) == []
+    planner.local_pool(ctx)
+    windows = list(planner.copies(ctx))
+    ctx.pool.close()
+    assert [(w.present, w.copy, w.too_big) for w in windows] == [({2: 1}, [1, 3], [big])]
+    assert windows[0].bytes == len(message("a")) + len(message("c"))
+
+
+# -- flags --------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("condstore", [True, False])
+@pytest.mark.parametrize("remote_now, local_now, merged, updated", [
+    ({SEEN, FLAGGED}, {SEEN}, {SEEN, FLAGGED}, 1),  # flagged on the remote: added locally
+    (set(), {SEEN}, set(), 1),  # unread again on the remote: removed locally
+    ({SEEN, FLAGGED}, {SEEN, ANSWERED}, {SEEN, FLAGGED, ANSWERED}, 1),  # both changed: merged
+    ({SEEN}, set(), set(), 0),  # unchanged on the remote, unread again locally: the local change stays
+    ({SEEN, FLAGGED}, {FLAGGED}, {FLAGGED}, 0),  # flagged on both sides, unread again locally: nothing to do
+    (set(), set(), set(), 0),  # unread again on both sides: nothing to do
+    ({SEEN, FLAGGED}, {SEEN, FLAGGED}, {SEEN, FLAGGED}, 0),  # flagged on both sides: nothing to do
+])
+def test_flag_merges_are_three_way(tmp_path, condstore, remote_now, local_now, merged, updated):
+    caps = ("UIDPLUS", "MULTIAPPEND") + (("CONDSTORE",) if condstore else ())
+    rig = Rig(tmp_path, Server(caps), Server(caps))
+    body = message("m")
+    rig.remote.add("INBOX", body, {SEEN})
+    rig.run(folders="all")
+    rig.remote.set_flags("INBOX", body, remote_now)
+    rig.local.set_flags("INBOX", body, local_now)
+    check, real = rig.both(folders="all")
+    assert totals(check, *COUNTS) == totals(real, *COUNTS) == (0, 0, updated, 0, 0)
+    assert rig.local.flags("INBOX")[body] == merged
+    assert totals(rig.run(folders="all"), "flags_updated") == (0,)
+
+
+def test_an_unchanged_folder_is_done_from_its_status_alone(tmp_path, monkeypatch):
+    rig = Rig(tmp_path)
+    rig.remote.add("INBOX", message("m"))
+    rig.run(folders="all")
+    session = type(rig.remote.connect())
+    commands = []
+    for name in ("select", "search_uids", "fetch"):
+        monkeypatch.setattr(session, name, lambda *args, _name=name, **kwargs: commands.append(_name))
+    check, real = rig.both(folders="all")
+    assert totals(check, *COUNTS) == totals(real, *COUNTS) == (0, 0, 0, 0, 0)
+    assert commands == []
+
+
+# -- deletions ----------------------------------------------------------------------------------------------------------
+OLD = datetime.datetime(2020, 1, 1, tzinfo=UTC)
+NEW = datetime.datetime.now(UTC)
+
+
+@pytest.mark.parametrize("policy, days, deleted", [
+    ("never", None, []),
+    ("after_sync", None, ["old", "new"]),
+    ("older_than", 30, ["old"]),
+])
+def test_deletion_policies(tmp_path, policy, days, deleted):
+    rig = Rig(tmp_path)
+    rig.remote.add("INBOX", message("old"), date=OLD)
+    rig.remote.add("INBOX", message("new"), date=NEW)
+    overrides = {"folders": "all", "delete_remote": policy, "delete_remote_days": days}
+    check, real = rig.both(**overrides)
+    assert totals(check, "copied", "deleted_remote") == totals(real, "copied", "deleted_remote") == (2, len(deleted))
+    assert sorted(rig.local.bodies("INBOX")) == sorted([message("old"), message("new")])
+    assert sorted(rig.remote.bodies("INBOX")) == sorted(message(m) for m in ("old", "new") if m not in deleted)
+
+
+def test_without_uidplus_nothing_is_expunged_while_other_messages_are_marked_deleted(tmp_path):
+    rig = Rig(tmp_path, remote=Server(("MULTIAPPEND",)))
+    rig.remote.add("INBOX", message("a"))
+    rig.remote.add("INBOX", message("gone"), {b"\\Deleted"})
+    result = rig.run(folders="all", delete_remote="after_sync")
+    assert totals(result, "copied", "deleted_remote") == (2, 0)
+    assert any("no UIDPLUS" in notice for notice in result["notices"])
+    assert len(rig.remote.bodies("INBOX")) == 2
+
+
+def test_every_policy_is_one_entry_of_the_registry():
+    assert config.DELETE_CHOICES == tuple(deletion.POLICIES) == ("never", "after_sync", "older_than")
+    today = datetime.date(2026, 3, 31)
+    assert deletion.policy("after_sync").criteria(None, today) == ["NOT", "DELETED"]
+    assert deletion.policy("older_than").criteria(30, today) == ["BEFORE", datetime.date(2026, 3, 1), "NOT", "DELETED"]
+    assert [p.needs_days for p in deletion.POLICIES.values()] == [False, False, True]
+    assert [p.deletes for p in deletion.POLICIES.values()] == [False, True, True]
+
+
+# -- UIDVALIDITY and state ------------------------------------------------------------------------------------------------
+def test_a_uidvalidity_change_matches_by_identity_and_copies_nothing_twice(tmp_path):
+    rig = Rig(tmp_path)
+    for mid in ("a", "b"):
+        rig.remote.add("INBOX", message(mid))
+    rig.run(folders="all")
+    rig.remote.recreate("INBOX")
+    rig.remote.add("INBOX", message("c"))
+    check, real = rig.both(folders="all")
+    assert totals(check, "copied", "already_present") == totals(real, "copied", "already_present") == (1, 2)
+    assert any("UIDVALIDITY changed" in line for line in rig.log)
+    assert sorted(rig.local.bodies("INBOX")) == sorted(message(m) for m in "abc")
+
+
+def test_a_connection_lost_mid_copy_resumes_from_the_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(sync, "BACKOFF_S", (0, 0, 0, 0, 0))
+    monkeypatch.setattr(apply, "BATCH_COUNT", 2)
+    rig = Rig(tmp_path)
+    for number in range(7):
+        rig.remote.add("INBOX", message(f"m{number}"))
+    append = rig.local.connect().__class__.append_many
+    calls = []
+
+    def flaky(session, folder, messages):
+        calls.append(len(messages))
+        if len(calls) == 2:  # the second batch: the connection drops
+            rig.local.fail_append_once = True
+        return append(session, folder, messages)
+
+    monkeypatch.setattr(rig.local.connect().__class__, "append_many", flaky)
+    result = rig.run(folders="all")
+    assert totals(result, "copied", "errors") == (7, 0)
+    assert sorted(rig.local.bodies("INBOX")) == sorted(rig.remote.bodies("INBOX"))
+    assert any("Reconnecting in 0 s" in line for line in rig.log)
+
+
+# -- refusals -------------------------------------------------------------------------------------------------------------
+def test_a_message_over_the_local_limit_is_too_big_in_check_mode_too(tmp_path):
+    rig = Rig(tmp_path, local=Server(appendlimit=300))
+    rig.remote.add("INBOX", message("small"))
+    rig.remote.add("INBOX", message("large", body="x" * 400))
+    check, real = rig.both(folders="all")
+    for result in (check, real):
+        assert result["status"] == "partial" and totals(result, "copied", "errors") == (1, 1)
+        assert [e["kind"] for e in result["errors"]] == ["too_big"]
+    assert rig.local.bodies("INBOX") == [message("small")]
+
+
+def test_a_refused_message_is_found_one_by_one_and_the_others_are_kept(tmp_path):
+    rig = Rig(tmp_path, local=Server(refuse=lambda body: "[OVERQUOTA] no" if b"bad" in body else None))
+    for mid in ("a", "bad", "c"):
+        rig.remote.add("INBOX", message(mid))
+    result = rig.run(folders="all")
+    assert totals(result, "copied", "errors") == (2, 1)
+    assert [(e["kind"], e["message_id"]) for e in result["errors"]] == [("append_refused", "<bad>")]
+    assert sorted(rig.local.bodies("INBOX")) == sorted([message("a"), message("c")])
+
+
+# -- INBOX retrieval ----------------------------------------------------------------------------------------------------
+def test_inbox_retrieval_copies_the_unseen_and_marks_them_seen(tmp_path):
+    rig = Rig(tmp_path)
+    rig.remote.add("INBOX", message("read"), {SEEN})
+    rig.remote.add("INBOX", message("u1"))
+    rig.remote.add("INBOX", message("u2"))
+    rig.remote.add("Other", message("elsewhere"))
+    check, real = rig.both(folders="inbox", sieve=False)
+    assert totals(check, *COUNTS) == totals(real, *COUNTS) == (2, 0, 0, 0, 0)
+    assert sorted(rig.local.bodies("INBOX")) == sorted([message("u1"), message("u2")])
+    assert all(SEEN in flags for flags in rig.remote.flags("INBOX").values())
+    assert "Other" not in rig.local.folders
+    # Marked unread again on the remote: not copied twice, only marked \Seen.
+    rig.remote.set_flags("INBOX", message("u1"), set())
+    again = rig.run(folders="inbox", sieve=False)
+    assert totals(again, "copied", "already_present") == (0, 1)
+    assert SEEN in rig.remote.flags("INBOX")[message("u1")]
+
+
+def test_inbox_retrieval_with_deletion_removes_what_was_retrieved(tmp_path):
+    rig = Rig(tmp_path)
+    rig.remote.add("INBOX", message("u1"))
+    check, real = rig.both(folders="inbox", sieve=False, delete_remote="after_sync")
+    assert totals(check, "copied", "deleted_remote") == totals(real, "copied", "deleted_remote") == (1, 1)
+    assert rig.remote.bodies("INBOX") == []
+
+
+# -- notices --------------------------------------------------------------------------------------------------------------
+def test_flags_that_are_not_imap_flags_are_dropped_with_a_notice(tmp_path):
+    rig = Rig(tmp_path)
+    rig.remote.add("INBOX", message("m"), {SEEN, b"bad flag", b"x)\r\nZ1 LOGOUT"})
+    check, real = rig.both(folders="all")
+    assert totals(check, "copied") == totals(real, "copied") == (1,)
+    assert rig.local.flags("INBOX")[message("m")] == {SEEN}
+    # (Check mode reads no flags of the messages it would copy: the notice comes with the copy.)
+    assert [n for n in real["notices"] if n.startswith("A server sent 2 flags that are not valid IMAP flags")], real["notices"]
+    assert check["notices"] == []
+
+
+def test_a_stopped_run_ends_after_the_current_window_and_the_next_run_continues(tmp_path):
+    rig = Rig(tmp_path)
+    for number in range(3):
+        rig.remote.add("INBOX", message(f"m{number}"))
+        rig.remote.add("Later", message(f"l{number}"))
+    stop = threading.Event()
+
+    def log(line):
+        rig.log.append(line)
+        if line.startswith("INBOX -> INBOX: done"):
+            stop.set()
+
+    result = sync.run(task(folders="all"), TARGET, rig.state, log=log, stop=stop, connect=rig.connect).as_dict()
+    assert [(f["remote"], f["copied"]) for f in result["folders"]] == [("INBOX", 3)]
+    assert any("stopped on request" in notice for notice in result["notices"])
+    again = rig.run(folders="all")
+    assert totals(again, "copied", "already_present") == (3, 0)
+    assert sorted(rig.local.bodies("Later")) == sorted(rig.remote.bodies("Later"))
