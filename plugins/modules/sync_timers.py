@@ -185,6 +185,20 @@ EXAMPLES = r"""
         schedule: manual
     purge: true
   become: true
+
+- name: The service the timers start, and the timers
+  mailops.imap.sync_timers:
+    tasks:
+      - name: carol-provider
+        schedule: interval
+        interval_minutes: 5
+    service:
+      launcher: /usr/local/bin/imapsyncctl
+      config_dir: /etc/mailops-imap
+      state_dir: /var/lib/mailops-imap
+      start_timeout: 6h
+      memory_max: 512M
+  become: true
 """
 
 RETURN = r"""

@@ -217,7 +217,7 @@ class Host:
 
     def secrets_dirs(self, name: str = "t1") -> list[Path]:
         runs = self.runs_dir(name)
-        return sorted(runs.glob(engine_imapsync.SECRETS_PREFIX + "*")) if runs.exists() else []
+        return sorted(runs.glob(store_mod.PRIVATE_PREFIX + "*")) if runs.exists() else []
 
     def everything_written(self) -> str:
         """Every file under state_dir (logs, last result, pid...) as text."""
@@ -275,7 +275,7 @@ def test_run_gives_passwords_in_private_files_only_and_maps_the_statistics(host)
     assert record["passfile1"]["content"] == REMOTE_PASSWORD + "\n"
     assert record["passfile2"]["content"] == MASTER_PASSWORD + "\n"
     private = Path(record["passfile1"]["path"]).parent
-    assert private.parent == host.runs_dir(name) and private.name.startswith(engine_imapsync.SECRETS_PREFIX)
+    assert private.parent == host.runs_dir(name) and private.name.startswith(store_mod.PRIVATE_PREFIX)
     assert Path(record["passfile2"]["path"]).parent == private
     for key in ("passfile1", "passfile2"):
         assert record[key]["mode"] == 0o600 and record[key]["dir_mode"] == 0o700 and record[key]["uid"] == os.getuid()

@@ -40,7 +40,6 @@ ProgressFn = t.Callable[[str], None]
 ENV_IMAPSYNC = "MAILOPS_IMAP_IMAPSYNC"  # the imapsync program to run: a path, or a command name looked up in PATH
 STOP_GRACE_S = 30.0  # after SIGTERM, how long imapsync may take to print its statistics and end before SIGKILL
 INTERRUPT_GRACE_S = 5.0  # the same after a second Ctrl-C, or any error of this process while imapsync runs
-SECRETS_PREFIX = ".secrets-"
 MASK = "MASKED"  # what imapsync itself prints in place of a password
 
 # Variables through which imapsync 2.229 would take a password ("You can also pass the passwords in the environment
@@ -263,14 +262,6 @@ def write_secret(directory: str, name: str, secret: str) -> str:
     return path
 
 
-def remove_stale_secrets(runs_dir: str) -> None:
-    """Remove private directories that a run killed outright (SIGKILL, power cut) could not remove itself."""
-    with contextlib.suppress(OSError):
-        for entry in os.listdir(runs_dir):
-            if entry.startswith(SECRETS_PREFIX):
-                shutil.rmtree(os.path.join(runs_dir, entry), ignore_errors=True)
-
-
 def _signal_group(proc: subprocess.Popen, signum: int) -> None:
     """Send ``signum`` to imapsync and whatever it started (its own process group), while it has not been reaped."""
     if proc.returncode is None:
@@ -281,7 +272,7 @@ def _signal_group(proc: subprocess.Popen, signum: int) -> None:
 class ImapsyncRun:
     """One run of upstream imapsync for a task with ``engine: imapsync`` (see the module documentation).
 
-    The password files live in ``state_dir/runs/NAME/.secrets-XXXXXXXX`` for a real run, and in a private
+    The password files live in the private directory of :meth:`store.Store.new_private_dir` for a real run, and in a private
     directory of the system's temporary directory in check mode (which writes nothing under state_dir); the
     directory is also imapsync's working directory and TMPDIR, and is removed when imapsync has ended, whatever
     the way. imapsync runs in a session of its own, so a Ctrl-C on the terminal reaches this process only (imapsync
@@ -320,9 +311,7 @@ class ImapsyncRun:
                 if self.check_mode:
                     private = tempfile.mkdtemp(prefix="mailops-imapsync-")
                 else:
-                    runs_dir = self.store.run_records(self.name)
-                    remove_stale_secrets(runs_dir)
-                    private = tempfile.mkdtemp(prefix=SECRETS_PREFIX, dir=runs_dir)
+                    private = self.store.new_private_dir(self.name)
             except (OSError, files.Unsafe, errors.SyncError) as exc:
                 return self._failed(exc, where)
             try:

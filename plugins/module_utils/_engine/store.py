@@ -15,6 +15,7 @@ Layout (both directories relocatable, for tests and unprivileged users)::
     state_dir/runs/NAME/YYYYmmddTHHMMSSZ.log   human logs of the last runs   0600
     state_dir/runs/NAME/pid                the process of the running run
     state_dir/runs/NAME/current            the log file name of the running run
+    state_dir/runs/NAME/.secrets-XXXXXXXX  an imapsync run's password files, while it runs (0700)
 
 Every write is atomic (a temporary file in the same directory, fsync, rename). Secrets never go anywhere
 else: not in the definitions, not in the logs, not in the results. Definitions say which remote account
@@ -33,6 +34,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import typing as t
 
@@ -44,6 +46,7 @@ STATE_DIR = "/var/lib/mailops-imap"
 KINDS = ("targets", "tasks")
 KEEP_LOGS = 10
 DEFINITION_MODE = 0o600
+PRIVATE_PREFIX = ".secrets-"  # the private directory of one run, in its task's run records
 CONFIG_DIR_MODE = 0o755  # config_dir itself: what it holds is private (0700 directories)
 
 
@@ -261,6 +264,17 @@ class Store:
             return files.secure_path(self.state_dir, "runs", check_name("tasks", task))
         except (OSError, files.Unsafe) as exc:
             raise files.state_error(path, exc) from None
+
+    def new_private_dir(self, task: str) -> str:
+        """A new private directory (0700) in the task's run records, for files that must not outlive one run (the
+        password files of imapsync); those that a run killed outright (SIGKILL, power cut) left are removed first.
+        SyncError (state_error) when the run records cannot be used, OSError when the directory cannot be made."""
+        runs_dir = self.run_records(task)
+        with contextlib.suppress(OSError):
+            for entry in os.listdir(runs_dir):
+                if entry.startswith(PRIVATE_PREFIX):
+                    shutil.rmtree(os.path.join(runs_dir, entry), ignore_errors=True)
+        return tempfile.mkdtemp(prefix=PRIVATE_PREFIX, dir=runs_dir)
 
     def _write_record(self, task: str, name: str, data: bytes) -> None:
         path = os.path.join(self.run_records(task), name)

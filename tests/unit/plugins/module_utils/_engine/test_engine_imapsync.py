@@ -211,12 +211,17 @@ def test_password_files_are_0600_even_with_an_open_umask(tmp_path):
 
 
 def test_stale_private_directories_are_removed(tmp_path):
-    (tmp_path / ".secrets-abc").mkdir()
-    (tmp_path / ".secrets-abc" / "passfile1").write_text("x", encoding="utf-8")
-    (tmp_path / "20260101T000000Z.log").write_text("log", encoding="utf-8")
-    engine_imapsync.remove_stale_secrets(str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["20260101T000000Z.log"]
-    engine_imapsync.remove_stale_secrets(str(tmp_path / "missing"))
+    st = store_mod.Store(str(tmp_path / "etc"), str(tmp_path / "var"))
+    runs = tmp_path / "var" / "runs" / "t1"
+    runs.mkdir(parents=True, mode=0o700)
+    os.chmod(tmp_path / "var", 0o700)
+    os.chmod(tmp_path / "var" / "runs", 0o700)
+    (runs / ".secrets-abc").mkdir()
+    (runs / ".secrets-abc" / "passfile1").write_text("x", encoding="utf-8")
+    (runs / "20260101T000000Z.log").write_text("log", encoding="utf-8")
+    private = st.new_private_dir("t1")
+    assert sorted(p.name for p in runs.iterdir()) == sorted(["20260101T000000Z.log", os.path.basename(private)])
+    assert os.path.basename(private).startswith(store_mod.PRIVATE_PREFIX) and stat.S_IMODE(os.stat(private).st_mode) == 0o700
 
 
 def test_the_lock_is_the_builtin_engines_lock(tmp_path):
@@ -351,7 +356,7 @@ def test_a_program_that_cannot_start_fails_the_run(fake_host, tmp_path, monkeypa
     assert result.status == "failed"
     assert result.errors[0]["kind"] == Kind.MISSING_PROGRAM
     assert result.errors[0]["detail"].startswith(f"imapsync ({broken}) cannot be started: No such file or directory")
-    assert [p for p in os.listdir(st.runs_dir("t1")) if p.startswith(engine_imapsync.SECRETS_PREFIX)] == []
+    assert [p for p in os.listdir(st.runs_dir("t1")) if p.startswith(store_mod.PRIVATE_PREFIX)] == []
 
 
 def test_a_definition_imapsync_cannot_run_writes_nothing(fake_host):
@@ -439,4 +444,4 @@ def test_a_password_file_that_cannot_be_written_is_a_state_error_recorded_as_the
     assert "No space left on device" in result.errors[0]["detail"] and st.runs_dir("t1") in result.errors[0]["detail"]
     assert st.last_result("t1")["errors"][0]["kind"] == "state_error"
     assert not record.exists()  # imapsync never started
-    assert not [e for e in os.listdir(st.runs_dir("t1")) if e.startswith(engine_imapsync.SECRETS_PREFIX)]  # no directory left
+    assert not [e for e in os.listdir(st.runs_dir("t1")) if e.startswith(store_mod.PRIVATE_PREFIX)]  # no directory left
