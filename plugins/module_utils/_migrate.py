@@ -210,12 +210,12 @@ def run_bulk(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
         result["diff"] = [_account_diff(a, o) for a, o in zip(accounts, outcomes) if o.folders]
 
     summary = result["summary"]
-    if summary["partial"]:
-        module.warn(f"{summary['partial']} of {summary['accounts']} account(s) ended partial, for example with messages "
+    if summary[Status.PARTIAL]:
+        module.warn(f"{summary[Status.PARTIAL]} of {summary['accounts']} account(s) ended partial, for example with messages "
                     "refused by the local server; see the errors of each in accounts.")
-    if summary["skipped"]:
-        module.warn(f"{summary['skipped']} account(s) were skipped because the same account was already being migrated on this host.")
-    if summary["failed"]:
+    if summary[Status.SKIPPED]:
+        module.warn(f"{summary[Status.SKIPPED]} account(s) were skipped because the same account was already being migrated on this host.")
+    if summary[Status.FAILED]:
         failed = [(a, o) for a, o in zip(accounts, outcomes) if o.status == Status.FAILED]
         details = "; ".join(
             f"{a.name}: {o.errors[0]['detail'] if o.errors else 'failed without a reason'}" for a, o in failed[:10])

@@ -531,13 +531,13 @@ def plan(tasks: t.Sequence[TimerTask], unit_dir: str, systemctl: Systemctl, *, p
         if state.get("UnitFileState") in ("enabled", "enabled-runtime", "linked", "linked-runtime"):
             result.disable.append(timer_unit(name))
     for name in result.purged:
-        service = loaded.get(service_unit(name))
-        if service is None:
+        instance = loaded.get(service_unit(name))
+        if instance is None:
             continue
-        if service["ActiveState"] in ACTIVE_STATES:
+        if instance["ActiveState"] in ACTIVE_STATES:
             result.stop.append(service_unit(name))
             result.reset_failed.append(service_unit(name))  # in case stopping it ends in failure
-        elif service["ActiveState"] == "failed":
+        elif instance["ActiveState"] == "failed":
             result.reset_failed.append(service_unit(name))
 
     # Wanted timers: enabled and started (a timer file written anew is loaded by the reload first).
