@@ -5,7 +5,7 @@
 Pure Python (argparse and the standard library) with relative imports only: the role installs this package
 on hosts under another package name. Never prints a secret or a traceback; every refusal is a sentence.
 
-Exit codes (docs/spec.md "imapsyncctl"): 0 success, 1 failed, 2 bad definition or usage, 3 partial, 75 skipped (already running).
+Exit codes (docs/spec.md "The result"): 0 success, 1 failed, 2 bad definition or usage, 3 partial, 75 skipped (already running).
 """
 
 from __future__ import annotations
