@@ -19,7 +19,6 @@ import os
 import stat
 import typing as t
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store
 
@@ -33,38 +32,11 @@ def _normalized(public: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     return json.loads(json.dumps(dict(public), sort_keys=True, ensure_ascii=False))
 
 
-def _unreadable(path: str, exc: OSError) -> ConfigError:
-    return ConfigError(f"{path} cannot be read ({exc.strerror}); run the task as root (become: true) "
-                       "or choose a config_dir this user owns.")
-
-
-def read_public(path: str) -> tuple[bool, dict[str, t.Any]]:
-    """Whether a definition file exists, and its content ({} when it is not a readable JSON object)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        return False, {}
-    except ValueError:
-        return True, {}
-    except OSError as exc:
-        raise _unreadable(path, exc) from None
-    return True, data if isinstance(data, dict) else {}
-
-
-def read_secret(path: str) -> tuple[bool, str | None]:
-    """Whether a secret file exists, and its text (None when it is not UTF-8)."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        return False, None
-    except OSError as exc:
-        raise _unreadable(path, exc) from None
-    try:
-        return True, raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return True, None
+def _stored(store: Store, kind: str, name: str) -> tuple[bool, dict[str, t.Any]]:
+    """Whether a definition is stored, and its content ({} when its file holds no JSON object: declaring it again
+    replaces it)."""
+    stored = store.read_public(kind, name)
+    return stored.exists, stored.data or {}
 
 
 def _exposed(path: str) -> bool:
@@ -137,8 +109,8 @@ def plan_present(store: Store, kind: str, name: str, public: t.Mapping[str, t.An
     """The change that storing ``public`` and ``secret`` as ``kind``/``name`` makes."""
     path = store.definition_path(kind, name)
     secret_path = store.secret_path(kind, name)
-    exists, stored = read_public(path)
-    has_secret, stored_secret = read_secret(secret_path)
+    exists, stored = _stored(store, kind, name)
+    has_secret, stored_secret = store.read_secret(kind, name)
     return Change(
         kind=kind, name=name, path=path,
         before=stored if exists else None, before_secret=has_secret,
@@ -152,7 +124,7 @@ def plan_present(store: Store, kind: str, name: str, public: t.Mapping[str, t.An
 def plan_absent(store: Store, kind: str, name: str) -> Change:
     """The change that removing ``kind``/``name`` (definition and secret) makes."""
     path = store.definition_path(kind, name)
-    exists, stored = read_public(path)
+    exists, stored = _stored(store, kind, name)
     has_secret = os.path.lexists(store.secret_path(kind, name))
     return Change(kind=kind, name=name, path=path, before=stored if exists else None, before_secret=has_secret, after=None)
 
@@ -168,15 +140,11 @@ def action(change: Change) -> str:
 
 def stored_names(store: Store, kind: str) -> list[str]:
     """The names with a definition or a secret under the store's config_dir (a secret left alone counts too)."""
-    names = set(store.names(kind))
     try:
-        entries = os.listdir(os.path.join(store.config_dir, "secrets", kind))
-    except FileNotFoundError:
-        entries = []
+        return sorted(set(store.names(kind)) | set(store.secret_names(kind)))
     except OSError as exc:
-        raise _unreadable(os.path.join(store.config_dir, "secrets", kind), exc) from None
-    names.update(entry for entry in entries if config.TASK_NAME_RE.fullmatch(entry))
-    return sorted(names)
+        raise ConfigError(f"{exc.filename} cannot be read ({exc.strerror}); run the task as root (become: true) "
+                          "or choose a config_dir this user owns.") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,14 +208,14 @@ def plan_bulk(store: Store, kind: str, declared: t.Sequence[tuple[str, t.Mapping
     if purge:
         listed = {name for name, _public, _secret in declared}
         changes += [plan_absent(store, kind, name) for name in stored_names(store, kind) if name not in listed]
-    return BulkChange(kind=kind, directory=os.path.join(store.config_dir, kind), changes=tuple(changes))
+    return BulkChange(kind=kind, directory=store.definitions_dir(kind), changes=tuple(changes))
 
 
 def tasks_using_target(store: Store, target: str) -> list[str]:
     """The names of the stored tasks whose definition refers to the mail target ``target``."""
     users = []
     for name in store.names("tasks"):
-        exists, public = read_public(store.definition_path("tasks", name))
+        exists, public = _stored(store, "tasks", name)
         if exists and public.get("target", "default") == target:
             users.append(name)
     return users
@@ -255,7 +223,7 @@ def tasks_using_target(store: Store, target: str) -> list[str]:
 
 def target_missing(store: Store, target: str) -> bool:
     """Whether the mail target ``target`` has no definition under the store's config_dir."""
-    return not read_public(store.definition_path("targets", target))[0]
+    return not store.read_public("targets", target).exists
 
 
 def missing_target_message(store: Store, target: str) -> str:

@@ -21,10 +21,11 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.mailops.imap.plugins.module_utils._argspec import Account, MigratePlan, parse_migrate
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, files, runner, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine.contract import Kind, Status, plain
 from ansible_collections.mailops.imap.plugins.module_utils._engine.result import RunResult
 from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store
 
-STATUS_ORDER = ("success", "partial", "failed", "skipped")
+STATUS_ORDER = tuple(plain(status) for status in Status)  # the order of the summary counts
 TOTAL_KEYS = ("copied", "bytes", "already_present", "flags_updated", "deleted_remote", "folders_created", "errors")
 
 
@@ -55,25 +56,32 @@ def _ensure_state_dir(module: ModuleLike) -> str:
         elif os.path.isdir(state_dir):
             files.check_dir(state_dir)
     except (OSError, files.Unsafe) as exc:
-        module.fail_json(msg=f"state_dir: {files.describe(state_dir, exc)}", kind=errors.STATE_ERROR)
+        module.fail_json(msg=f"state_dir: {files.describe(state_dir, exc)}", kind=plain(Kind.STATE_ERROR))
     return state_dir
 
 
-def _failed_result(kind: str, detail: str, check_mode: bool) -> RunResult:
+def _failed_result(kind: Kind | str, detail: str, check_mode: bool) -> RunResult:
     outcome = RunResult(task=None, check_mode=check_mode).fail(kind, detail)
     return outcome
 
 
+def run_inline(task: config.Task, target: config.Target, state_dir: str, check_mode: bool) -> RunResult:
+    """One inline run (no defined task): the builtin engine with the account's inline state of the store, and the same
+    locks as every run (the task's, here of the inline state, and the account's). Raises ConfigError."""
+    store = Store(state_dir=state_dir)
+    return sync.run(task, target, store.inline_state_path(task, target), check_mode=check_mode, task_name=None,
+                    state_dir=store.state_dir)
+
+
 def run_inline_account(task: config.Task, target: config.Target, state_dir: str, check_mode: bool) -> RunResult:
     """One account with its inline state; never raises (an unexpected error is a failed result)."""
-    state_path = os.path.join(state_dir, config.state_key(task, target) + ".sqlite")
     try:
-        return sync.run(task, target, state_path, check_mode=check_mode, task_name=None, state_dir=state_dir)
+        return run_inline(task, target, state_dir, check_mode)
     except errors.ConfigError as exc:
         return _failed_result(exc.kind, str(exc), check_mode)
     except Exception as exc:  # pylint: disable=broad-exception-caught
         # One account must not take the others down; the sentence names the error without a secret.
-        return _failed_result("internal_error", f"The run stopped on an unexpected {type(exc).__name__}: {exc}; "
+        return _failed_result(Kind.INTERNAL_ERROR, f"The run stopped on an unexpected {type(exc).__name__}: {exc}; "
                               "report it, with the host's Python and imapclient versions.", check_mode)
 
 
@@ -85,13 +93,13 @@ def _finish_single(module: ModuleLike, outcome: RunResult, skipped_msg: str) -> 
     result["changed"] = outcome.changed
     if module._diff:
         result["diff"] = outcome.diff()
-    if outcome.status == "failed":
+    if outcome.status == Status.FAILED:
         detail = outcome.errors[0]["detail"] if outcome.errors else "The run failed without a reason; see the host's log."
         module.fail_json(msg=detail, **result)
-    if outcome.status == "skipped":
+    if outcome.status == Status.SKIPPED:
         result["skipped"] = True
         result["msg"] = outcome.notices[0] if outcome.notices else skipped_msg
-    elif outcome.status == "partial":
+    elif outcome.status == Status.PARTIAL:
         count = result["totals"]["errors"]
         module.warn(f"The migration ended partial: {count} error(s), for example messages refused by the local server; see errors.")
     module.exit_json(**result)
@@ -109,15 +117,13 @@ def _exclude_warning(module: ModuleLike, tasks: list[tuple[str, config.Task]]) -
                 "use folders: all_except to exclude folders.")
 
 
-def run_inline(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
+def run_single(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
     if plan.task is None or plan.target is None:
         module.fail_json(msg="An inline migration needs its task fields and target; give local_user, remote_user, remote_password and remote_host.")
     _exclude_warning(module, [("", plan.task)])
     state_dir = _ensure_state_dir(module)
-    state_path = os.path.join(state_dir, config.state_key(plan.task, plan.target) + ".sqlite")
     try:
-        outcome = sync.run(plan.task, plan.target, state_path, check_mode=module.check_mode, task_name=None,
-                           state_dir=state_dir)
+        outcome = run_inline(plan.task, plan.target, state_dir, module.check_mode)
     except errors.ConfigError as exc:
         module.fail_json(msg=str(exc))
     _finish_single(module, outcome, "The same account is already being migrated on this host; this run was skipped.")
@@ -165,17 +171,17 @@ def aggregate(accounts: t.Sequence[Account], outcomes: t.Sequence[RunResult], ch
         entries.append(entry)
         for key in TOTAL_KEYS:
             totals[key] += entry["totals"][key]
-        summary[outcome.status] = summary.get(outcome.status, 0) + 1
-    if summary["failed"]:
-        status = "failed"
-    elif summary["partial"]:
-        status = "partial"
-    elif outcomes and summary["skipped"] == len(outcomes):
-        status = "skipped"
+        summary[plain(outcome.status)] = summary.get(plain(outcome.status), 0) + 1
+    if summary[Status.FAILED]:
+        status = Status.FAILED
+    elif summary[Status.PARTIAL]:
+        status = Status.PARTIAL
+    elif outcomes and summary[Status.SKIPPED] == len(outcomes):
+        status = Status.SKIPPED
     else:
-        status = "success"
+        status = Status.SUCCESS
     return {
-        "status": status, "check_mode": check_mode, "started": started, "finished": _now(), "duration_s": duration_s,
+        "status": plain(status), "check_mode": check_mode, "started": started, "finished": _now(), "duration_s": duration_s,
         "totals": totals, "summary": summary, "accounts": entries,
         "changed": any(outcome.changed for outcome in outcomes),
     }
@@ -204,20 +210,20 @@ def run_bulk(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
         result["diff"] = [_account_diff(a, o) for a, o in zip(accounts, outcomes) if o.folders]
 
     summary = result["summary"]
-    if summary["partial"]:
-        module.warn(f"{summary['partial']} of {summary['accounts']} account(s) ended partial, for example with messages "
+    if summary[Status.PARTIAL]:
+        module.warn(f"{summary[Status.PARTIAL]} of {summary['accounts']} account(s) ended partial, for example with messages "
                     "refused by the local server; see the errors of each in accounts.")
-    if summary["skipped"]:
-        module.warn(f"{summary['skipped']} account(s) were skipped because the same account was already being migrated on this host.")
-    if summary["failed"]:
-        failed = [(a, o) for a, o in zip(accounts, outcomes) if o.status == "failed"]
+    if summary[Status.SKIPPED]:
+        module.warn(f"{summary[Status.SKIPPED]} account(s) were skipped because the same account was already being migrated on this host.")
+    if summary[Status.FAILED]:
+        failed = [(a, o) for a, o in zip(accounts, outcomes) if o.status == Status.FAILED]
         details = "; ".join(
             f"{a.name}: {o.errors[0]['detail'] if o.errors else 'failed without a reason'}" for a, o in failed[:10])
         more = f"; and {len(failed) - 10} more" if len(failed) > 10 else ""
         others = "The other accounts ran; see" if len(failed) < summary["accounts"] else "See"
         module.fail_json(msg=f"{len(failed)} of {summary['accounts']} account(s) failed ({details}{more}). "
                          f"{others} accounts for each result.", **result)
-    if result["status"] == "skipped":
+    if result["status"] == Status.SKIPPED:
         result["skipped"] = True
         result["msg"] = "Every account was already being migrated on this host; this run was skipped."
     module.exit_json(**result)
@@ -235,4 +241,4 @@ def main(module: ModuleLike) -> t.NoReturn:
         run_defined(module, plan)
     if plan.mode == "bulk":
         run_bulk(module, plan)
-    run_inline(module, plan)
+    run_single(module, plan)

@@ -3,15 +3,18 @@
 """The systemd timers of sync tasks (``mailops.imap.sync_timers``, used by the ``mailops.imap.imapsync`` role).
 
 One ``mailops-imapsync@NAME.timer`` file per enabled task with ``schedule: interval``, in the unit directory of
-the system manager or of a user manager; it starts ``mailops-imapsync@NAME.service`` (the template service the
-role writes) ``first_delay`` after the timer starts, then every ``interval_minutes`` after the last start of the
+the system manager or of a user manager; it starts ``mailops-imapsync@NAME.service`` (the template service
+:func:`render_service` writes) ``first_delay`` after the timer starts, then every ``interval_minutes`` after the last start of the
 service. The timers of manual, disabled (and, with ``purge``, unlisted) tasks are stopped, disabled and removed.
 
 Everything is asked of ``systemctl`` in as few calls as possible, whatever the number of tasks: one
 ``list-units`` and one ``show`` to learn the state, then at most one call per action (stop, disable, enable,
 ``daemon-reload``, reset-failed, start), each on every unit that needs it. ``daemon-reload`` runs only when a
-unit file changed (or the caller says another one did: the service template). Nothing is done where the state is
-already the wanted one, so a second run changes nothing; :func:`plan` alone is check mode.
+unit file changed (or the caller says another one did). Nothing is done where the state is already the wanted
+one, so a second run changes nothing; :func:`plan` alone is check mode.
+
+The template service ``mailops-imapsync@.service`` that the timers start comes from here too
+(:func:`render_service`, the ``service`` option): unit files of the tasks have one rendering path, this module.
 
 Pure Python, no Ansible imports: the module turns a :class:`Plan` into its result.
 """
@@ -161,6 +164,161 @@ def render_timer(task: TimerTask, first_delay: str, accuracy: str, randomized_de
     return "\n".join(lines)
 
 
+# The service: the values a unit file takes as they are, so each must be one line without what systemd or a shell would
+# read as a separator, quote, specifier or comment (the role checks its variables with the same rule first).
+PATH_RE = re.compile(r"/[^\s\x00-\x1f\x7f\"'\\%;]*\Z")
+START_TIMEOUT_RE = re.compile(r"(infinity|[1-9][0-9]{0,8}(s|min|h|d)?)\Z")
+MEMORY_MAX_RE = re.compile(r"(infinity|[1-9][0-9]{0,12}[KMGT]?)\Z")
+# Paths that a sandboxed service does not see unless they are bound into it (ProtectHome, PrivateTmp), and those of
+# them that ProtectHome=yes would hide for good (tmpfs, with the paths bound, then).
+_HIDDEN_RE = re.compile(r"(/home|/root|/run/user|/tmp|/var/tmp)(/|\Z)")
+_HOMES_RE = re.compile(r"(/home|/root|/run/user)(/|\Z)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Service:
+    """What the template service ``mailops-imapsync@.service`` needs to know (the ``service`` option)."""
+
+    launcher: str  # imapsyncctl
+    config_dir: str
+    state_dir: str
+    stop_timeout: int = 300  # TimeoutStopSec, seconds
+    start_timeout: str = "12h"  # TimeoutStartSec: the longest a run may take
+    memory_max: str = "1G"  # MemoryMax
+    sandbox: bool = True  # the directives that need a user or mount namespace (always with scope system)
+    read_paths: tuple[str, ...] = ()  # what the run reads (bound into the sandbox when hidden)
+    write_paths: tuple[str, ...] = ()  # what the run writes besides state_dir (an LMTP socket), bound when hidden
+
+
+def parse_service(item: t.Mapping[str, t.Any]) -> Service:
+    """The ``service`` option, checked (one line each, nothing systemd would read otherwise); ConfigError otherwise."""
+    problems = []
+    for field in ("launcher", "config_dir", "state_dir"):
+        if not isinstance(item.get(field), str) or not PATH_RE.match(item[field]):
+            problems.append(f"service.{field}: {item.get(field)!r} is not an absolute path without spaces, control "
+                            "characters, quotes, backslashes, '%' or ';'.")
+    for field in ("read_paths", "write_paths"):
+        for path in item.get(field) or ():
+            if not isinstance(path, str) or not PATH_RE.match(path):
+                problems.append(f"service.{field}: {path!r} is not an absolute path without spaces, control characters, "
+                                "quotes, backslashes, '%' or ';'.")
+    stop_timeout = item.get("stop_timeout", 300)
+    if isinstance(stop_timeout, bool) or not isinstance(stop_timeout, int) or stop_timeout < 1:
+        problems.append(f"service.stop_timeout: {stop_timeout!r} is not a whole number of seconds of at least 1.")
+    start_timeout = str(item.get("start_timeout", "12h"))
+    if not START_TIMEOUT_RE.match(start_timeout):
+        problems.append(f"service.start_timeout: {start_timeout!r} is not valid; use a number with s, min, h or d (12h), "
+                        "or infinity.")
+    memory_max = str(item.get("memory_max", "1G"))
+    if not MEMORY_MAX_RE.match(memory_max):
+        problems.append(f"service.memory_max: {memory_max!r} is not valid; use bytes with K, M, G or T (1G), or infinity.")
+    if problems:
+        raise ConfigError(" ".join(problems))
+    return Service(launcher=item["launcher"], config_dir=item["config_dir"], state_dir=item["state_dir"],
+                   stop_timeout=stop_timeout, start_timeout=start_timeout, memory_max=memory_max,
+                   sandbox=bool(item.get("sandbox", True)), read_paths=tuple(item.get("read_paths") or ()),
+                   write_paths=tuple(item.get("write_paths") or ()))
+
+
+def render_service(service: Service, scope: str) -> str:
+    """The text of the template service ``mailops-imapsync@.service`` for the manager of ``scope``."""
+    user = "--user " if scope == "user" else ""
+    lines = [
+        HEADER,
+        "#",
+        "# The service of the mailops.imap sync tasks: mailops-imapsync@TASK.service runs the task TASK once",
+        "# (imapsyncctl run TASK). Its timer mailops-imapsync@TASK.timer starts it for interval tasks; start it by hand with",
+        f"#   systemctl {user}start mailops-imapsync@TASK.service",
+        "# A start that meets a run of the same task (started by imapsyncctl or migrate) ends at once as \"skipped\" (exit",
+        "# code 75), which is a success here. No secret is in this file, in the environment or on the command line: the",
+        f"# passwords stay in {service.config_dir}/secrets, read by the engine.",
+        "[Unit]",
+        "Description=mailops.imap sync task %i",
+    ]
+    if scope == "system":
+        lines += ["Wants=network-online.target", "After=network-online.target"]
+    lines += [
+        "",
+        "[Service]",
+        "Type=oneshot",
+        f"ExecStart={service.launcher} --config-dir {service.config_dir} --state-dir {service.state_dir} run %i",
+        "# 75: skipped, another run of the task holds its lock.",
+        "SuccessExitStatus=75",
+        "# systemctl stop (and the role, when it removes a task) asks the run to stop: it ends after its current batch,",
+        "# with its state saved. Give it the time to.",
+        f"TimeoutStopSec={service.stop_timeout}",
+        "# The stop request goes to imapsyncctl only, which passes it on (to upstream imapsync too, for engine: imapsync);",
+        "# whatever is left when TimeoutStopSec is over is killed.",
+        "KillMode=mixed",
+        "# Every run ends: past imapsync_service_timeout systemd stops it as above (Type=oneshot: TimeoutStartSec is the whole",
+        "# run; RuntimeMaxSec would not apply) and the next run resumes from the checkpoints. Its lock goes with its process.",
+        f"TimeoutStartSec={service.start_timeout}",
+        "# imapsync_service_memory_max: a bound for the run's memory, builtin engine or upstream imapsync (see the README).",
+        f"MemoryMax={service.memory_max}",
+        "UMask=0077",
+        "",
+        f"# Hardening: systemd-analyze {user}security mailops-imapsync@TASK.service",
+        "NoNewPrivileges=yes",
+        "LockPersonality=yes",
+        "MemoryDenyWriteExecute=yes",
+        "RestrictRealtime=yes",
+        "RestrictSUIDSGID=yes",
+        "RestrictNamespaces=yes",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "SystemCallArchitectures=native",
+        "SystemCallFilter=@system-service",
+        "SystemCallFilter=~@privileged @resources",
+        "SystemCallErrorNumber=EPERM",
+        "AmbientCapabilities=",
+        "KeyringMode=private",
+        "RemoveIPC=yes",
+    ]
+    if scope == "system" or service.sandbox:
+        lines += _sandbox(service, scope)
+    else:
+        lines += [
+            "# imapsync_service_sandbox: false (user managers without unprivileged user namespaces): no directive that needs a",
+            "# user or mount namespace (PrivateUsers, ProtectSystem, ProtectHome, PrivateTmp, CapabilityBoundingSet, ...).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _sandbox(service: Service, scope: str) -> list[str]:
+    """The directives that need a user or mount namespace: the files of the host read-only, but state_dir."""
+    paths = service.read_paths + (service.state_dir, *service.write_paths)
+    lines = []
+    if scope == "user":
+        lines.append("# A user manager applies the directives below inside a user namespace of its own (unprivileged user namespaces).")
+    lines += [
+        "PrivateUsers=yes",
+        "CapabilityBoundingSet=",
+        "ProtectSystem=strict",
+        f"ProtectHome={'tmpfs' if scope == 'user' or any(_HOMES_RE.match(path) for path in paths) else 'yes'}",
+        "PrivateTmp=yes",
+        "PrivateMounts=yes",
+        "PrivateDevices=yes",
+        "DevicePolicy=closed",
+        "ProtectKernelModules=yes",
+        "ProtectClock=yes",
+        "ProtectControlGroups=yes",
+        "ProtectHostname=yes",
+        "ProtectProc=invisible",
+        "ProcSubset=pid",
+    ]
+    if scope == "system":
+        lines += ["ProtectKernelTunables=yes", "ProtectKernelLogs=yes"]
+    else:
+        lines += [
+            "# Not ProtectKernelTunables= nor ProtectKernelLogs=: a user manager cannot apply them in its user namespace (the",
+            "# service would fail with status 226/NAMESPACE).",
+        ]
+    lines += ["# Only the state directory is writable.", f"ReadWritePaths={service.state_dir}"]
+    lines += [f"BindReadOnlyPaths=-{path}" for path in service.read_paths if _HIDDEN_RE.match(path)]
+    writes = dict.fromkeys((service.state_dir, *service.write_paths))
+    lines += [f"BindPaths=-{path}" for path in writes if _HIDDEN_RE.match(path)]
+    return lines
+
+
 class Systemctl:
     """``systemctl`` of the system manager or of the user manager (``--user``) of the user running this."""
 
@@ -267,7 +425,8 @@ class Plan:
 
     unit_dir: str
     wanted: list[str] = dataclasses.field(default_factory=list)  # the timers that run after the change
-    files: list[FileChange] = dataclasses.field(default_factory=list)
+    files: list[FileChange] = dataclasses.field(default_factory=list)  # timer files
+    service: FileChange | None = None  # the template service, when given and its file changes
     stop: list[str] = dataclasses.field(default_factory=list)  # unwanted timers and purged services that run
     disable: list[str] = dataclasses.field(default_factory=list)
     enable: list[str] = dataclasses.field(default_factory=list)
@@ -279,11 +438,11 @@ class Plan:
 
     @property
     def files_changed(self) -> bool:
-        return bool(self.files)
+        return bool(self.files) or self.service is not None
 
     @property
     def changed(self) -> bool:
-        return bool(self.files or self.stop or self.disable or self.enable or self.start or self.reset_failed or self.reload)
+        return bool(self.files_changed or self.stop or self.disable or self.enable or self.start or self.reset_failed or self.reload)
 
     def written(self) -> list[str]:
         return [change.unit for change in self.files if change.after is not None]
@@ -291,17 +450,21 @@ class Plan:
     def removed(self) -> list[str]:
         return [change.unit for change in self.files if change.after is None]
 
+    def _written_files(self) -> list[FileChange]:
+        """The unit files to write: the service first, then the timers."""
+        return ([self.service] if self.service is not None else []) + [change for change in self.files if change.after is not None]
+
     def actions(self) -> list[str]:
         """The systemctl calls, in order, as an administrator would type them."""
         lines = [f"systemctl stop {' '.join(self.stop)}"] if self.stop else []
         if self.disable:
             lines.append(f"systemctl disable {' '.join(self.disable)}")
-        lines += [f"write {change.path}" for change in self.files if change.after is not None]
+        lines += [f"write {change.path}" for change in self._written_files()]
         lines += [f"remove {change.path}" for change in self.files if change.after is None]
         if self.enable:
             lines.append(f"systemctl enable {' '.join(self.enable)}")
         if self.reload:
-            reason = "a timer file changed" if self.files else "the service template changed"
+            reason = "a unit file changed" if self.files_changed else "asked for: daemon_reload"
             lines.append(f"systemctl daemon-reload  ({reason})")
         if self.reset_failed:
             lines.append(f"systemctl reset-failed {' '.join(self.reset_failed)}")
@@ -311,8 +474,9 @@ class Plan:
 
     def diff(self) -> list[dict[str, str]]:
         """Ansible's diff: one entry per changed unit file, then the systemctl actions."""
+        changes = ([self.service] if self.service is not None else []) + self.files
         diffs = [{"before_header": change.path, "after_header": change.path,
-                  "before": change.before or "", "after": change.after or ""} for change in self.files]
+                  "before": change.before or "", "after": change.after or ""} for change in changes]
         if self.changed:
             diffs.append({"prepared": "\n".join(self.actions()) + "\n"})
         return diffs
@@ -320,12 +484,19 @@ class Plan:
 
 def plan(tasks: t.Sequence[TimerTask], unit_dir: str, systemctl: Systemctl, *, purge: bool = False,
          first_delay: str = "1min", accuracy: str = "1s", randomized_delay: str = "0",
-         reload_requested: bool = False) -> Plan:
-    """What it takes for the timers under ``unit_dir`` and in the manager to be those ``tasks`` want."""
+         reload_requested: bool = False, service: Service | None = None) -> Plan:
+    """What it takes for the timers under ``unit_dir`` and in the manager to be those ``tasks`` want, and, with
+    ``service``, for the template service to be the one :func:`render_service` writes."""
     listed = {task.name: task for task in tasks}
     wanted = {task.name: task for task in tasks if task.wants_timer}
     result = Plan(unit_dir=unit_dir, reload_requested=reload_requested)
     result.wanted = [timer_unit(name) for name in wanted]
+    if service is not None:
+        path = os.path.join(unit_dir, SERVICE_TEMPLATE)
+        text = render_service(service, systemctl.scope)
+        before = _read(path)
+        if before != text:
+            result.service = FileChange(SERVICE_TEMPLATE, path, before, text)
 
     # Timer files there now, and loaded units: which tasks have something of ours.
     try:
@@ -360,13 +531,13 @@ def plan(tasks: t.Sequence[TimerTask], unit_dir: str, systemctl: Systemctl, *, p
         if state.get("UnitFileState") in ("enabled", "enabled-runtime", "linked", "linked-runtime"):
             result.disable.append(timer_unit(name))
     for name in result.purged:
-        service = loaded.get(service_unit(name))
-        if service is None:
+        instance = loaded.get(service_unit(name))
+        if instance is None:
             continue
-        if service["ActiveState"] in ACTIVE_STATES:
+        if instance["ActiveState"] in ACTIVE_STATES:
             result.stop.append(service_unit(name))
             result.reset_failed.append(service_unit(name))  # in case stopping it ends in failure
-        elif service["ActiveState"] == "failed":
+        elif instance["ActiveState"] == "failed":
             result.reset_failed.append(service_unit(name))
 
     # Wanted timers: enabled and started (a timer file written anew is loaded by the reload first).
@@ -376,7 +547,7 @@ def plan(tasks: t.Sequence[TimerTask], unit_dir: str, systemctl: Systemctl, *, p
             result.enable.append(timer_unit(name))
         if state.get("ActiveState") != "active":
             result.start.append(timer_unit(name))
-    result.reload = bool(result.files) or reload_requested
+    result.reload = result.files_changed or reload_requested
     return result
 
 
@@ -386,8 +557,10 @@ def apply(change: Plan, systemctl: Systemctl) -> None:
         systemctl.each(["stop"], change.stop)
     if change.disable:
         systemctl.each(["disable", "--no-reload"], change.disable)
-    if change.files:
+    if change.files_changed:
         make_dirs(change.unit_dir, 0o755, check=False)  # missing parents 0755 too, whatever the umask
+    if change.service is not None and change.service.after is not None:
+        _write(change.service.path, change.service.after)
     for file in change.files:
         if file.after is None:
             with contextlib.suppress(FileNotFoundError):

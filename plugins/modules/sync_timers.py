@@ -10,8 +10,10 @@ short_description: Install, start, stop and remove the systemd timers of sync ta
 version_added: 0.1.0
 description:
   - Makes the systemd timers C(mailops-imapsync@NAME.timer) of a host match its sync tasks, in one call whatever
-    their number. It is the module the C(mailops.imap.imapsync) role uses; the role also writes the template
-    service C(mailops-imapsync@.service) that the timers start.
+    their number. It is the module the C(mailops.imap.imapsync) role uses.
+  - With O(service), it also writes the template service C(mailops-imapsync@.service) that the timers start (and
+    that C(systemctl start mailops-imapsync@NAME.service) runs), so that every unit file of the tasks comes from
+    this module.
   - Each enabled task with O(tasks[].schedule=interval) gets a timer file in O(unit_dir). It starts the task's
     service O(first_delay) after the timer starts (when it is started here, and at every boot), then
     O(tasks[].interval_minutes) minutes after the last start of the service. The timer is enabled and started.
@@ -21,7 +23,8 @@ description:
     it stays loaded.
   - The state of every unit is read with one C(systemctl show) call; systemctl is called only where something
     must change, each action once for all the units that need it. C(systemctl daemon-reload) runs only when a
-    timer file changed, or with O(daemon_reload=true).
+    unit file changed (a timer file, or the service of O(service)), or with O(daemon_reload=true).
+  - Unit files are written atomically, and only when their text changes.
 author:
   - mailops.imap maintainers (@mailops)
 extends_documentation_fragment:
@@ -32,7 +35,7 @@ attributes:
     details: Reports what would change (files and systemctl actions) and changes nothing; it only asks systemctl.
   diff_mode:
     support: full
-    details: Shows each timer file that changes, before and after, and the systemctl actions.
+    details: Shows each unit file that changes (the service, the timers), before and after, and the systemctl actions.
   platform:
     platforms: posix
 options:
@@ -69,7 +72,7 @@ options:
     default: system
   unit_dir:
     description:
-      - Where the timer files are written. Defaults to C(/etc/systemd/system) with O(scope=system) and to
+      - Where the unit files are written. Defaults to C(/etc/systemd/system) with O(scope=system) and to
         C(~/.config/systemd/user) with O(scope=user).
     type: path
   purge:
@@ -97,10 +100,72 @@ options:
     default: "0"
   daemon_reload:
     description:
-      - Whether to reload the manager even when no timer file changes, because another unit file of the tasks
-        changed (the role passes whether it changed the service template).
+      - Whether to reload the manager even when no unit file changes here, because another unit file of the tasks
+        changed (a drop-in written by another task, for example).
     type: bool
     default: false
+  service:
+    description:
+      - The template service C(mailops-imapsync@.service) to write in O(unit_dir), as the role describes it. Left
+        out, the service file is not touched.
+      - Its C(ExecStart) runs C(LAUNCHER --config-dir CONFIG_DIR --state-dir STATE_DIR run TASK). A start that
+        meets a run of the same task ends as skipped (exit code 75), which counts as a success. The service is
+        hardened (no new privileges, a system call filter, and with O(service.sandbox) a read-only view of the host
+        where only O(service.state_dir) is writable).
+      - Every path must be absolute, without spaces, control characters, quotes, backslashes, C(%) or C(;) (they
+        go into the unit file as they are).
+    type: dict
+    suboptions:
+      launcher:
+        description: The path of C(imapsyncctl) on the host.
+        type: str
+        required: true
+      config_dir:
+        description: Where the definitions are (C(--config-dir)).
+        type: str
+        required: true
+      state_dir:
+        description: Where the state, the results and the logs are (C(--state-dir)); the one writable directory.
+        type: str
+        required: true
+      stop_timeout:
+        description:
+          - How long a stopped run may take to finish its current batch and save its state (C(TimeoutStopSec)),
+            in seconds.
+        type: int
+        default: 300
+      start_timeout:
+        description:
+          - The longest a run may take (C(TimeoutStartSec)), a number with C(s), C(min), C(h) or C(d), or
+            V(infinity). Past it the run is stopped as by C(systemctl stop) and the next run resumes.
+        type: str
+        default: 12h
+      memory_max:
+        description: The most memory a run may use (C(MemoryMax)), bytes with C(K), C(M), C(G) or C(T), or V(infinity).
+        type: str
+        default: 1G
+      sandbox:
+        description:
+          - Whether to use the directives that need a user or mount namespace (C(PrivateUsers), C(ProtectSystem),
+            C(ProtectHome), C(PrivateTmp), ...). Always on with O(scope=system); turn it off for user managers
+            without unprivileged user namespaces.
+        type: bool
+        default: true
+      read_paths:
+        description:
+          - The paths a run reads (the launcher, the engine, the interpreter, CA files, ...). Those under
+            C(/home), C(/root), C(/run/user), C(/tmp) or C(/var/tmp), which the sandbox hides, are bound into it
+            read-only.
+        type: list
+        elements: str
+        default: []
+      write_paths:
+        description:
+          - The paths a run writes besides O(service.state_dir) (an LMTP socket). Those the sandbox hides are bound
+            into it.
+        type: list
+        elements: str
+        default: []
 notes:
   - Run it as root (C(become=true)) with O(scope=system), and as the user whose manager runs the timers with
     O(scope=user).
@@ -119,6 +184,20 @@ EXAMPLES = r"""
       - name: alice-migration
         schedule: manual
     purge: true
+  become: true
+
+- name: The service the timers start, and the timers
+  mailops.imap.sync_timers:
+    tasks:
+      - name: carol-provider
+        schedule: interval
+        interval_minutes: 5
+    service:
+      launcher: /usr/local/bin/imapsyncctl
+      config_dir: /etc/mailops-imap
+      state_dir: /var/lib/mailops-imap
+      start_timeout: 6h
+      memory_max: 512M
   become: true
 """
 
@@ -171,6 +250,11 @@ purged:
   type: list
   elements: str
   sample: []
+service_changed:
+  description: Whether the file of the template service was (would be) written, with O(service).
+  returned: always
+  type: bool
+  sample: false
 reloaded:
   description: Whether C(systemctl daemon-reload) ran (would run).
   returned: always
@@ -199,6 +283,17 @@ def argument_spec() -> dict:
         "accuracy": {"type": "str", "default": "1s"},
         "randomized_delay": {"type": "str", "default": "0"},
         "daemon_reload": {"type": "bool", "default": False},
+        "service": {"type": "dict", "options": {
+            "launcher": {"type": "str", "required": True},
+            "config_dir": {"type": "str", "required": True},
+            "state_dir": {"type": "str", "required": True},
+            "stop_timeout": {"type": "int", "default": 300},
+            "start_timeout": {"type": "str", "default": "12h"},
+            "memory_max": {"type": "str", "default": "1G"},
+            "sandbox": {"type": "bool", "default": True},
+            "read_paths": {"type": "list", "elements": "str", "default": []},
+            "write_paths": {"type": "list", "elements": "str", "default": []},
+        }},
     }
 
 
@@ -212,13 +307,14 @@ def main() -> None:
         first_delay = units.check_timespan("first_delay", params["first_delay"])
         accuracy = units.check_timespan("accuracy", params["accuracy"])
         randomized_delay = units.check_timespan("randomized_delay", params["randomized_delay"])
+        service = units.parse_service(params["service"]) if params["service"] is not None else None
     except ConfigError as exc:
         module.fail_json(msg=str(exc))
 
     systemctl = units.Systemctl(scope, module.get_bin_path("systemctl") or "systemctl")
     try:
         change = units.plan(tasks, unit_dir, systemctl, purge=params["purge"], first_delay=first_delay, accuracy=accuracy,
-                            randomized_delay=randomized_delay, reload_requested=params["daemon_reload"])
+                            randomized_delay=randomized_delay, reload_requested=params["daemon_reload"], service=service)
     except units.SystemdError as exc:
         module.fail_json(msg=f"{exc} The timers cannot be managed without it; with scope: user the user's manager must "
                              "run (loginctl enable-linger USER), and XDG_RUNTIME_DIR must name its directory.")
@@ -231,7 +327,7 @@ def main() -> None:
         except units.SystemdError as exc:
             module.fail_json(msg=str(exc))
         except OSError as exc:
-            module.fail_json(msg=f"The timer files cannot be written in {unit_dir} ({exc.strerror}); run as root "
+            module.fail_json(msg=f"The unit files cannot be written in {unit_dir} ({exc.strerror}); run as root "
                                  "(become: true) with scope: system, or give a writable unit_dir.")
 
     result = {
@@ -244,6 +340,7 @@ def main() -> None:
         "stopped": change.stop,
         "disabled": change.disable,
         "purged": change.purged,
+        "service_changed": change.service is not None,
         "reloaded": change.reload,
     }
     if module._diff:

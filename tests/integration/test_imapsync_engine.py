@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, runner, state, store as store_mod
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, engine_imapsync, state, store as store_mod
+from ansible_collections.mailops.imap.plugins.module_utils._engine.contract import Kind
 
 REMOTE_PASSWORD = "r3m0te p\u00e4'ss\"w\u00f6rd\\x $HOME `id`"
 MASTER_PASSWORD = "m\u00e4ster'pw\"\\ s3cret"
@@ -178,7 +179,7 @@ class Host:
                         TMPDIR=str(self.tmp_dir),
                         # imapsync would take a password from these: they never reach it
                         IMAPSYNC_PASSWORD1="from-the-environment-1", IMAPSYNC_PASSWORD2="from-the-environment-2")
-        self.env.pop(runner.ENV_IMAPSYNC, None)
+        self.env.pop(engine_imapsync.ENV_IMAPSYNC, None)
 
     def define(self, name: str = "t1", **overrides) -> str:
         target = config.parse_target({"host": "mail.example.net", "port": 143, "master_user": "vmail",
@@ -216,7 +217,7 @@ class Host:
 
     def secrets_dirs(self, name: str = "t1") -> list[Path]:
         runs = self.runs_dir(name)
-        return sorted(runs.glob(runner.SECRETS_PREFIX + "*")) if runs.exists() else []
+        return sorted(runs.glob(store_mod.PRIVATE_PREFIX + "*")) if runs.exists() else []
 
     def everything_written(self) -> str:
         """Every file under state_dir (logs, last result, pid...) as text."""
@@ -274,7 +275,7 @@ def test_run_gives_passwords_in_private_files_only_and_maps_the_statistics(host)
     assert record["passfile1"]["content"] == REMOTE_PASSWORD + "\n"
     assert record["passfile2"]["content"] == MASTER_PASSWORD + "\n"
     private = Path(record["passfile1"]["path"]).parent
-    assert private.parent == host.runs_dir(name) and private.name.startswith(runner.SECRETS_PREFIX)
+    assert private.parent == host.runs_dir(name) and private.name.startswith(store_mod.PRIVATE_PREFIX)
     assert Path(record["passfile2"]["path"]).parent == private
     for key in ("passfile1", "passfile2"):
         assert record[key]["mode"] == 0o600 and record[key]["dir_mode"] == 0o700 and record[key]["uid"] == os.getuid()
@@ -286,7 +287,7 @@ def test_run_gives_passwords_in_private_files_only_and_maps_the_statistics(host)
     assert result["folders"] == []
     assert result["totals"] == {"copied": 5, "bytes": 12345, "already_present": 7, "flags_updated": 0,
                                 "deleted_remote": 2, "folders_created": 0, "errors": 0}
-    assert result["errors"] == [] and runner.NOTICE_TOTALS_ONLY in result["notices"]
+    assert result["errors"] == [] and engine_imapsync.NOTICE_TOTALS_ONLY in result["notices"]
     assert host.store.last_result(name) == result
     assert host.store.running_pid(name) is None
 
@@ -350,11 +351,11 @@ def test_imapsync_failure_is_a_failed_run_with_its_last_error_lines(host):
     assert done.returncode == 1, done.stdout + done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "failed"
-    assert [error["kind"] for error in result["errors"]] == [runner.IMAPSYNC_FAILED]
+    assert [error["kind"] for error in result["errors"]] == [Kind.IMAPSYNC_FAILED]
     detail = result["errors"][0]["detail"]
     assert detail.startswith("imapsync exited with status 16 (EXIT_AUTHENTICATION_FAILURE: authentication failure): ")
     assert "Host1 failure: Error login on [imap.example.org] with user [alice@example.org]" in detail
-    assert runner.NOTICE_NO_STATISTICS in result["notices"] and result["totals"]["errors"] == 1
+    assert engine_imapsync.NOTICE_NO_STATISTICS in result["notices"] and result["totals"]["errors"] == 1
     assert host.store.last_result(name) == result and host.secrets_dirs(name) == []
     shown = host.ctl("run", name)
     assert shown.returncode == 1 and "error imapsync_failed: imapsync exited with status 16" in shown.stdout
@@ -397,7 +398,7 @@ def test_check_mode_runs_imapsync_dry_and_writes_nothing(host):
     assert not private.exists() and list(host.tmp_dir.iterdir()) == []
     assert result["check_mode"] is True and result["status"] == "success"
     assert result["totals"]["copied"] == 5 and result["totals"]["bytes"] == 0  # "(could be 5 without --dry mode)"
-    assert runner.NOTICE_DRY in result["notices"]
+    assert engine_imapsync.NOTICE_DRY in result["notices"]
     assert not host.state_dir.exists()  # no log, no result, no lock file, no state
     text = host.ctl("run", name, "--check")
     assert text.returncode == 0 and "check mode: nothing was written" in text.stdout
@@ -496,7 +497,7 @@ def test_override_names_the_program(host, tmp_path):
     elsewhere = tmp_path / "opt" / "imapsync-2.229"
     elsewhere.parent.mkdir()
     host.fake.rename(elsewhere)
-    env = dict(host.env, **{runner.ENV_IMAPSYNC: str(elsewhere)})
+    env = dict(host.env, **{engine_imapsync.ENV_IMAPSYNC: str(elsewhere)})
     done = host.ctl("run", name, "--json", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert host.record()["argv"][0] == str(elsewhere)
@@ -509,20 +510,20 @@ def test_missing_imapsync_is_a_failed_run_that_says_how_to_install_it(host):
     done = host.ctl("run", name, "--json", env=env)
     assert done.returncode == 1, done.stdout + done.stderr
     result = json.loads(done.stdout)
-    assert result["status"] == "failed" and [e["kind"] for e in result["errors"]] == [runner.MISSING_PROGRAM]
+    assert result["status"] == "failed" and [e["kind"] for e in result["errors"]] == [Kind.MISSING_PROGRAM]
     detail = result["errors"][0]["detail"]
     assert "imapsync is not installed on this host" in detail and "https://imapsync.lamiral.info/" in detail
-    assert runner.ENV_IMAPSYNC in detail and "engine: builtin" in detail
+    assert engine_imapsync.ENV_IMAPSYNC in detail and "engine: builtin" in detail
     assert host.store.last_result(name) == result
     assert "error missing_program: imapsync is not installed" in host.ctl("log", name).stdout
 
-    wrong = dict(host.env, **{runner.ENV_IMAPSYNC: str(host.root / "nowhere" / "imapsync")})
+    wrong = dict(host.env, **{engine_imapsync.ENV_IMAPSYNC: str(host.root / "nowhere" / "imapsync")})
     done = host.ctl("run", name, "--json", env=wrong)
     assert done.returncode == 1
     detail = json.loads(done.stdout)["errors"][0]["detail"]
-    assert detail.startswith(f"${runner.ENV_IMAPSYNC} names ") and "not an executable program" in detail
+    assert detail.startswith(f"${engine_imapsync.ENV_IMAPSYNC} names ") and "not an executable program" in detail
     checked = host.ctl("run", name, "--check", "--json", env=wrong)
-    assert checked.returncode == 1 and json.loads(checked.stdout)["errors"][0]["kind"] == runner.MISSING_PROGRAM
+    assert checked.returncode == 1 and json.loads(checked.stdout)["errors"][0]["kind"] == Kind.MISSING_PROGRAM
 
 
 def test_a_definition_imapsync_cannot_run_is_refused_with_exit_2(host):

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.mailops.imap.plugins.module_utils import _units as units
 from harness import mail
 from harness.secrets import SecretWatcher
 from harness.systemd import SYSTEMD, UserManager
@@ -411,36 +412,20 @@ def test_no_password_in_unit_files_systemctl_show_or_what_the_service_prints(dep
     assert environment == "", environment
 
 
-SERVICE_TEMPLATE = Path(__file__).resolve().parents[2] / "roles" / "imapsync" / "templates" / f"{UNIT}.service.j2"
-
-
 def render_service(d: Deployment, scope: str, dest: Path) -> str:
-    """The role's service template rendered for ``scope`` with the paths of this deployment (no role run: the
-    system manager is not there to apply it to)."""
+    """The service the role writes, rendered for ``scope`` with the paths of this deployment by the code that writes
+    it (sync_timers' service option; no role run: the system manager is not there to apply it to)."""
     install = d.home / ".local" / "share" / "mailops-imap"
-    python = install / "venv" / "bin" / "python"
-    role_vars = {
-        "imapsync_scope": scope, "imapsync_service_sandbox": True, "imapsync_stop_timeout": 300,
-        "imapsync_service_timeout": "12h", "imapsync_service_memory_max": "1G",
-        "imapsync_service_read_paths": [], "imapsync_target": d.target(),
-        "imapsync_tasks": [d.task("manual")],
-        "__imapsync_config_dir": str(d.config_dir), "__imapsync_state_dir": str(d.state_dir),
-        "__imapsync_install_dir": str(install), "__imapsync_launcher": str(d.launcher),
-        "__imapsync_venv_python": {"stat": {"exists": True, "lnk_source": os.path.realpath(python)}},
-        "template_src": str(SERVICE_TEMPLATE), "template_dest": str(dest),
-    }
-    playbook = d.work / "render.yml"
-    playbook.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n    - name: Render\n"
-                        "      ansible.builtin.template:\n        src: '{{ template_src }}'\n"
-                        "        dest: '{{ template_dest }}'\n        mode: '0644'\n", encoding="utf-8")
-    extra = d.work / "render.json"
-    extra.write_text(json.dumps(role_vars), encoding="utf-8")
-    os.chmod(extra, 0o600)
-    proc = subprocess.run([ansible_playbook(), "-i", "localhost,", "-c", "local", str(playbook), "-e", f"@{extra}"],
-                          capture_output=True, text=True, check=False, timeout=300,
-                          env=dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=str(Path(ansible_playbook()).parent / "python")))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return dest.read_text(encoding="utf-8")
+    prefix = os.path.dirname(os.path.dirname(os.path.realpath(install / "venv" / "bin" / "python")))
+    reads = [str(d.config_dir), str(install), str(d.launcher), prefix, d.target()["ca_file"], d.task("manual")["ca_file"]]
+    service = units.parse_service({
+        "launcher": str(d.launcher), "config_dir": str(d.config_dir), "state_dir": str(d.state_dir),
+        "stop_timeout": 300, "start_timeout": "12h", "memory_max": "1G", "sandbox": True,
+        "read_paths": [path for path in dict.fromkeys(reads) if units.PATH_RE.match(path)], "write_paths": [],
+    })
+    text = units.render_service(service, scope)
+    dest.write_text(text, encoding="utf-8")
+    return text
 
 
 def exposure(text: str) -> float:
@@ -454,6 +439,8 @@ def test_the_system_scope_service_is_hardened_and_runs_under_a_root_manager(depl
     manager, which runs as root like the system manager, so that its hardening is known not to break a sync."""
     d = deployment
     d.require("apply", "manual")
+    written = (d.unit_dir / f"{UNIT}.service").read_text(encoding="utf-8")
+    assert written == render_service(d, "user", d.work / "user.service"), "the role's service is the code's, for its paths"
     unit = render_service(d, "system", d.work / f"{UNIT}.service")
     for directive in ("PrivateUsers=yes", "ProtectSystem=strict", "PrivateTmp=yes", "NoNewPrivileges=yes",
                       "ProtectKernelTunables=yes", "ProtectKernelLogs=yes", "CapabilityBoundingSet=\n",

@@ -5,7 +5,7 @@
 Pure Python (argparse and the standard library) with relative imports only: the role installs this package
 on hosts under another package name. Never prints a secret or a traceback; every refusal is a sentence.
 
-Exit codes (SPEC): 0 success, 1 failed, 2 bad definition or usage, 3 partial, 75 skipped (already running).
+Exit codes (docs/spec.md "The result"): 0 success, 1 failed, 2 bad definition or usage, 3 partial, 75 skipped (already running).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import threading
 import time
 import typing as t
 
-from . import files, info, runner, timers
+from . import engine_imapsync, files, info, runner, timers
+from .contract import Status
 from .errors import ConfigError, SyncError
 from .store import CONFIG_DIR, STATE_DIR, Store, check_name
 from .text import printable
@@ -36,7 +37,7 @@ EXIT_SKIPPED = 75  # EX_TEMPFAIL: try again later
 EXIT_INTERRUPTED = 130
 
 # Run status -> exit code (a stopped run ends "success", or "partial" when messages were refused).
-EXIT_CODES = {"success": EXIT_SUCCESS, "failed": EXIT_FAILED, "partial": EXIT_PARTIAL, "skipped": EXIT_SKIPPED}
+EXIT_CODES = {Status.SUCCESS: EXIT_SUCCESS, Status.FAILED: EXIT_FAILED, Status.PARTIAL: EXIT_PARTIAL, Status.SKIPPED: EXIT_SKIPPED}
 
 ENV_CONFIG_DIR = "MAILOPS_IMAP_CONFIG_DIR"
 ENV_STATE_DIR = "MAILOPS_IMAP_STATE_DIR"
@@ -61,9 +62,9 @@ equivalently is refused (exit 2).
 """
 
 
-def exit_code(status: str) -> int:
+def exit_code(status: Status | str) -> int:
     """The exit code of ``run`` for a result status (an unknown status counts as failed)."""
-    return EXIT_CODES.get(status, EXIT_FAILED)
+    return EXIT_CODES.get(t.cast(Status, status), EXIT_FAILED)
 
 
 class UsageError(Exception):
@@ -90,7 +91,7 @@ def _task_name(value: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``imapsyncctl`` (global options are accepted before or after the command)."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config-dir", metavar="DIR", default=argparse.SUPPRESS,
                         help=f"where targets and tasks are defined (default: ${ENV_CONFIG_DIR}, else {CONFIG_DIR})")
     common.add_argument("--state-dir", metavar="DIR", default=argparse.SUPPRESS,
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run a task now. SIGTERM or Ctrl-C stops it after the current batch, "
                                           "with its state saved; the next run continues where it stopped. "
                                           "A task with engine: imapsync runs imapsync (from "
-                                          f"${runner.ENV_IMAPSYNC}, else PATH), which a stop ends with SIGTERM.")
+                                          f"${engine_imapsync.ENV_IMAPSYNC}, else PATH), which a stop ends with SIGTERM.")
     run.add_argument("task", metavar="TASK", type=_task_name)
     run.add_argument("--check", action="store_true", help="compute what a run would do, write nothing anywhere")
     run.add_argument("--json", action="store_true", help="print the result as JSON instead of a summary")

@@ -26,6 +26,7 @@ import time
 import typing as t
 
 from . import errors
+from .contract import Kind
 
 LOCKS = "locks"
 _LOCK_RETRY_S = 0.5  # a status query holds a lock (shared) for an instant: an acquisition retries that long
@@ -182,7 +183,7 @@ def describe(path: str, exc: BaseException) -> str:
 
 def state_error(path: str, exc: BaseException) -> errors.SyncError:
     """The run-stopping ``state_error`` for a failure on a state path."""
-    return errors.SyncError(errors.STATE_ERROR, describe(path, exc))
+    return errors.SyncError(Kind.STATE_ERROR, describe(path, exc))
 
 
 # -- locks ----------------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ for a user who may read ``config_dir`` but not ``config_dir/secrets``; writes no
 
 from __future__ import annotations
 
-import json
 import typing as t
 
 from . import timers
@@ -22,19 +21,10 @@ NextRuns = t.Callable[[list[str]], "dict[str, str | None]"]
 
 
 def read_public(store: Store, kind: str, name: str) -> dict[str, t.Any] | None:
-    """The stored public definition (None when not defined), without any secret key."""
-    path = store.definition_path(kind, name)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
+    """The stored public definition (None when not defined), without any secret key; ConfigError when unreadable."""
+    data = store.read_public(kind, name).definition()
+    if data is None:
         return None
-    except PermissionError:
-        raise ConfigError(f"The definition {path} cannot be read (permission denied); run as root (become: true).") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"The definition {path} cannot be read ({exc}); fix or remove it.") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"The definition {path} is not a JSON object; fix or remove it.")
     for key in SECRET_KEYS:
         data.pop(key, None)
     return data

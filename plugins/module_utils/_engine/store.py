@@ -9,24 +9,32 @@ Layout (both directories relocatable, for tests and unprivileged users)::
     config_dir/secrets/targets/NAME        the target's master password      0600 (directories 0700)
     config_dir/secrets/tasks/NAME          the task's remote password        0600
     state_dir/tasks/NAME.sqlite            the task's sync state (+ .lock)   0600 (directories 0700)
+    state_dir/KEY.sqlite                   an inline migrate's state (+ .lock; KEY: config.state_key)
     state_dir/locks/SHA256.lock            an account's run lock             0600
-    state_dir/runs/NAME/last.json          the last result (SPEC result)     0600
+    state_dir/runs/NAME/last.json          the last result (docs/spec.md "The result")
     state_dir/runs/NAME/YYYYmmddTHHMMSSZ.log   human logs of the last runs   0600
     state_dir/runs/NAME/pid                the process of the running run
     state_dir/runs/NAME/current            the log file name of the running run
+    state_dir/runs/NAME/.secrets-XXXXXXXX  an imapsync run's password files, while it runs (0700)
 
 Every write is atomic (a temporary file in the same directory, fsync, rename). Secrets never go anywhere
 else: not in the definitions, not in the logs, not in the results. Definitions say which remote account
 lands in which local user: they are readable by their owner only, like the secrets. Directories are created
 with these modes whatever the umask, and refused when another user owns them or can write them
 (:mod:`files`); a failure under state_dir is a ``state_error`` naming the path and the fix.
+
+:class:`Store` is the one place that knows this layout: every path above comes from one of its methods, every
+definition and secret is read by :meth:`Store.read_public` and :meth:`Store.read_secret`, and every run (either
+engine, a defined task or an inline migrate) takes its locks from :meth:`Store.run_locks`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import typing as t
 
@@ -38,6 +46,7 @@ STATE_DIR = "/var/lib/mailops-imap"
 KINDS = ("targets", "tasks")
 KEEP_LOGS = 10
 DEFINITION_MODE = 0o600
+PRIVATE_PREFIX = ".secrets-"  # the private directory of one run, in its task's run records
 CONFIG_DIR_MODE = 0o755  # config_dir itself: what it holds is private (0700 directories)
 
 
@@ -73,6 +82,22 @@ def check_name(kind: str, name: t.Any) -> str:
     return name
 
 
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """A definition file as found under config_dir."""
+
+    path: str
+    exists: bool
+    data: dict[str, t.Any] | None = None  # the JSON object; None when absent or not a JSON object
+    problem: str | None = None  # why an existing file holds no definition (a sentence naming the file and the fix)
+
+    def definition(self) -> dict[str, t.Any] | None:
+        """The definition (None when absent); ConfigError when the file holds none."""
+        if self.problem is not None:
+            raise ConfigError(self.problem)
+        return self.data
+
+
 class Store:
     """Definitions under ``config_dir`` and run records under ``state_dir``."""
 
@@ -82,16 +107,36 @@ class Store:
 
     # -- paths ------------------------------------------------------------------------------------------
     def definition_path(self, kind: str, name: str) -> str:
-        return os.path.join(self.config_dir, kind, check_name(kind, name) + ".json")
+        return os.path.join(self.definitions_dir(kind), check_name(kind, name) + ".json")
 
     def secret_path(self, kind: str, name: str) -> str:
-        return os.path.join(self.config_dir, "secrets", kind, check_name(kind, name))
+        return os.path.join(self.secrets_dir(kind), check_name(kind, name))
 
     def state_path(self, task: str) -> str:
         return os.path.join(self.state_dir, "tasks", check_name("tasks", task) + ".sqlite")
 
     def runs_dir(self, task: str) -> str:
         return os.path.join(self.state_dir, "runs", check_name("tasks", task))
+
+    def definitions_dir(self, kind: str) -> str:
+        return os.path.join(self.config_dir, kind)
+
+    def secrets_dir(self, kind: str) -> str:
+        return os.path.join(self.config_dir, "secrets", kind)
+
+    def lock_path(self, task: str) -> str:
+        """The task's lock (held by the run of the task, whatever its engine)."""
+        return self.state_path(task) + ".lock"
+
+    def inline_state_path(self, task: config.Task, target: config.Target) -> str:
+        """The state of an inline migrate of ``task`` (no defined task: the key of the account and its options)."""
+        return os.path.join(self.state_dir, config.state_key(task, target) + ".sqlite")
+
+    def run_locks(self, name: str, account: t.Any, create: bool) -> files.RunLocks:
+        """The locks a run of the task ``name`` holds: the task's (:meth:`lock_path`) and its account's (``account``:
+        anything with ``remote_host``, ``remote_user`` and ``local_user``). Without ``create`` (check mode) nothing
+        is created."""
+        return files.RunLocks(self.state_path(name), self.state_dir, account, create)
 
     # -- definitions --------------------------------------------------------------------------------------
     def _config_dirs(self, *parts: str, create: bool = False) -> str:
@@ -114,26 +159,51 @@ class Store:
         with os.fdopen(files.open_file(path, os.O_RDONLY), encoding="utf-8", newline="") as handle:
             return handle.read()
 
-    def read(self, kind: str, name: str) -> tuple[dict[str, t.Any] | None, str | None]:
-        """The stored public definition and secret (None where absent)."""
-        public: dict[str, t.Any] | None = None
-        secret: str | None = None
+    def read_public(self, kind: str, name: str) -> Stored:
+        """The stored public definition ``kind``/``name`` (the one reader of definition files); ConfigError when the
+        file or its directory cannot be used. A file that holds no JSON object is returned with its ``problem``."""
         self._config_dirs(kind)
-        self._config_dirs("secrets", kind)
+        path = self.definition_path(kind, name)
         try:
-            public = json.loads(self._read_file(self.definition_path(kind, name)))
+            text = self._read_file(path)
         except FileNotFoundError:
-            pass
+            return Stored(path, exists=False)
+        except PermissionError:
+            raise ConfigError(f"The definition {path} cannot be read (permission denied); run as root (become: true) "
+                              "or choose a config_dir this user owns.") from None
         except (OSError, ValueError, files.Unsafe) as exc:
-            raise ConfigError(f"The definition {self.definition_path(kind, name)} cannot be read ({exc}); fix or remove it.") from None
+            raise ConfigError(f"The definition {path} cannot be read ({exc}); fix or remove it.") from None
         try:
-            secret = self._read_file(self.secret_path(kind, name))
+            data = json.loads(text)
+        except ValueError as exc:
+            return Stored(path, exists=True, problem=f"The definition {path} cannot be read ({exc}); fix or remove it.")
+        if not isinstance(data, dict):
+            return Stored(path, exists=True, problem=f"The definition {path} is not a JSON object; fix or remove it.")
+        return Stored(path, exists=True, data=data)
+
+    def read_secret(self, kind: str, name: str) -> tuple[bool, str | None]:
+        """Whether the secret of ``kind``/``name`` exists, and its text (None when it is not UTF-8); ConfigError
+        when it or its directory cannot be used."""
+        self._config_dirs("secrets", kind)
+        path = self.secret_path(kind, name)
+        try:
+            with os.fdopen(files.open_file(path, os.O_RDONLY), "rb") as handle:
+                raw = handle.read()
         except FileNotFoundError:
-            pass
+            return False, None
         except files.Unsafe as exc:
             raise ConfigError(str(exc)) from None
         except OSError as exc:
             raise ConfigError(f"The secret of {kind[:-1]} {name!r} cannot be read ({exc.strerror}); run as root.") from None
+        try:
+            return True, raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return True, None
+
+    def read(self, kind: str, name: str) -> tuple[dict[str, t.Any] | None, str | None]:
+        """The stored public definition and secret (None where absent); ConfigError when either cannot be read."""
+        public = self.read_public(kind, name).definition()
+        secret = self.read_secret(kind, name)[1]
         return public, secret
 
     def write(self, kind: str, name: str, public: t.Mapping[str, t.Any], secret: str | None) -> None:
@@ -157,11 +227,20 @@ class Store:
         return removed
 
     def names(self, kind: str) -> list[str]:
+        """The names of the stored definitions of ``kind``."""
         try:
-            entries = os.listdir(os.path.join(self.config_dir, kind))
+            entries = os.listdir(self.definitions_dir(kind))
         except FileNotFoundError:
             return []
         return sorted(e[:-5] for e in entries if e.endswith(".json") and config.TASK_NAME_RE.match(e[:-5]))
+
+    def secret_names(self, kind: str) -> list[str]:
+        """The names with a stored secret of ``kind`` (with a definition or not)."""
+        try:
+            entries = os.listdir(self.secrets_dir(kind))
+        except FileNotFoundError:
+            return []
+        return sorted(entry for entry in entries if config.TASK_NAME_RE.fullmatch(entry))
 
     def load_target(self, name: str) -> config.Target:
         public, secret = self.read("targets", name)
@@ -185,6 +264,17 @@ class Store:
             return files.secure_path(self.state_dir, "runs", check_name("tasks", task))
         except (OSError, files.Unsafe) as exc:
             raise files.state_error(path, exc) from None
+
+    def new_private_dir(self, task: str) -> str:
+        """A new private directory (0700) in the task's run records, for files that must not outlive one run (the
+        password files of imapsync); those that a run killed outright (SIGKILL, power cut) left are removed first.
+        SyncError (state_error) when the run records cannot be used, OSError when the directory cannot be made."""
+        runs_dir = self.run_records(task)
+        with contextlib.suppress(OSError):
+            for entry in os.listdir(runs_dir):
+                if entry.startswith(PRIVATE_PREFIX):
+                    shutil.rmtree(os.path.join(runs_dir, entry), ignore_errors=True)
+        return tempfile.mkdtemp(prefix=PRIVATE_PREFIX, dir=runs_dir)
 
     def _write_record(self, task: str, name: str, data: bytes) -> None:
         path = os.path.join(self.run_records(task), name)
@@ -275,7 +365,7 @@ class Store:
 
     def running_pid(self, task: str) -> int | None:
         """The process running the task now, or None (the task's lock is the truth; the pid file only names it)."""
-        if not files.lock_held(self.state_path(task) + ".lock"):
+        if not files.lock_held(self.lock_path(task)):
             return None
         try:
             return int((self._read_record(task, "pid") or "").strip() or 0) or -1

@@ -11,7 +11,7 @@ import stat
 import pytest
 
 from ansible_collections.mailops.imap.plugins.module_utils import _definitions as defs
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, files
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store
 
@@ -147,11 +147,13 @@ def test_target_secret_field_and_references(store):
 
 
 def test_unreadable_files_give_a_sentence(store, monkeypatch):
+    declare(store, task()).apply(store)
+
     def deny(*_args, **_kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(defs, "open", deny, raising=False)
-    with pytest.raises(ConfigError, match="Permission denied.*become: true"):
+    monkeypatch.setattr(files, "open_file", deny)
+    with pytest.raises(ConfigError, match="alice.json cannot be read .permission denied.; run as root .become: true."):
         declare(store, task())
 
 

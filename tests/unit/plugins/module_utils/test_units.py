@@ -1,8 +1,10 @@
 # Copyright (c) 2026 mailops.imap contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The timers of sync tasks: the files, the systemctl calls (one per action), idempotence, purge, check mode."""
+"""The units of sync tasks: the timer files and the service, the systemctl calls (one per action), idempotence, purge,\ncheck mode."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -124,7 +126,7 @@ def test_a_changed_interval_rewrites_and_reloads_without_restarting(manager):
     assert "daemon-reload" in diff[-1]["prepared"]
 
 
-def test_the_service_template_changed_reloads_only(manager):
+def test_daemon_reload_asked_for_reloads_only(manager):
     run(manager, tasks(INTERVAL))
     manager.calls.clear()
     plan = run(manager, tasks(INTERVAL), reload_requested=True)
@@ -238,3 +240,68 @@ def test_a_name_with_a_trailing_line_feed_writes_no_unit(manager):
         run(manager, tasks({"name": "t1\n", "schedule": "interval", "interval_minutes": 5}))
     assert not manager.unit_dir.exists() or not list(manager.unit_dir.iterdir())
     assert units.UNIT_RE.fullmatch(f"{PREFIX}t1\n.timer") is None and units.UNIT_RE.match(f"{PREFIX}t1.timer\n") is None
+
+
+SERVICE = {"launcher": "/usr/local/bin/imapsyncctl", "config_dir": "/etc/mailops-imap", "state_dir": "/var/lib/mailops-imap"}
+
+
+def test_the_service_is_written_with_the_timers_then_left_alone(manager):
+    service = units.parse_service(SERVICE)
+    plan = run(manager, tasks(INTERVAL), service=service)
+    path = manager.unit_dir / f"{PREFIX}.service"
+    text = path.read_text(encoding="utf-8")
+    assert plan.service is not None and plan.written() == [f"{PREFIX}tick.timer"] and plan.reload
+    assert path.stat().st_mode & 0o777 == 0o644 and text.startswith(units.HEADER + "\n")
+    assert ("ExecStart=/usr/local/bin/imapsyncctl --config-dir /etc/mailops-imap --state-dir /var/lib/mailops-imap "
+            "run %i\n") in text
+    assert manager.actions() == ["enable", "daemon-reload", "start"]
+    manager.calls.clear()
+    again = run(manager, tasks(INTERVAL), service=service)
+    assert not again.changed and again.service is None and manager.actions() == []
+
+
+def test_a_changed_service_alone_is_written_and_reloads(manager):
+    run(manager, tasks(INTERVAL), service=units.parse_service(SERVICE))
+    manager.calls.clear()
+    check = run(manager, tasks(INTERVAL), check=True, service=units.parse_service(dict(SERVICE, memory_max="2G")))
+    assert check.changed and check.reload and manager.actions() == []
+    assert "MemoryMax=1G\n" in check.diff()[0]["before"] and "MemoryMax=2G\n" in check.diff()[0]["after"]
+    assert "MemoryMax=1G\n" in (manager.unit_dir / f"{PREFIX}.service").read_text(encoding="utf-8")
+    run(manager, tasks(INTERVAL), service=units.parse_service(dict(SERVICE, memory_max="2G")))
+    assert manager.actions() == ["daemon-reload"]
+    assert "MemoryMax=2G\n" in (manager.unit_dir / f"{PREFIX}.service").read_text(encoding="utf-8")
+
+
+def test_the_sandbox_binds_hidden_paths_and_a_user_manager_gets_no_kernel_directives():
+    service = units.parse_service(dict(SERVICE, read_paths=["/etc/mailops-imap", "/root/.pyenv/versions/3.11", "/tmp/ca.pem"],
+                                       write_paths=["/run/user/0/lmtp"]))
+    system = units.render_service(service, "system")
+    assert "ProtectHome=tmpfs\n" in system and "ProtectKernelTunables=yes\n" in system
+    assert "BindReadOnlyPaths=-/root/.pyenv/versions/3.11\nBindReadOnlyPaths=-/tmp/ca.pem\nBindPaths=-/run/user/0/lmtp\n" in system
+    assert "BindReadOnlyPaths=-/etc" not in system and "Wants=network-online.target" in system
+    plain = units.render_service(units.parse_service(SERVICE), "system")
+    assert "ProtectHome=yes\n" in plain
+    user = units.render_service(dict_service(sandbox=True), "user")
+    assert "ProtectKernelTunables" not in user.replace("# Not ProtectKernelTunables", "") and "PrivateUsers=yes" in user
+    assert "Wants=network-online.target" not in user and "systemctl --user start" in user
+    unsandboxed = units.render_service(dict_service(sandbox=False), "user")
+    assert "PrivateUsers" not in unsandboxed.replace("(PrivateUsers,", "") and "NoNewPrivileges=yes" in unsandboxed
+    assert "PrivateUsers=yes" in units.render_service(dict_service(sandbox=False), "system"), "a system service is sandboxed"
+
+
+def dict_service(**changes):
+    return units.parse_service(dict(SERVICE, **changes))
+
+
+@pytest.mark.parametrize("changes, phrase", [
+    ({"launcher": "/usr/bin/imapsync ctl"}, "service.launcher: '/usr/bin/imapsync ctl' is not an absolute path"),
+    ({"state_dir": "var/lib"}, "service.state_dir: 'var/lib' is not an absolute path"),
+    ({"read_paths": ["/etc/x\nExecStartPre=/bin/sh"]}, "service.read_paths: "),
+    ({"write_paths": ["/run/%i"]}, "service.write_paths: '/run/%i'"),
+    ({"stop_timeout": 0}, "service.stop_timeout: 0 is not a whole number"),
+    ({"start_timeout": "12h\nUser=root"}, "service.start_timeout: "),
+    ({"memory_max": "lots"}, "service.memory_max: 'lots' is not valid"),
+])
+def test_a_service_value_a_unit_file_cannot_hold_is_refused(changes, phrase):
+    with pytest.raises(ConfigError, match=re.escape(phrase)):
+        units.parse_service(dict(SERVICE, **changes))

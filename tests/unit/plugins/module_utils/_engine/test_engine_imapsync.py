@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, files, runner, state, store as store_mod, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, engine, engine_imapsync, files, runner, state, store as store_mod, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine.contract import Kind
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 
 REMOTE = "r3m0te'\"\\ü pass"
@@ -62,8 +63,8 @@ Exiting with return value 0 (EX_OK: successful termination) 0/50 nb_errors/max_e
 """
 
 
-def statistics(text: str) -> runner.Statistics:
-    stats = runner.Statistics()
+def statistics(text: str) -> engine_imapsync.Statistics:
+    stats = engine_imapsync.Statistics()
     for line in text.splitlines():
         stats.feed(line)
     return stats
@@ -116,19 +117,19 @@ def test_failure_without_numbered_errors_uses_lines_that_sound_like_errors_then_
     assert "BEGIN failed--compilation aborted" in detail
     quiet = statistics("one\ntwo\nthree\nfour\n")
     assert quiet.failure(1) == "imapsync exited with status 1: two | three | four."
-    assert runner.Statistics().failure(1) == "imapsync exited with status 1, without a message."
+    assert engine_imapsync.Statistics().failure(1) == "imapsync exited with status 1, without a message."
 
 
 def test_failure_by_a_signal_and_a_long_detail():
-    assert runner.Statistics().failure(-signal.SIGKILL).startswith("imapsync was ended by signal SIGKILL")
+    assert engine_imapsync.Statistics().failure(-signal.SIGKILL).startswith("imapsync was ended by signal SIGKILL")
     long = statistics("Err 1/50: " + "x" * 5000 + "\n")
-    assert len(long.failure(111)) <= runner._DETAIL_MAX + 1  # pylint: disable=protected-access
+    assert len(long.failure(111)) <= engine_imapsync._DETAIL_MAX + 1  # pylint: disable=protected-access
 
 
 def test_result_totals_come_from_the_statistics():
-    result = runner.ImapsyncResult(task="t1", check_mode=False)
+    result = engine_imapsync.ImapsyncResult(task="t1", check_mode=False)
     result.reported = {"copied": 4, "bytes": 100, "already_present": 2, "deleted_remote": 1, "errors": 0}
-    result.add_error(runner.IMAPSYNC_FAILED, "imapsync exited with status 111.")
+    result.add_error(Kind.IMAPSYNC_FAILED, "imapsync exited with status 111.")
     result.finish("failed")
     data = result.as_dict()
     assert data["folders"] == []
@@ -144,18 +145,18 @@ def test_result_totals_come_from_the_statistics():
 
 
 def test_scrubber_masks_both_passwords_in_bytes_and_text():
-    scrub = runner.scrubber([REMOTE, MASTER, ""])
+    scrub = engine_imapsync.scrubber([REMOTE, MASTER, ""])
     assert scrub(f"login {REMOTE} and {MASTER}\r\n".encode()) == "login MASKED and MASKED"
     assert scrub(b"\xff\xfe broken " + REMOTE.encode() + b"\n") == "\ufffd\ufffd broken MASKED"
-    longer = runner.scrubber(["abc", "abcdef"])
+    longer = engine_imapsync.scrubber(["abc", "abcdef"])
     assert longer(b"abcdef abc\n") == "MASKED MASKED"
-    assert runner.scrubber([])(b"plain  \n") == "plain"
+    assert engine_imapsync.scrubber([])(b"plain  \n") == "plain"
 
 
 def test_child_environment_has_no_password_and_its_own_tmpdir():
     environ = {"PATH": "/usr/bin", "HOME": "/root", "IMAPSYNC_PASSWORD1": "x", "IMAPSYNC_PASSWORD2": "y",
                "SOMETHING": REMOTE, "TMPDIR": "/tmp"}
-    env = runner.child_environment([REMOTE, MASTER], "/var/lib/x/.secrets-1", environ)
+    env = engine_imapsync.child_environment([REMOTE, MASTER], "/var/lib/x/.secrets-1", environ)
     assert env == {"PATH": "/usr/bin", "HOME": "/root", "TMPDIR": "/var/lib/x/.secrets-1"}
 
 
@@ -168,25 +169,25 @@ def _program(path, text="#!/bin/sh\nexit 0\n", mode=0o755):
 def test_find_imapsync_in_path_or_from_the_override(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    found, _missing = runner.find_imapsync({"PATH": str(bin_dir)})
+    found, _missing = engine_imapsync.find_imapsync({"PATH": str(bin_dir)})
     assert found is None
     program = _program(bin_dir / "imapsync")
-    assert runner.find_imapsync({"PATH": str(bin_dir)})[0] == program
+    assert engine_imapsync.find_imapsync({"PATH": str(bin_dir)})[0] == program
     other = _program(tmp_path / "imapsync-2.229")
-    assert runner.find_imapsync({"PATH": str(bin_dir), runner.ENV_IMAPSYNC: other})[0] == other
+    assert engine_imapsync.find_imapsync({"PATH": str(bin_dir), engine_imapsync.ENV_IMAPSYNC: other})[0] == other
     named = _program(bin_dir / "imapsync-patched")
-    assert runner.find_imapsync({"PATH": str(bin_dir), runner.ENV_IMAPSYNC: "imapsync-patched"})[0] == named
+    assert engine_imapsync.find_imapsync({"PATH": str(bin_dir), engine_imapsync.ENV_IMAPSYNC: "imapsync-patched"})[0] == named
     _program(tmp_path / "not-executable", mode=0o644)
-    found, missing = runner.find_imapsync({"PATH": str(bin_dir), runner.ENV_IMAPSYNC: str(tmp_path / "not-executable")})
-    assert found is None and missing.startswith(f"${runner.ENV_IMAPSYNC} names ")
+    found, missing = engine_imapsync.find_imapsync({"PATH": str(bin_dir), engine_imapsync.ENV_IMAPSYNC: str(tmp_path / "not-executable")})
+    assert found is None and missing.startswith(f"${engine_imapsync.ENV_IMAPSYNC} names ")
 
 
 def test_missing_imapsync_says_how_to_install_it():
-    found, missing = runner.find_imapsync({"PATH": "/nonexistent"})
+    found, missing = engine_imapsync.find_imapsync({"PATH": "/nonexistent"})
     assert found is None
     assert missing.startswith("imapsync is not installed on this host: no executable 'imapsync' in PATH (/nonexistent).")
     assert "imapsync 2.229 or later" in missing and "https://imapsync.lamiral.info/#install" in missing
-    assert runner.ENV_IMAPSYNC in missing and missing.endswith("use engine: builtin, which needs no other program.")
+    assert engine_imapsync.ENV_IMAPSYNC in missing and missing.endswith("use engine: builtin, which needs no other program.")
 
 
 # -- password files and the lock ----------------------------------------------------------------------------
@@ -195,27 +196,32 @@ def test_missing_imapsync_says_how_to_install_it():
 def test_password_files_are_0600_even_with_an_open_umask(tmp_path):
     previous = os.umask(0)
     try:
-        path = runner.write_secret(str(tmp_path), "passfile1", REMOTE)
+        path = engine_imapsync.write_secret(str(tmp_path), "passfile1", REMOTE)
     finally:
         os.umask(previous)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     with open(path, encoding="utf-8") as handle:
         assert handle.read() == REMOTE + "\n"
     with pytest.raises(FileExistsError):
-        runner.write_secret(str(tmp_path), "passfile1", MASTER)
+        engine_imapsync.write_secret(str(tmp_path), "passfile1", MASTER)
     os.symlink(str(tmp_path / "elsewhere"), str(tmp_path / "link"))
     with pytest.raises(OSError):
-        runner.write_secret(str(tmp_path), "link", MASTER)
+        engine_imapsync.write_secret(str(tmp_path), "link", MASTER)
     assert not (tmp_path / "elsewhere").exists()
 
 
 def test_stale_private_directories_are_removed(tmp_path):
-    (tmp_path / ".secrets-abc").mkdir()
-    (tmp_path / ".secrets-abc" / "passfile1").write_text("x", encoding="utf-8")
-    (tmp_path / "20260101T000000Z.log").write_text("log", encoding="utf-8")
-    runner.remove_stale_secrets(str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["20260101T000000Z.log"]
-    runner.remove_stale_secrets(str(tmp_path / "missing"))
+    st = store_mod.Store(str(tmp_path / "etc"), str(tmp_path / "var"))
+    runs = tmp_path / "var" / "runs" / "t1"
+    runs.mkdir(parents=True, mode=0o700)
+    os.chmod(tmp_path / "var", 0o700)
+    os.chmod(tmp_path / "var" / "runs", 0o700)
+    (runs / ".secrets-abc").mkdir()
+    (runs / ".secrets-abc" / "passfile1").write_text("x", encoding="utf-8")
+    (runs / "20260101T000000Z.log").write_text("log", encoding="utf-8")
+    private = st.new_private_dir("t1")
+    assert sorted(p.name for p in runs.iterdir()) == sorted(["20260101T000000Z.log", os.path.basename(private)])
+    assert os.path.basename(private).startswith(store_mod.PRIVATE_PREFIX) and stat.S_IMODE(os.stat(private).st_mode) == 0o700
 
 
 def test_the_lock_is_the_builtin_engines_lock(tmp_path):
@@ -273,11 +279,11 @@ def fake_host(tmp_path, monkeypatch):
                               "remote_host": "imap.example.org", "engine": "imapsync"})
     st.write("tasks", "t1", task.public(), REMOTE)
     program = _program(tmp_path / "fake-imapsync", FAKE.format(python=sys.executable))
-    monkeypatch.setenv(runner.ENV_IMAPSYNC, program)
+    monkeypatch.setenv(engine_imapsync.ENV_IMAPSYNC, program)
     record = tmp_path / "record.json"
     monkeypatch.setenv("FAKE_RECORD", str(record))
-    monkeypatch.setattr(runner, "STOP_GRACE_S", 0.5)
-    monkeypatch.setattr(runner, "INTERRUPT_GRACE_S", 0.5)
+    monkeypatch.setattr(engine_imapsync, "STOP_GRACE_S", 0.5)
+    monkeypatch.setattr(engine_imapsync, "INTERRUPT_GRACE_S", 0.5)
     return st, record
 
 
@@ -317,8 +323,8 @@ def test_stop_kills_an_imapsync_that_ignores_sigterm(fake_host, monkeypatch):
     result = runner.run_task(st, "t1", progress=progress, stop=stop)
     info = _wait_for(record)
     assert _gone(info["pid"])
-    assert result.status == "success" and runner.NOTICE_STOPPED in result.notices
-    assert runner.NOTICE_NO_STATISTICS in result.notices
+    assert result.status == "success" and engine_imapsync.NOTICE_STOPPED in result.notices
+    assert engine_imapsync.NOTICE_NO_STATISTICS in result.notices
     assert not os.path.exists(os.path.dirname(info["passfile1"]))
     assert st.last_result("t1")["status"] == "success" and st.running_pid("t1") is None
     assert any(line.startswith("engine imapsync: ") for line in seen)
@@ -345,12 +351,12 @@ def test_an_interrupt_ends_imapsync_and_removes_the_password_files(fake_host):
 def test_a_program_that_cannot_start_fails_the_run(fake_host, tmp_path, monkeypatch):
     st, _record = fake_host
     broken = _program(tmp_path / "broken-imapsync", "#!/nonexistent/perl\n")
-    monkeypatch.setenv(runner.ENV_IMAPSYNC, broken)
+    monkeypatch.setenv(engine_imapsync.ENV_IMAPSYNC, broken)
     result = runner.run_task(st, "t1")
     assert result.status == "failed"
-    assert result.errors[0]["kind"] == runner.MISSING_PROGRAM
+    assert result.errors[0]["kind"] == Kind.MISSING_PROGRAM
     assert result.errors[0]["detail"].startswith(f"imapsync ({broken}) cannot be started: No such file or directory")
-    assert [p for p in os.listdir(st.runs_dir("t1")) if p.startswith(runner.SECRETS_PREFIX)] == []
+    assert [p for p in os.listdir(st.runs_dir("t1")) if p.startswith(store_mod.PRIVATE_PREFIX)] == []
 
 
 def test_a_definition_imapsync_cannot_run_writes_nothing(fake_host):
@@ -364,13 +370,13 @@ def test_a_definition_imapsync_cannot_run_writes_nothing(fake_host):
 
 
 @pytest.mark.parametrize("line, notice, copied", [
-    ("Messages transferred                    : 0 \t(could be 4 without --dry mode)", runner.NOTICE_DRY, 4),
-    ("Messages transferred                    : 0", runner.NOTICE_DRY_UNCOUNTED, 0),
+    ("Messages transferred                    : 0 \t(could be 4 without --dry mode)", engine_imapsync.NOTICE_DRY, 4),
+    ("Messages transferred                    : 0", engine_imapsync.NOTICE_DRY_UNCOUNTED, 0),
 ])
 def test_check_mode_says_whether_imapsync_dry_counted_the_messages(fake_host, line, notice, copied):
     st, _record = fake_host
     task = st.load_task("t1")
-    run = runner.ImapsyncRun(st, "t1", task, st.load_target(task.target), check_mode=True)
+    run = engine_imapsync.ImapsyncRun(engine.Request(st, "t1", task, st.load_target(task.target), check_mode=True))
     run._conclude(0, statistics(f"++++ Statistics\n{line}\nDetected 0 errors\n"))  # pylint: disable=protected-access
     result = run.result.as_dict()
     assert result["status"] == "success" and result["check_mode"] is True
@@ -416,7 +422,7 @@ def test_imapsync_output_is_escaped_and_an_unencrypted_remote_is_noticed(tmp_pat
                               "remote_host": "imap.example.org", "remote_port": 143, "remote_security": "none",
                               "engine": "imapsync"})
     st.write("tasks", "t1", task.public(), REMOTE)
-    monkeypatch.setenv(runner.ENV_IMAPSYNC, _program(tmp_path / "fake-imapsync", ESCAPING.format(python=sys.executable)))
+    monkeypatch.setenv(engine_imapsync.ENV_IMAPSYNC, _program(tmp_path / "fake-imapsync", ESCAPING.format(python=sys.executable)))
     result = runner.run_task(st, "t1")
     assert result.status == "success"
     assert any("imap.example.org:143 is not encrypted (remote_security: none)" in n for n in result.notices), result.notices
@@ -432,10 +438,10 @@ def test_a_password_file_that_cannot_be_written_is_a_state_error_recorded_as_the
     def full(directory, name, secret):
         raise OSError(28, "No space left on device", os.path.join(directory, name))
 
-    monkeypatch.setattr(runner, "write_secret", full)
+    monkeypatch.setattr(engine_imapsync, "write_secret", full)
     result = runner.run_task(st, "t1")
     assert result.status == "failed" and [e["kind"] for e in result.errors] == ["state_error"], result.as_dict()
     assert "No space left on device" in result.errors[0]["detail"] and st.runs_dir("t1") in result.errors[0]["detail"]
     assert st.last_result("t1")["errors"][0]["kind"] == "state_error"
     assert not record.exists()  # imapsync never started
-    assert not [e for e in os.listdir(st.runs_dir("t1")) if e.startswith(runner.SECRETS_PREFIX)]  # no directory left
+    assert not [e for e in os.listdir(st.runs_dir("t1")) if e.startswith(store_mod.PRIVATE_PREFIX)]  # no directory left
