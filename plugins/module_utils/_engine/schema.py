@@ -282,7 +282,7 @@ _NEEDED_TASK = "Required with O(state=present)."
 _CA_DOC = ("A file on the managed host with the CA certificates to verify the {side} server with, instead of the system's.",)
 _SECURITY_DOC = (
     "V(starttls) upgrades a plain connection; if the server does not offer STARTTLS a run fails, it never falls back to "
-    "plain text. V(ssl) is implicit TLS. V(none) sends the {secret} in clear text.",
+    "plain text. V(ssl) is implicit TLS. V(none) sends the {secret} in clear text{tail}.",
 )
 
 
@@ -306,7 +306,7 @@ class Target:
     security: str = _field(
         "starttls", type="str", check=_choices(SECURITY_CHOICES), choices=SECURITY_CHOICES, faces=TARGET_FACES,
         doc=("How the connection to the local server is protected.",
-             _SECURITY_DOC[0].format(secret="master password") + " That is acceptable on the loopback interface only."))
+             _SECURITY_DOC[0].format(secret="master password", tail=", which is acceptable on the loopback interface only")))
     validate_certs: bool = _field(
         True, type="bool", check=_bool, faces=TARGET_FACES,
         doc=("Whether the local server's TLS certificate is verified.",))
@@ -382,7 +382,7 @@ class Task:  # pylint: disable=too-many-instance-attributes
     remote_security: str = _field(
         "starttls", type="str", check=_choices(SECURITY_CHOICES), choices=SECURITY_CHOICES, faces=ALL_TASK_FACES,
         doc=("How the connection to the remote server is protected (NethServer 8 I(Select encryption)).",
-             _SECURITY_DOC[0].format(secret="password")))
+             _SECURITY_DOC[0].format(secret="password", tail="")))
     remote_port: int = _field(
         143, type="int", check=lambda field, value: None if value is None else _port(field, value), faces=ALL_TASK_FACES,
         defaults=frozenset(), derived=True,
