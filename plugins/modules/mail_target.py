@@ -91,20 +91,14 @@ RETURN = r"""
 definition:
   description:
     - The definition as stored after the task, every field with its value (defaults included), without the
-      master password. Empty with O(state=absent).
+      master password (the sample shows a few fields). Empty with O(state=absent).
   returned: always
   type: dict
   sample:
     name: default
     host: 127.0.0.1
     port: 143
-    security: starttls
-    validate_certs: true
-    ca_file: null
     master_user: vmail
-    master_separator: "*"
-    lmtp_host: 127.0.0.1
-    lmtp_port: 24
 master_password_changed:
   description:
     - Whether the stored master password was (in check mode, would be) set or replaced. Never the value.

@@ -171,30 +171,18 @@ RETURN = r"""
 definition:
   description:
     - The definition as stored after the task, every field with its value (defaults included), without the
-      remote password. Empty with O(state=absent).
+      remote password (the sample shows a few fields). Empty with O(state=absent).
   returned: with O(name)
   type: dict
   sample:
     name: alice
     target: default
     local_user: alice
-    remote_user: alice@example.org
     remote_host: imap.old.example.org
-    remote_security: ssl
     remote_port: 993
-    validate_certs: true
-    ca_file: null
     folders: all_except
-    exclude: ["^Spam$", "^Trash(/|$)"]
-    delete_remote: never
-    delete_remote_days: null
+    exclude: ["^Spam$"]
     schedule: manual
-    interval_minutes: null
-    sieve: true
-    special_use_mapping: true
-    engine: builtin
-    delivery: imap
-    enabled: true
 password_changed:
   description:
     - Whether the stored remote password was (in check mode, would be) set or replaced. Never the value.

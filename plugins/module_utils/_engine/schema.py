@@ -272,9 +272,9 @@ class Meta:
     notes: t.Mapping[Face, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
-def _field(default: t.Any = dataclasses.MISSING, repr_: bool = True, **meta: t.Any) -> t.Any:
+def declare(default: t.Any = dataclasses.MISSING, repr_: bool = True, **meta: t.Any) -> t.Any:
     """A dataclass field carrying its :class:`Meta` (a tuple default is kept: the dataclass is frozen)."""
-    return dataclasses.field(default=default, repr=repr_, metadata={"schema": Meta(**meta)})
+    return dataclasses.field(default=default, repr=repr_, metadata={"schema": Meta(**meta)})  # pylint: disable=invalid-field-call
 
 
 _NEEDED_MIGRATE = "Required for an inline migration; in bulk, the default of the accounts that do not give it."
@@ -290,48 +290,48 @@ _SECURITY_DOC = (
 class Target:
     """The local server receiving the mail, reached through a master user."""
 
-    name: str = _field(
+    name: str = declare(
         "default", type="str", check=_required, faces=TARGET_FACES,
         doc=("The name of the mail target, 1 to 64 characters of V(a-z), V(0-9), V(_), V(.) and V(-), starting with a "
              "letter or a digit. It is part of the key of the state of an inline migration.",),
         notes={Face.TARGET: ("Sync tasks refer to it with O(mailops.imap.sync_task#module:target).",),
                Face.ROLE_TARGET: ("The tasks that name no target deliver to it.",)})
-    host: str = _field(
+    host: str = declare(
         "127.0.0.1", type="str", check=check_host, faces=TARGET_FACES,
         doc=("The local IMAP server, given as a hostname, an IPv4 or an IPv6 address.",))
-    port: int = _field(
+    port: int = declare(
         143, type="int", check=lambda field, value: None if value is None else _port(field, value), faces=TARGET_FACES,
         defaults=frozenset(), derived=True,
         doc=("The TCP port of the local IMAP server, 1 to 65535.", "Defaults to 993 with O(~security=ssl), otherwise 143."))
-    security: str = _field(
+    security: str = declare(
         "starttls", type="str", check=_choices(SECURITY_CHOICES), choices=SECURITY_CHOICES, faces=TARGET_FACES,
         doc=("How the connection to the local server is protected.",
              _SECURITY_DOC[0].format(secret="master password", tail=", which is acceptable on the loopback interface only")))
-    validate_certs: bool = _field(
+    validate_certs: bool = declare(
         True, type="bool", check=_bool, faces=TARGET_FACES,
         doc=("Whether the local server's TLS certificate is verified.",))
-    ca_file: str | None = _field(
+    ca_file: str | None = declare(
         None, type="path", role_type="str", check=_optional_text, faces=TARGET_FACES,
         doc=(_CA_DOC[0].format(side="local"),))
-    master_user: str = _field(
+    master_user: str = declare(
         "vmail", type="str", check=_required, faces=TARGET_FACES,
         doc=("The Dovecot master user that logs in on behalf of the local user of each migration or task.",))
-    master_password: str = _field(
+    master_password: str = declare(
         "", repr_=False, type="str", check=_secret, faces=TARGET_FACES, no_log=True, needed=True,
         required=frozenset({Face.ROLE_TARGET}), defaults=frozenset(),
         doc=("The master user's password. Any characters are allowed. It is never logged nor returned.",),
         notes={Face.TARGET: ("Stored by M(mailops.imap.mail_target) apart from the definition, readable by root only, and "
                              "never shown in a diff. Required there with O(mailops.imap.mail_target#module:state=present).",),
                Face.ROLE_TARGET: ("Stored readable by the owner of O(imapsync_config_dir) only.",)})
-    master_separator: str = _field(
+    master_separator: str = declare(
         "*", type="str", check=_required, faces=TARGET_FACES,
         doc=("The separator of the C(user*master) login, used where the server does not offer AUTHENTICATE PLAIN with "
              "an authorization identity.",))
-    lmtp_host: str = _field(
+    lmtp_host: str = declare(
         "127.0.0.1", type="str", check=_lmtp_host, faces=TARGET_FACES,
         doc=("The LMTP server for the tasks and migrations with C(delivery=lmtp), given as a host name, an address or "
              "the path of a UNIX socket.",))
-    lmtp_port: int = _field(
+    lmtp_port: int = declare(
         24, type="int", check=_port, faces=TARGET_FACES,
         doc=("The TCP port of the LMTP server.",))
 
@@ -346,14 +346,14 @@ class Target:
 class Task:  # pylint: disable=too-many-instance-attributes
     """One remote account into one local user."""
 
-    local_user: str = _field(
+    local_user: str = declare(
         type="str", check=_required, faces=ALL_TASK_FACES, needed=True, required=frozenset({Face.ROLE_TASK}),
         doc=("The local account that receives the mail (NethServer 8 I(Local user)).",))
-    remote_user: str = _field(
+    remote_user: str = declare(
         type="str", check=_required, faces=ALL_TASK_FACES, needed=True, required=frozenset({Face.ROLE_TASK}),
         doc=("The login of the remote account (NethServer 8 I(Remote user)).",
              "For a NethServer or Dovecot remote with a master user, V(user*vmail) with the master password works."))
-    remote_password: str = _field(
+    remote_password: str = declare(
         "", repr_=False, type="str", check=_remote_password, faces=ALL_TASK_FACES, no_log=True, needed=True,
         required=frozenset({Face.ROLE_TASK}), defaults=frozenset(),
         doc=("The password of the remote account (NethServer 8 I(Remote password)). Any characters are allowed.",
@@ -362,40 +362,40 @@ class Task:  # pylint: disable=too-many-instance-attributes
                               "remote users.",),
                Face.TASK: ("It is stored apart from the definition, readable by root only, and never shown in a diff.",),
                Face.ROLE_TASK: ("Stored readable by the owner of O(imapsync_config_dir) only.",)})
-    remote_host: str = _field(  # "" is not given (a default only for the order of the fields: in messages too)
+    remote_host: str = declare(  # "" is not given (a default only for the order of the fields: in messages too)
         "", type="str", check=check_host, faces=ALL_TASK_FACES, needed=True, required=frozenset({Face.ROLE_TASK}),
         defaults=frozenset(),
         doc=("The remote IMAP server (NethServer 8 I(IMAP server)), given as a hostname (internationalised names too), "
              "an IPv4 or an IPv6 address.",))
-    name: str | None = _field(
+    name: str | None = declare(
         None, type="str", check=_task_name, faces=DEFINED_TASK_FACES,
         required=frozenset({Face.TASK_ELEMENT, Face.ROLE_TASK}),
         doc=("The name of the task, unique on the host, 1 to 64 characters of V(a-z), V(0-9), V(_), V(.) and V(-), "
              "starting with a letter or a digit. It names the task's files, state and systemd timer.",),
         notes={Face.TASK: ("Required unless O(tasks) is given; O(name) and O(tasks) exclude each other.",)})
-    target: str = _field(
+    target: str = declare(
         "default", type="str", check=_required, faces=DEFINED_TASK_FACES, defaults=frozenset({Face.TASK}),
         doc=("The name of the mail target (see M(mailops.imap.mail_target)) that receives the mail.",),
         notes={Face.TASK: ("It must be defined on the host when the task is stored; in check mode a missing target only "
                            "gives a warning.", "With O(tasks), the target of every element that names none."),
                Face.ROLE_TASK: ("Default the name of O(imapsync_target).",)})
-    remote_security: str = _field(
+    remote_security: str = declare(
         "starttls", type="str", check=_choices(SECURITY_CHOICES), choices=SECURITY_CHOICES, faces=ALL_TASK_FACES,
         doc=("How the connection to the remote server is protected (NethServer 8 I(Select encryption)).",
              _SECURITY_DOC[0].format(secret="password", tail="")))
-    remote_port: int = _field(
+    remote_port: int = declare(
         143, type="int", check=lambda field, value: None if value is None else _port(field, value), faces=ALL_TASK_FACES,
         defaults=frozenset(), derived=True,
         doc=("The TCP port of the remote server (NethServer 8 I(IMAP TCP Port)), 1 to 65535.",
              "Defaults to 993 with O(~remote_security=ssl), otherwise 143."))
-    validate_certs: bool = _field(
+    validate_certs: bool = declare(
         True, type="bool", check=_bool, faces=ALL_TASK_FACES,
         doc=("Whether the remote server's TLS certificate is verified.",))
-    ca_file: str | None = _field(
+    ca_file: str | None = declare(
         None, type="path", role_type="str", check=_optional_text, faces=ALL_TASK_FACES,
         doc=(_CA_DOC[0].format(side="remote"),),
         notes={Face.ROLE_TASK: ("The role makes it readable to the service.",)})
-    folders: str = _field(
+    folders: str = declare(
         "all", type="str", check=_choices(FOLDERS_CHOICES), choices=FOLDERS_CHOICES, faces=ALL_TASK_FACES,
         doc=("What is copied (NethServer 8 I(Folder synchronization)).",
              "V(all) copies every selectable remote folder, recursively, into the local folder of the same path; "
@@ -403,7 +403,7 @@ class Task:  # pylint: disable=too-many-instance-attributes
              "V(all_except) does the same, without the folders matched by O(~exclude).",
              "V(inbox) copies only the messages of the remote INBOX that are not C(\\Seen) and flags each copied "
              "message C(\\Seen) on the remote, so it is never copied twice. See O(~sieve) and O(~delivery)."))
-    exclude: tuple[str, ...] = _field(
+    exclude: tuple[str, ...] = declare(
         (), type="list", elements="str", check=_exclude, faces=ALL_TASK_FACES,
         doc=("With O(~folders=all_except), Python regular expressions, one per entry, searched (not anchored) in the "
              "remote folder names; a folder that matches any of them is not copied.",
@@ -416,7 +416,7 @@ class Task:  # pylint: disable=too-many-instance-attributes
              "Ignored, with a warning, unless O(~folders=all_except)."),
         notes={Face.TASK: ("With O(engine=imapsync), imapsync matches the patterns itself, within the run's time limit.",
                            "Stored as given.")})
-    delete_remote: str = _field(
+    delete_remote: str = declare(
         "never", type="str", check=_choices(DELETE_CHOICES), choices=DELETE_CHOICES, faces=ALL_TASK_FACES,
         doc=("Whether messages are deleted on the remote server (NethServer 8 I(Remote server messages deletion)).",
              "V(never) leaves the remote untouched (apart from C(\\Seen) flags with O(~folders=inbox)).",
@@ -424,41 +424,41 @@ class Task:  # pylint: disable=too-many-instance-attributes
              "V(older_than) deletes remote messages older than O(~delete_remote_days) days that are confirmed present "
              "locally. A message that was never copied is never deleted.",
              "Nothing is deleted in check mode."))
-    delete_remote_days: int | None = _field(
+    delete_remote_days: int | None = declare(
         None, type="int", check=_optional_days, faces=ALL_TASK_FACES,
         doc=("With O(~delete_remote=older_than), the age in days (at least 1) after which remote messages are deleted.",
              "Required with O(~delete_remote=older_than)."))
-    schedule: str = _field(
+    schedule: str = declare(
         "manual", type="str", check=_choices(SCHEDULE_CHOICES), choices=SCHEDULE_CHOICES, faces=DEFINED_TASK_FACES,
         doc=("When the task runs (NethServer 8 I(Task frequency)).",
              "V(manual) only when started (C(imapsyncctl run NAME), M(mailops.imap.migrate) with C(task=NAME)).",
              "V(interval) every O(~interval_minutes) minutes, by the timer the C(mailops.imap.imapsync) role installs."))
-    interval_minutes: int | None = _field(
+    interval_minutes: int | None = declare(
         None, type="int", check=_optional_interval, faces=DEFINED_TASK_FACES,
         doc=(f"With O(~schedule=interval), the minutes between two runs, 1 to {INTERVAL_MAX}.",
              "Required with O(~schedule=interval)."))
-    special_use_mapping: bool = _field(
+    special_use_mapping: bool = declare(
         True, type="bool", check=_bool, faces=ALL_TASK_FACES,
         doc=("Whether the remote Sent, Trash, Junk, Drafts and Archive folders (marked with SPECIAL-USE, or with "
              "well-known names such as C(Sent Items) or C(Deleted Items)) land in the local folder of the same use.",))
-    sieve: bool = _field(
+    sieve: bool = declare(
         True, type="bool", check=_bool, faces=ALL_TASK_FACES,
         doc=("With O(~folders=inbox), whether the local user's Sieve filter runs on the copied messages (IMAP "
              "C(FILTER SIEVE), Dovecot's C(imap_filter_sieve) plugin).",
              "Where the local server lacks that capability the messages stay in INBOX and a warning says so."))
-    engine: str = _field(
+    engine: str = declare(
         "builtin", type="str", check=_choices(ENGINE_CHOICES), choices=ENGINE_CHOICES, faces=DEFINED_TASK_FACES,
         doc=("What runs the task. V(builtin) is the collection's sync engine. V(imapsync) makes the "
              "C(mailops.imap.imapsync) role render an equivalent imapsync command line instead.",
              "With V(imapsync), the options upstream imapsync cannot express equivalently are refused when the task is "
              "defined, with a sentence naming each of them."))
-    delivery: str = _field(
+    delivery: str = declare(
         "imap", type="str", check=_choices(DELIVERY_CHOICES), choices=DELIVERY_CHOICES, faces=ALL_TASK_FACES,
         doc=("With O(~folders=inbox), how messages reach the local INBOX.",
              "V(imap) appends them over IMAP (then runs Sieve, see O(~sieve)).",
              "V(lmtp) delivers them through the LMTP server of the mail target (its C(lmtp_host)), a full local delivery "
              "with global Sieve scripts, vacation replies and quota."))
-    enabled: bool = _field(
+    enabled: bool = declare(
         True, type="bool", check=_bool, faces=DEFINED_TASK_FACES,
         doc=("Whether the task is active. A disabled task keeps its definition and its state; its timer is stopped.",))
 
