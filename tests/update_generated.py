@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) 2026 mailops.imap contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Rewrite the parts of files that are generated from the schema of the task and target fields.
