@@ -39,9 +39,11 @@ def _firsts(items: t.Any, fold: bool) -> tuple[frozenset[int] | None, bool]:
         if op == _sre.LITERAL:
             chars = _cases(av, fold)
         elif op == _sre.IN and all(kind == _sre.LITERAL or (kind == _sre.RANGE and v[1] - v[0] <= _WIDE_RANGE) for kind, v in av):
+            members: set[int] = set()
             for kind, v in av:
                 for code in ([v] if kind == _sre.LITERAL else range(v[0], v[1] + 1)):
-                    chars |= _cases(code, fold)
+                    members |= _cases(code, fold)
+            chars = members
         elif op == _sre.SUBPATTERN:
             sub, nullable = _firsts(av[-1], fold)
             chars = set(sub) if sub is not None else None
