@@ -170,6 +170,10 @@ def _secret(field: str, value: t.Any) -> str:  # pylint: disable=unused-argument
     return "" if value is None else str(value)
 
 
+def _optional_port(field: str, value: t.Any) -> int | None:
+    return None if value is None else _port(field, value)
+
+
 def _optional_days(field: str, value: t.Any) -> int | None:
     return None if value is None else _int_range(field, value, 1, None)
 
@@ -279,11 +283,9 @@ def declare(default: t.Any = dataclasses.MISSING, repr_: bool = True, **meta: t.
 
 _NEEDED_MIGRATE = "Required for an inline migration; in bulk, the default of the accounts that do not give it."
 _NEEDED_TASK = "Required with O(state=present)."
-_CA_DOC = ("A file on the managed host with the CA certificates to verify the {side} server with, instead of the system's.",)
-_SECURITY_DOC = (
-    "V(starttls) upgrades a plain connection; if the server does not offer STARTTLS a run fails, it never falls back to "
-    "plain text. V(ssl) is implicit TLS. V(none) sends the {secret} in clear text{tail}.",
-)
+_CA_DOC = "A file on the managed host with the CA certificates to verify the {side} server with, instead of the system's."
+_SECURITY_DOC = ("V(starttls) upgrades a plain connection; if the server does not offer STARTTLS a run fails, it never falls back "
+                 "to plain text. V(ssl) is implicit TLS. V(none) sends the {secret} in clear text{tail}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -300,19 +302,19 @@ class Target:
         "127.0.0.1", type="str", check=check_host, faces=TARGET_FACES,
         doc=("The local IMAP server, given as a hostname, an IPv4 or an IPv6 address.",))
     port: int = declare(
-        143, type="int", check=lambda field, value: None if value is None else _port(field, value), faces=TARGET_FACES,
+        143, type="int", check=_optional_port, faces=TARGET_FACES,
         defaults=frozenset(), derived=True,
         doc=("The TCP port of the local IMAP server, 1 to 65535.", "Defaults to 993 with O(~security=ssl), otherwise 143."))
     security: str = declare(
         "starttls", type="str", check=_choices(SECURITY_CHOICES), choices=SECURITY_CHOICES, faces=TARGET_FACES,
         doc=("How the connection to the local server is protected.",
-             _SECURITY_DOC[0].format(secret="master password", tail=", which is acceptable on the loopback interface only")))
+             _SECURITY_DOC.format(secret="master password", tail=", which is acceptable on the loopback interface only")))
     validate_certs: bool = declare(
         True, type="bool", check=_bool, faces=TARGET_FACES,
         doc=("Whether the local server's TLS certificate is verified.",))
     ca_file: str | None = declare(
         None, type="path", role_type="str", check=_optional_text, faces=TARGET_FACES,
-        doc=(_CA_DOC[0].format(side="local"),))
+        doc=(_CA_DOC.format(side="local"),))
     master_user: str = declare(
         "vmail", type="str", check=_required, faces=TARGET_FACES,
         doc=("The Dovecot master user that logs in on behalf of the local user of each migration or task.",))
@@ -382,9 +384,9 @@ class Task:  # pylint: disable=too-many-instance-attributes
     remote_security: str = declare(
         "starttls", type="str", check=_choices(SECURITY_CHOICES), choices=SECURITY_CHOICES, faces=ALL_TASK_FACES,
         doc=("How the connection to the remote server is protected (NethServer 8 I(Select encryption)).",
-             _SECURITY_DOC[0].format(secret="password", tail="")))
+             _SECURITY_DOC.format(secret="password", tail="")))
     remote_port: int = declare(
-        143, type="int", check=lambda field, value: None if value is None else _port(field, value), faces=ALL_TASK_FACES,
+        143, type="int", check=_optional_port, faces=ALL_TASK_FACES,
         defaults=frozenset(), derived=True,
         doc=("The TCP port of the remote server (NethServer 8 I(IMAP TCP Port)), 1 to 65535.",
              "Defaults to 993 with O(~remote_security=ssl), otherwise 143."))
@@ -393,7 +395,7 @@ class Task:  # pylint: disable=too-many-instance-attributes
         doc=("Whether the remote server's TLS certificate is verified.",))
     ca_file: str | None = declare(
         None, type="path", role_type="str", check=_optional_text, faces=ALL_TASK_FACES,
-        doc=(_CA_DOC[0].format(side="remote"),),
+        doc=(_CA_DOC.format(side="remote"),),
         notes={Face.ROLE_TASK: ("The role makes it readable to the service.",)})
     folders: str = declare(
         "all", type="str", check=_choices(FOLDERS_CHOICES), choices=FOLDERS_CHOICES, faces=ALL_TASK_FACES,
