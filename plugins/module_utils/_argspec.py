@@ -4,9 +4,9 @@
 
 One spec per module, used twice: by ``AnsibleModule`` on the managed host and by the action plugin
 on the controller (``ArgumentSpecValidator``), so both accept and refuse exactly the same input.
-Choices and defaults come from the engine's :mod:`config`, the single source of truth; defaults that
-depend on another field (``remote_port``: 143, or 993 with ``ssl``) stay ``None`` here and are
-decided by :func:`config.parse_task` / :func:`config.parse_target`.
+The task and target fields come from the engine's :mod:`schema`, the single source of truth (its faces
+say which module offers which field); defaults that depend on another field (``remote_port``: 143, or 993
+with ``ssl``) stay ``None`` here and are decided by :func:`config.parse_task` / :func:`config.parse_target`.
 
 No Ansible imports: plain dicts only.
 """
@@ -18,21 +18,17 @@ import dataclasses
 import io
 import typing as t
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, schema
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 
 DEFAULT_CONFIG_DIR = "/etc/mailops-imap"
 DEFAULT_STATE_DIR = "/var/lib/mailops-imap"
 
-# The task fields an inline migrate accepts (SPEC "Sync task"). Not here: name, target (the
-# migrate module takes an inline target instead), schedule, interval_minutes, engine, enabled.
-MIGRATE_TASK_OPTIONS = (
-    "local_user", "remote_user", "remote_password", "remote_host", "remote_security", "remote_port",
-    "validate_certs", "ca_file", "folders", "exclude", "delete_remote", "delete_remote_days",
-    "special_use_mapping", "sieve", "delivery",
-)
+# The task fields an inline migrate accepts (docs/spec.md "Sync task"): the schema's migrate face. Not here: name,
+# target (the migrate module takes an inline target instead), schedule, interval_minutes, engine, enabled.
+MIGRATE_TASK_OPTIONS = schema.fields(schema.Task, schema.Face.MIGRATE)
 # The task fields an inline migration (or every account of a bulk one, after the defaults) must have.
-REQUIRED_TASK_OPTIONS = ("local_user", "remote_user", "remote_password", "remote_host")
+REQUIRED_TASK_OPTIONS = schema.needed(schema.Task)
 # migrate: the options that say which migration runs (one defined task, many accounts, else inline).
 MODE_OPTIONS = ("task", "accounts", "accounts_file")
 DEFAULT_PARALLEL = 4
@@ -40,52 +36,24 @@ DEFAULT_PARALLEL = 4
 MAX_PROBLEMS = 20
 
 
-def _default(cls: type, name: str) -> t.Any:
-    return cls.__dataclass_fields__[name].default  # type: ignore[attr-defined]
-
-
 def target_options() -> dict[str, dict[str, t.Any]]:
-    """The options of a mail target (SPEC "Mail target"); ``port`` defaults by ``security``."""
-    tgt = config.Target
-    return {
-        "name": {"type": "str", "default": _default(tgt, "name")},
-        "host": {"type": "str", "default": _default(tgt, "host")},
-        "port": {"type": "int"},
-        "security": {"type": "str", "default": _default(tgt, "security"), "choices": list(config.SECURITY_CHOICES)},
-        "validate_certs": {"type": "bool", "default": _default(tgt, "validate_certs")},
-        "ca_file": {"type": "path"},
-        "master_user": {"type": "str", "default": _default(tgt, "master_user")},
-        "master_password": {"type": "str", "no_log": True},
-        "master_separator": {"type": "str", "default": _default(tgt, "master_separator")},
-        "lmtp_host": {"type": "str", "default": _default(tgt, "lmtp_host")},
-        "lmtp_port": {"type": "int", "default": _default(tgt, "lmtp_port")},
-    }
+    """The options of a mail target (docs/spec.md "Mail target"); ``port`` defaults by ``security``."""
+    return schema.argument_spec(schema.Target, schema.Face.TARGET)
 
 
 def task_options() -> dict[str, dict[str, t.Any]]:
-    """The task options of an inline migration (SPEC "Sync task"); ``remote_port`` defaults by security."""
-    task = config.Task
-    return {
-        "local_user": {"type": "str", "required": True},
-        "remote_user": {"type": "str", "required": True},
-        "remote_password": {"type": "str", "required": True, "no_log": True},
-        "remote_host": {"type": "str", "required": True},
-        "remote_security": {"type": "str", "default": _default(task, "remote_security"), "choices": list(config.SECURITY_CHOICES)},
-        "remote_port": {"type": "int"},
-        "validate_certs": {"type": "bool", "default": _default(task, "validate_certs")},
-        "ca_file": {"type": "path"},
-        "folders": {"type": "str", "default": _default(task, "folders"), "choices": list(config.FOLDERS_CHOICES)},
-        "exclude": {"type": "list", "elements": "str", "default": []},
-        "delete_remote": {"type": "str", "default": _default(task, "delete_remote"), "choices": list(config.DELETE_CHOICES)},
-        "delete_remote_days": {"type": "int"},
-        "special_use_mapping": {"type": "bool", "default": _default(task, "special_use_mapping")},
-        "sieve": {"type": "bool", "default": _default(task, "sieve")},
-        "delivery": {"type": "str", "default": _default(task, "delivery"), "choices": list(config.DELIVERY_CHOICES)},
-    }
+    """The task options of an inline migration (docs/spec.md "Sync task"), the fields it needs ``required``.
+
+    ``remote_port`` defaults by security (in :func:`config.parse_task`).
+    """
+    spec = schema.argument_spec(schema.Task, schema.Face.MIGRATE)
+    for name in REQUIRED_TASK_OPTIONS:
+        spec[name]["required"] = True
+    return spec
 
 
 def common_options() -> dict[str, dict[str, t.Any]]:
-    """Options every module takes (SPEC "Modules")."""
+    """Options every module takes (docs/spec.md "Modules")."""
     return {
         "config_dir": {"type": "path", "default": DEFAULT_CONFIG_DIR},
         "state_dir": {"type": "path", "default": DEFAULT_STATE_DIR},
@@ -95,14 +63,10 @@ def common_options() -> dict[str, dict[str, t.Any]]:
 def account_options() -> dict[str, dict[str, t.Any]]:
     """The fields of one account of a bulk migration (``accounts`` elements, ``accounts_file`` columns).
 
-    The task options without defaults and without ``required``: a field left out takes the value of the
+    The schema's account face: no defaults and no ``required``, since a field left out takes the value of the
     module call's option of the same name (or its default), and the required ones are checked after that.
     """
-    options = task_options()
-    for option in options.values():
-        option.pop("default", None)
-        option.pop("required", None)
-    return options
+    return schema.argument_spec(schema.Task, schema.Face.ACCOUNT)
 
 
 def migrate_argument_spec() -> dict[str, dict[str, t.Any]]:
@@ -112,9 +76,7 @@ def migrate_argument_spec() -> dict[str, dict[str, t.Any]]:
     (``accounts``, ``accounts_file``) need none of them; :func:`parse_migrate` requires them for an inline
     migration.
     """
-    spec = task_options()
-    for option in spec.values():
-        option.pop("required", None)
+    spec = schema.argument_spec(schema.Task, schema.Face.MIGRATE)
     spec["target"] = {"type": "dict", "options": target_options()}
     spec["task"] = {"type": "str"}
     spec["accounts"] = {"type": "list", "elements": "dict", "options": account_options()}

@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Argument specifications of ``mailops.imap.mail_target`` and ``mailops.imap.sync_task``.
 
-Built from the shared options of :mod:`_argspec` (a fresh copy on every call), so the modules accept
-the same fields, choices and defaults as ``migrate``. With ``state: absent`` only ``name`` (and
+Built from the engine's :mod:`schema` (a fresh copy on every call), so the modules accept the same
+fields, choices and defaults as ``migrate``. With ``state: absent`` only ``name`` (and
 ``config_dir``) matter: the fields a definition needs are required through ``required_if`` instead
 of ``required``. The semantic checks (ports, hosts, names, regexes, combinations) are
 :func:`config.parse_target` / :func:`config.parse_task`.
@@ -15,23 +15,19 @@ from __future__ import annotations
 
 import typing as t
 
-from ansible_collections.mailops.imap.plugins.module_utils._argspec import common_options, target_options, task_options
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config
+from ansible_collections.mailops.imap.plugins.module_utils._argspec import common_options
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, schema
 
 STATE_CHOICES = ["present", "absent"]
 
 # Fields of a definition that are required with state: present only.
-TARGET_REQUIRED_WHEN_PRESENT = ["master_password"]
-TASK_REQUIRED_WHEN_PRESENT = ["local_user", "remote_user", "remote_password", "remote_host"]
-
-
-def _default(cls: type, name: str) -> t.Any:
-    return cls.__dataclass_fields__[name].default  # type: ignore[attr-defined]
+TARGET_REQUIRED_WHEN_PRESENT = list(schema.needed(schema.Target))
+TASK_REQUIRED_WHEN_PRESENT = list(schema.needed(schema.Task))
 
 
 def mail_target_argument_spec() -> dict[str, dict[str, t.Any]]:
     """The argument spec of ``mailops.imap.mail_target``."""
-    spec = target_options()
+    spec = schema.argument_spec(schema.Target, schema.Face.TARGET)
     spec["state"] = {"type": "str", "default": "present", "choices": list(STATE_CHOICES)}
     spec.update(common_options())
     return spec
@@ -43,20 +39,11 @@ def mail_target_required_if() -> list[list[t.Any]]:
 
 
 def sync_task_argument_spec() -> dict[str, dict[str, t.Any]]:
-    """The argument spec of ``mailops.imap.sync_task``."""
-    task = config.Task
-    spec: dict[str, dict[str, t.Any]] = {
-        "name": {"type": "str", "required": True},
-        "target": {"type": "str", "default": _default(task, "target")},
-    }
-    for name, option in task_options().items():
-        option.pop("required", None)
-        spec[name] = option
+    """The argument spec of one task by name (``name`` required): the options of ``mailops.imap.sync_task``
+    without ``tasks`` and ``purge``."""
+    spec = schema.argument_spec(schema.Task, schema.Face.TASK)
+    spec["name"]["required"] = True
     spec.update({
-        "schedule": {"type": "str", "default": _default(task, "schedule"), "choices": list(config.SCHEDULE_CHOICES)},
-        "interval_minutes": {"type": "int"},
-        "engine": {"type": "str", "default": _default(task, "engine"), "choices": list(config.ENGINE_CHOICES)},
-        "enabled": {"type": "bool", "default": _default(task, "enabled")},
         "state": {"type": "str", "default": "present", "choices": list(STATE_CHOICES)},
         "validate": {"type": "bool", "default": False},
     })
@@ -80,15 +67,8 @@ SINGLE_ONLY = ("name", "state")
 
 
 def sync_task_element_options() -> dict[str, dict[str, t.Any]]:
-    """The options of one element of ``tasks`` (a fresh copy on every call)."""
-    single = sync_task_argument_spec()
-    options: dict[str, dict[str, t.Any]] = {"name": {"type": "str", "required": True}}
-    for name in BULK_TASK_FIELDS:
-        option = dict(single[name])
-        option.pop("default", None)
-        option.pop("required", None)
-        options[name] = option
-    return options
+    """The options of one element of ``tasks`` (a fresh copy on every call): the schema's task element face."""
+    return schema.argument_spec(schema.Task, schema.Face.TASK_ELEMENT)
 
 
 def sync_task_module_argument_spec() -> dict[str, dict[str, t.Any]]:

@@ -28,7 +28,7 @@ import re
 import subprocess
 import typing as t
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, schema
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 from ansible_collections.mailops.imap.plugins.module_utils._engine.files import make_dirs
 from ansible_collections.mailops.imap.plugins.module_utils._engine.store import atomic_write
@@ -122,12 +122,11 @@ def parse_tasks(items: t.Sequence[t.Mapping[str, t.Any]]) -> list[TimerTask]:
         if schedule not in config.SCHEDULE_CHOICES:
             problems.append(f"{label}: schedule: {schedule!r} is not valid; use one of {', '.join(config.SCHEDULE_CHOICES)}.")
             continue
-        interval = item.get("interval_minutes")
-        if schedule == "interval" or interval is not None:
-            if isinstance(interval, bool) or not isinstance(interval, int) or not 1 <= interval <= 1440:
-                problems.append(f"{label}: interval_minutes: {interval!r} is not valid; give a whole number of minutes "
-                                "from 1 to 1440 with schedule: interval.")
-                continue
+        try:
+            interval = schema.check_interval(schedule, item.get("interval_minutes"))
+        except ConfigError as exc:
+            problems.append(f"{label}: {exc}")
+            continue
         enabled = item.get("enabled")
         tasks.append(TimerTask(name=name, schedule=schedule, interval_minutes=interval,
                                enabled=True if enabled is None else bool(enabled)))

@@ -25,6 +25,7 @@ description:
 author:
   - mailops.imap maintainers (@mailops)
 extends_documentation_fragment:
+  - mailops.imap.fields.target
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -36,13 +37,6 @@ attributes:
   platform:
     platforms: posix
 options:
-  name:
-    description:
-      - The name of the mail target, 1 to 64 characters of V(a-z), V(0-9), V(_), V(.) and V(-), starting with a
-        letter or a digit.
-      - Sync tasks refer to it with O(mailops.imap.sync_task#module:target).
-    type: str
-    default: default
   state:
     description:
       - V(present) stores the definition, V(absent) removes it and its master password.
@@ -51,63 +45,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  host:
-    description:
-      - The local IMAP server, given as a hostname, an IPv4 or an IPv6 address.
-    type: str
-    default: 127.0.0.1
-  port:
-    description:
-      - The TCP port of the local IMAP server, 1 to 65535.
-      - Defaults to 993 with O(security=ssl), otherwise 143.
-    type: int
-  security:
-    description:
-      - How the connection to the local server is protected.
-      - V(starttls) upgrades a plain connection; if the server does not offer STARTTLS a run fails, it never falls
-        back to plain text. V(ssl) is implicit TLS. V(none) sends the master password in clear text, which is
-        acceptable on the loopback interface only.
-    type: str
-    choices: [starttls, ssl, none]
-    default: starttls
-  validate_certs:
-    description:
-      - Whether the local server's TLS certificate is verified.
-    type: bool
-    default: true
-  ca_file:
-    description:
-      - A file on the managed host with the CA certificates to verify the local server with, instead of the
-        system's.
-    type: path
-  master_user:
-    description:
-      - The Dovecot master user that logs in on behalf of each task's local user.
-    type: str
-    default: vmail
-  master_password:
-    description:
-      - The master user's password. Any characters are allowed.
-      - It is stored apart from the definition, readable by root only, and never logged, returned or shown in a diff.
-      - Required with O(state=present).
-    type: str
-  master_separator:
-    description:
-      - The separator of the C(user*master) login, used where the server does not offer AUTHENTICATE PLAIN with
-        an authorization identity.
-    type: str
-    default: "*"
-  lmtp_host:
-    description:
-      - The LMTP server for sync tasks with O(mailops.imap.sync_task#module:delivery=lmtp), given as a host name,
-        an address or the path of a UNIX socket.
-    type: str
-    default: 127.0.0.1
-  lmtp_port:
-    description:
-      - The TCP port of the LMTP server.
-    type: int
-    default: 24
   config_dir:
     description:
       - The directory of the collection's definitions on the managed host. It is created when missing, except in
@@ -154,20 +91,14 @@ RETURN = r"""
 definition:
   description:
     - The definition as stored after the task, every field with its value (defaults included), without the
-      master password. Empty with O(state=absent).
+      master password (the sample shows a few fields). Empty with O(state=absent).
   returned: always
   type: dict
   sample:
     name: default
     host: 127.0.0.1
     port: 143
-    security: starttls
-    validate_certs: true
-    ca_file: null
     master_user: vmail
-    master_separator: "*"
-    lmtp_host: 127.0.0.1
-    lmtp_port: 24
 master_password_changed:
   description:
     - Whether the stored master password was (in check mode, would be) set or replaced. Never the value.

@@ -33,6 +33,7 @@ author:
 requirements:
   - the Python library imapclient on the managed host, with O(validate=true)
 extends_documentation_fragment:
+  - mailops.imap.fields.sync_task
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -51,12 +52,6 @@ attributes:
   platform:
     platforms: posix
 options:
-  name:
-    description:
-      - The name of the task, unique on the host, 1 to 64 characters of V(a-z), V(0-9), V(_), V(.) and V(-),
-        starting with a letter or a digit. It names the task's files, state and systemd timer.
-      - Required unless O(tasks) is given; O(name) and O(tasks) exclude each other.
-    type: str
   tasks:
     description:
       - Many tasks declared in one call (the bulk mode), each element a task with the fields of the single mode.
@@ -65,80 +60,6 @@ options:
       - Each element is checked (name, required fields, values) before anything is written; a bad element is an
         error that names its position and its task, and then nothing is written. Names must be unique.
       - Only O(state=present); see O(purge) to remove tasks.
-    type: list
-    elements: dict
-    suboptions:
-      name:
-        description: The name of the task, see O(name).
-        type: str
-        required: true
-      target:
-        description: See O(target).
-        type: str
-      local_user:
-        description: See O(local_user).
-        type: str
-      remote_user:
-        description: See O(remote_user).
-        type: str
-      remote_password:
-        description: See O(remote_password).
-        type: str
-      remote_host:
-        description: See O(remote_host).
-        type: str
-      remote_security:
-        description: See O(remote_security).
-        type: str
-        choices: [starttls, ssl, none]
-      remote_port:
-        description: See O(remote_port).
-        type: int
-      validate_certs:
-        description: See O(validate_certs).
-        type: bool
-      ca_file:
-        description: See O(ca_file).
-        type: path
-      folders:
-        description: See O(folders).
-        type: str
-        choices: [inbox, all, all_except]
-      exclude:
-        description: See O(exclude).
-        type: list
-        elements: str
-      delete_remote:
-        description: See O(delete_remote).
-        type: str
-        choices: [never, after_sync, older_than]
-      delete_remote_days:
-        description: See O(delete_remote_days).
-        type: int
-      schedule:
-        description: See O(schedule).
-        type: str
-        choices: [manual, interval]
-      interval_minutes:
-        description: See O(interval_minutes).
-        type: int
-      special_use_mapping:
-        description: See O(special_use_mapping).
-        type: bool
-      sieve:
-        description: See O(sieve).
-        type: bool
-      delivery:
-        description: See O(delivery).
-        type: str
-        choices: [imap, lmtp]
-      engine:
-        description: See O(engine).
-        type: str
-        choices: [builtin, imapsync]
-      enabled:
-        description: See O(enabled).
-        type: bool
   purge:
     description:
       - With O(tasks), whether every stored task that is not listed is removed (its definition and its password,
@@ -153,146 +74,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  target:
-    description:
-      - The name of the mail target (see M(mailops.imap.mail_target)) that receives the mail.
-      - It must be defined on the host when the task is stored; in check mode a missing target only gives a warning.
-      - With O(tasks), the target of every element that names none.
-    type: str
-    default: default
-  local_user:
-    description:
-      - The local account that receives the mail (NethServer 8 I(Local user)).
-      - Required with O(state=present).
-    type: str
-  remote_user:
-    description:
-      - The login of the remote account (NethServer 8 I(Remote user)).
-      - For a NethServer or Dovecot remote with a master user, V(user*vmail) with the master password works.
-      - Required with O(state=present).
-    type: str
-  remote_password:
-    description:
-      - The password of the remote account (NethServer 8 I(Remote password)). Any characters are allowed.
-      - It is stored apart from the definition, readable by root only, and never logged, returned or shown in a diff.
-      - Required with O(state=present).
-    type: str
-  remote_host:
-    description:
-      - The remote IMAP server (NethServer 8 I(IMAP server)), given as a hostname (internationalised names too),
-        an IPv4 or an IPv6 address.
-      - Required with O(state=present).
-    type: str
-  remote_security:
-    description:
-      - How the connection to the remote server is protected (NethServer 8 I(Select encryption)).
-      - V(starttls) upgrades a plain connection; if the server does not offer STARTTLS a run fails, it never
-        falls back to plain text. V(ssl) is implicit TLS. V(none) sends the password in clear text.
-    type: str
-    choices: [starttls, ssl, none]
-    default: starttls
-  remote_port:
-    description:
-      - The TCP port of the remote server (NethServer 8 I(IMAP TCP Port)), 1 to 65535.
-      - Defaults to 993 with O(remote_security=ssl), otherwise 143.
-    type: int
-  validate_certs:
-    description:
-      - Whether the remote server's TLS certificate is verified.
-    type: bool
-    default: true
-  ca_file:
-    description:
-      - A file on the managed host with the CA certificates to verify the remote server with,
-        instead of the system's.
-    type: path
-  folders:
-    description:
-      - What is copied (NethServer 8 I(Folder synchronization)).
-      - V(all) copies every selectable remote folder, recursively, into the local folder of the same path.
-      - V(all_except) does the same, without the folders matched by O(exclude).
-      - V(inbox) copies only the messages of the remote INBOX that are not C(\Seen) and flags each copied
-        message C(\Seen) on the remote, so it is never copied twice. See O(sieve) and O(delivery).
-    type: str
-    choices: [inbox, all, all_except]
-    default: all
-  exclude:
-    description:
-      - With O(folders=all_except), Python regular expressions, one per entry, searched (not anchored)
-        in the remote folder names; a folder that matches any of them is not copied.
-      - Blank entries are ignored. An invalid expression is an error that names it, and so is one that can take
-        hours to match a long folder name (a quantified group holding another quantifier, such as V((a+\)+), or
-        repeated alternatives that start alike, such as V((a|ab\)+)). Runs of the builtin engine stop matching after
-        30 seconds (with O(engine=imapsync), imapsync matches the patterns itself, within the run's time limit).
-      - Give a YAML list. Ansible splits a single string at commas, so an expression that contains a comma
-        (such as V({1,3})) must be a list entry of its own.
-      - Stored as given; ignored by runs, with a warning here, unless O(folders=all_except).
-    type: list
-    elements: str
-    default: []
-  delete_remote:
-    description:
-      - Whether messages are deleted on the remote server (NethServer 8 I(Remote server messages deletion)).
-      - V(never) leaves the remote untouched (apart from C(\Seen) flags with O(folders=inbox)).
-      - V(after_sync) deletes a remote message once it is confirmed present locally.
-      - V(older_than) deletes remote messages older than O(delete_remote_days) days that are confirmed present
-        locally. A message that was never copied is never deleted.
-    type: str
-    choices: [never, after_sync, older_than]
-    default: never
-  delete_remote_days:
-    description:
-      - With O(delete_remote=older_than), the age in days (at least 1) after which remote messages are deleted.
-      - Required with O(delete_remote=older_than).
-    type: int
-  schedule:
-    description:
-      - When the task runs (NethServer 8 I(Task frequency)).
-      - V(manual) only when started (C(imapsyncctl run NAME), M(mailops.imap.migrate) with C(task=NAME)).
-      - V(interval) every O(interval_minutes) minutes, by the timer the C(mailops.imap.imapsync) role installs.
-    type: str
-    choices: [manual, interval]
-    default: manual
-  interval_minutes:
-    description:
-      - With O(schedule=interval), the minutes between two runs, 1 to 1440.
-      - Required with O(schedule=interval).
-    type: int
-  special_use_mapping:
-    description:
-      - Whether the remote Sent, Trash, Junk, Drafts and Archive folders (marked with SPECIAL-USE, or with
-        well-known names such as C(Sent Items) or C(Deleted Items)) land in the local folder of the same use.
-    type: bool
-    default: true
-  sieve:
-    description:
-      - With O(folders=inbox), whether the local user's Sieve filter runs on the copied messages
-        (IMAP C(FILTER SIEVE), Dovecot's C(imap_filter_sieve) plugin).
-    type: bool
-    default: true
-  delivery:
-    description:
-      - With O(folders=inbox), how messages reach the local INBOX.
-      - V(imap) appends them over IMAP (then runs Sieve, see O(sieve)).
-      - V(lmtp) delivers them through the LMTP server of the mail target, a full local delivery with global Sieve
-        scripts, vacation replies and quota.
-    type: str
-    choices: [imap, lmtp]
-    default: imap
-  engine:
-    description:
-      - What runs the task. V(builtin) is the collection's sync engine. V(imapsync) makes the
-        C(mailops.imap.imapsync) role render an equivalent imapsync command line instead.
-      - With V(imapsync), the options upstream imapsync cannot express equivalently are refused here, when the
-        task is defined, with a sentence naming each of them.
-    type: str
-    choices: [builtin, imapsync]
-    default: builtin
-  enabled:
-    description:
-      - Whether the task is active. A disabled task keeps its definition and its state; its timer is stopped.
-    type: bool
-    default: true
   validate:
     description:
       - Whether to log in to the remote server and to the local server (through the target's master user, on
@@ -390,30 +171,18 @@ RETURN = r"""
 definition:
   description:
     - The definition as stored after the task, every field with its value (defaults included), without the
-      remote password. Empty with O(state=absent).
+      remote password (the sample shows a few fields). Empty with O(state=absent).
   returned: with O(name)
   type: dict
   sample:
     name: alice
     target: default
     local_user: alice
-    remote_user: alice@example.org
     remote_host: imap.old.example.org
-    remote_security: ssl
     remote_port: 993
-    validate_certs: true
-    ca_file: null
     folders: all_except
-    exclude: ["^Spam$", "^Trash(/|$)"]
-    delete_remote: never
-    delete_remote_days: null
+    exclude: ["^Spam$"]
     schedule: manual
-    interval_minutes: null
-    sieve: true
-    special_use_mapping: true
-    engine: builtin
-    delivery: imap
-    enabled: true
 password_changed:
   description:
     - Whether the stored remote password was (in check mode, would be) set or replaced. Never the value.

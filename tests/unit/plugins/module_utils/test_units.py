@@ -215,7 +215,7 @@ def test_a_failing_systemctl_is_a_sentence(manager):
     ([{"name": "Bad Name"}], "not a valid task name"),
     ([{"name": "t1\n", "schedule": "interval", "interval_minutes": 5}], "not a valid task name"),
     ([INTERVAL, INTERVAL], "already used by tasks entry 1"),
-    ([{"name": "x", "schedule": "interval"}], "interval_minutes: None"),
+    ([{"name": "x", "schedule": "interval"}], "interval_minutes is required with schedule: interval"),
     ([{"name": "x", "schedule": "interval", "interval_minutes": 0}], "from 1 to 1440"),
     ([{"name": "x", "schedule": "daily"}], "schedule: 'daily'"),
 ])

@@ -1,0 +1,617 @@
+# Copyright (c) 2026 mailops.imap contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fields of a sync task and of a mail target, each declared once, and everything derived from them.
+
+:class:`Task` and :class:`Target` are the schema: every dataclass field carries a :class:`Meta` (Ansible type,
+choices, the faces that offer it, required-ness, no_log, its validator and its documentation). From them come
+the parsers (:func:`parse_task`, :func:`parse_target`), the argument specs of the modules (:func:`argument_spec`),
+the CSV columns of ``accounts_file`` (the :attr:`Face.ACCOUNT` face), the option documentation of the modules
+(:func:`option_docs`, rendered by ``plugins/doc_fragments/fields.py``) and of the role (:func:`role_options`,
+written into ``roles/imapsync/meta/argument_specs.yml`` by ``tests/update_generated.py``).
+
+Adding a task option is one ``dataclasses.field`` of :class:`Task` (plus what the engines do with it).
+Rules that involve two fields are one function each (:func:`port_by_security`, :func:`check_delete_days`,
+:func:`check_interval`, :func:`check_exclude_hazards`).
+
+Pure Python, no Ansible imports: the same code runs in modules (through AnsiballZ) and on hosts
+(``imapsyncctl``). Every check raises :class:`ConfigError` with a sentence that names the field, the cause and the
+fix, before anything is written anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ipaddress
+import re
+import typing as t
+
+from . import deletion
+from .errors import ConfigError
+from .hazard import exclude_hazard
+
+SECURITY_CHOICES = ("starttls", "ssl", "none")
+FOLDERS_CHOICES = ("inbox", "all", "all_except")
+DELETE_CHOICES = deletion.CHOICES  # one entry per policy: _engine/deletion.py
+SCHEDULE_CHOICES = ("manual", "interval")
+ENGINE_CHOICES = ("builtin", "imapsync")
+DELIVERY_CHOICES = ("imap", "lmtp")
+INTERVAL_MAX = 1440  # minutes: one run a day at least
+
+# Whole strings only: \Z, not $ (which also matches before a trailing line feed: "t1\n").
+TASK_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}\Z")
+_HOST_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z", re.IGNORECASE)
+
+
+class Face(enum.Enum):
+    """Where a field is offered to users."""
+
+    MIGRATE = "migrate"  # an option of mailops.imap.migrate (inline migration; the defaults of every account)
+    ACCOUNT = "account"  # a field of migrate's accounts elements, a column of its accounts_file
+    TASK = "task"  # an option of mailops.imap.sync_task (one task, by name)
+    TASK_ELEMENT = "task_element"  # a field of the elements of sync_task's tasks
+    TARGET = "target"  # an option of mailops.imap.mail_target, a suboption of migrate's target
+    ROLE_TASK = "role_task"  # a field of the elements of the imapsync role's imapsync_tasks
+    ROLE_TARGET = "role_target"  # a field of the imapsync role's imapsync_target
+
+
+# Faces whose fields inherit the values of the module call: they show neither defaults nor required-ness.
+INHERITING = frozenset({Face.ACCOUNT, Face.TASK_ELEMENT})
+ALL_TASK_FACES = frozenset({Face.MIGRATE, Face.ACCOUNT, Face.TASK, Face.TASK_ELEMENT, Face.ROLE_TASK})
+DEFINED_TASK_FACES = frozenset({Face.TASK, Face.TASK_ELEMENT, Face.ROLE_TASK})  # not an inline migrate
+TARGET_FACES = frozenset({Face.TARGET, Face.ROLE_TARGET})
+SHOWN_DEFAULTS = frozenset(Face) - INHERITING
+
+
+# --- validators: (label, value) -> the normalized value, or ConfigError -------------------------------------------
+
+def _choice(field: str, value: t.Any, choices: t.Sequence[str]) -> str:
+    if value not in choices:
+        allowed = ", ".join(choices)
+        raise ConfigError(f"{field}: {value!r} is not a valid value; use one of {allowed}.")
+    return value
+
+
+def _port(field: str, value: t.Any) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{field}: {value!r} is not a port number; use a whole number from 1 to 65535.") from None
+    if isinstance(value, bool) or not 1 <= port <= 65535 or str(value).strip() not in (str(port), f"{port}.0"):
+        raise ConfigError(f"{field}: {value!r} is not a port number; use a whole number from 1 to 65535.")
+    return port
+
+
+def _int_range(field: str, value: t.Any, low: int, high: int | None) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, bool) or number < low or (high is not None and number > high):
+        limit = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ConfigError(f"{field}: {value!r} is not valid; use a whole number {limit}.")
+    return number
+
+
+def _bool(field: str, value: t.Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("yes", "true", "1", "on", "y"):
+        return True
+    if text in ("no", "false", "0", "off", "n"):
+        return False
+    raise ConfigError(f"{field}: {value!r} is not a boolean; use true or false.")
+
+
+def _text(field: str, value: t.Any, required: bool) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        if required:
+            raise ConfigError(f"{field} is required; give it a value.")
+        return None
+    if not isinstance(value, str):
+        value = str(value)
+    if any(ch in value for ch in "\r\n\0"):
+        raise ConfigError(f"{field}: line breaks and NUL characters are not allowed.")
+    return value
+
+
+def _required(field: str, value: t.Any) -> str:
+    text = _text(field, value, True)
+    if text is None:  # _text raises for a missing required value; this keeps type checkers informed
+        raise ConfigError(f"{field} is required; give it a value.")
+    return text
+
+
+def _optional_text(field: str, value: t.Any) -> str | None:
+    return _text(field, value, False)
+
+
+def check_host(field: str, value: t.Any) -> str:
+    """Accept a hostname (IDN too), an IPv4 or an IPv6 address; return it as given (stripped)."""
+    host = _required(field, value).strip()
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(bare)
+        return bare
+    except ValueError:
+        pass
+    try:
+        ascii_host = bare.rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_host = ""
+    labels = ascii_host.split(".") if ascii_host else []
+    if not labels or len(ascii_host) > 253 or not all(_HOST_LABEL_RE.fullmatch(label) for label in labels):
+        raise ConfigError(f"{field}: {value!r} is not a hostname or IP address; use a name such as imap.example.org or an address.")
+    return bare
+
+
+def _lmtp_host(field: str, value: t.Any) -> str:
+    """A host, or the path of a UNIX socket (starting with /)."""
+    host = _required(field, value)
+    return host if host.startswith("/") else check_host(field, host)
+
+
+def _task_name(field: str, value: t.Any) -> str | None:
+    name = _text(field, value, False)
+    if name is not None and not TASK_NAME_RE.fullmatch(name):
+        raise ConfigError(
+            f"{field}: {name!r} is not a valid task name; use 1 to 64 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit."
+        )
+    return name
+
+
+def _remote_password(field: str, value: t.Any) -> str:
+    if value is None or value == "":
+        raise ConfigError(f"{field} is required; give the remote account's password.")
+    return str(value)  # exactly as given: any characters
+
+
+def _secret(field: str, value: t.Any) -> str:  # pylint: disable=unused-argument
+    return "" if value is None else str(value)
+
+
+def _optional_port(field: str, value: t.Any) -> int | None:
+    return None if value is None else _port(field, value)
+
+
+def _optional_days(field: str, value: t.Any) -> int | None:
+    return None if value is None else _int_range(field, value, 1, None)
+
+
+def _exclude(field: str, value: t.Any, hazards: bool = False) -> tuple[str, ...]:
+    """The exclude patterns; with ``hazards``, a pattern that may backtrack for hours is refused (exclude_hazard)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.splitlines()
+    patterns = []
+    for index, entry in enumerate(value, start=1):
+        if entry is None or str(entry).strip() == "":
+            continue  # blank entries are ignored (NethServer 8 turns them into a match-all)
+        entry = str(entry)
+        try:
+            re.compile(entry)
+        except re.error as exc:
+            raise ConfigError(
+                f"{field}: entry {index} {entry!r} is not a valid regular expression ({exc}); fix or remove it."
+            ) from None
+        hazard = exclude_hazard(entry) if hazards else None
+        if hazard is not None:
+            raise ConfigError(f"{field}: entry {index} {entry!r} {hazard}.")
+        patterns.append(entry)
+    return tuple(patterns)
+
+
+def _choices(choices: t.Sequence[str]) -> t.Callable[[str, t.Any], str]:
+    def check(field: str, value: t.Any) -> str:
+        return _choice(field, value, choices)
+    return check
+
+
+def _optional_interval(field: str, value: t.Any) -> int | None:
+    return None if value is None else _int_range(field, value, 1, INTERVAL_MAX)
+
+
+# --- the rules between fields: one function each ----------------------------------------------------------------
+
+def port_by_security(port: t.Any, security: str) -> int:
+    """The port of a server given none: 993 with implicit TLS (ssl), else 143."""
+    return port if port is not None else (993 if security == "ssl" else 143)
+
+
+def check_delete_days(delete_remote: str, days: int | None) -> int | None:
+    """``delete_remote_days`` is required with ``delete_remote: older_than`` (its range is checked on its own)."""
+    if delete_remote == "older_than" and days is None:
+        raise ConfigError("delete_remote_days is required with delete_remote: older_than; give the age in days (at least 1).")
+    return days
+
+
+def check_interval(schedule: str, interval: t.Any) -> int | None:
+    """``interval_minutes``: from 1 to INTERVAL_MAX when given, and required with ``schedule: interval``.
+
+    The one place of this rule: :func:`parse_task` and the timers of ``module_utils/_units.py`` call it.
+    """
+    if schedule == "interval" and interval is None:
+        raise ConfigError(f"interval_minutes is required with schedule: interval; give a number of minutes from 1 to {INTERVAL_MAX}.")
+    return _optional_interval("interval_minutes", interval)
+
+
+def check_exclude_hazards(given: t.Any, folders: str) -> None:
+    """A declared task with ``folders: all_except`` refuses an exclude pattern that may backtrack for hours.
+
+    A stored definition (declared by an earlier version) is not refused for a pattern the hazard check would refuse
+    today: its runs still match under the time bound of folders.excluded_names.
+    """
+    if folders == "all_except":
+        _exclude("exclude", given, hazards=True)
+
+
+# --- the schema -------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Meta:
+    """What a field is to users: its type, where it is offered, how it is checked and documented.
+
+    ``doc`` lines use Ansible markup; ``O(~NAME...)`` names a sibling field and is rendered with the prefix of the
+    face (``O(target.security=ssl)`` under migrate's ``target``, ``O(imapsync_tasks[].folders)`` in the role).
+    ``notes`` are lines of one face only, written as they are. ``needed``: a definition must have the field once
+    the values of the module call are merged in (checked by the modules, with a sentence, not by the argument
+    spec). ``defaults``: the faces whose argument spec holds the default (a default decided by another field, as
+    ``remote_port``'s, is in none). ``derived``: the default is decided by a rule between fields
+    (:func:`port_by_security`), so the field's validator sees None when the field is not given.
+    """
+
+    type: str
+    doc: tuple[str, ...]
+    check: t.Callable[[str, t.Any], t.Any]
+    faces: frozenset[Face]
+    choices: tuple[str, ...] | None = None
+    elements: str | None = None
+    no_log: bool = False
+    needed: bool = False
+    required: frozenset[Face] = frozenset()
+    defaults: frozenset[Face] = SHOWN_DEFAULTS
+    role_type: str | None = None
+    derived: bool = False
+    notes: t.Mapping[Face, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+
+
+def declare(default: t.Any = dataclasses.MISSING, repr_: bool = True, **meta: t.Any) -> t.Any:
+    """A dataclass field carrying its :class:`Meta` (a tuple default is kept: the dataclass is frozen)."""
+    return dataclasses.field(default=default, repr=repr_, metadata={"schema": Meta(**meta)})  # pylint: disable=invalid-field-call
+
+
+_NEEDED_MIGRATE = "Required for an inline migration; in bulk, the default of the accounts that do not give it."
+_NEEDED_TASK = "Required with O(state=present)."
+_CA_DOC = "A file on the managed host with the CA certificates to verify the {side} server with, instead of the system's."
+_SECURITY_DOC = ("V(starttls) upgrades a plain connection; if the server does not offer STARTTLS a run fails, it never falls back "
+                 "to plain text. V(ssl) is implicit TLS. V(none) sends the {secret} in clear text{tail}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The local server receiving the mail, reached through a master user."""
+
+    name: str = declare(
+        "default", type="str", check=_required, faces=TARGET_FACES,
+        doc=("The name of the mail target, 1 to 64 characters of V(a-z), V(0-9), V(_), V(.) and V(-), starting with a "
+             "letter or a digit. It is part of the key of the state of an inline migration.",),
+        notes={Face.TARGET: ("Sync tasks refer to it with O(mailops.imap.sync_task#module:target).",),
+               Face.ROLE_TARGET: ("The tasks that name no target deliver to it.",)})
+    host: str = declare(
+        "127.0.0.1", type="str", check=check_host, faces=TARGET_FACES,
+        doc=("The local IMAP server, given as a hostname, an IPv4 or an IPv6 address.",))
+    port: int = declare(
+        143, type="int", check=_optional_port, faces=TARGET_FACES,
+        defaults=frozenset(), derived=True,
+        doc=("The TCP port of the local IMAP server, 1 to 65535.", "Defaults to 993 with O(~security=ssl), otherwise 143."))
+    security: str = declare(
+        "starttls", type="str", check=_choices(SECURITY_CHOICES), choices=SECURITY_CHOICES, faces=TARGET_FACES,
+        doc=("How the connection to the local server is protected.",
+             _SECURITY_DOC.format(secret="master password", tail=", which is acceptable on the loopback interface only")))
+    validate_certs: bool = declare(
+        True, type="bool", check=_bool, faces=TARGET_FACES,
+        doc=("Whether the local server's TLS certificate is verified.",))
+    ca_file: str | None = declare(
+        None, type="path", role_type="str", check=_optional_text, faces=TARGET_FACES,
+        doc=(_CA_DOC.format(side="local"),))
+    master_user: str = declare(
+        "vmail", type="str", check=_required, faces=TARGET_FACES,
+        doc=("The Dovecot master user that logs in on behalf of the local user of each migration or task.",))
+    master_password: str = declare(
+        "", repr_=False, type="str", check=_secret, faces=TARGET_FACES, no_log=True, needed=True,
+        required=frozenset({Face.ROLE_TARGET}), defaults=frozenset(),
+        doc=("The master user's password. Any characters are allowed. It is never logged nor returned.",),
+        notes={Face.TARGET: ("Stored by M(mailops.imap.mail_target) apart from the definition, readable by root only, and "
+                             "never shown in a diff. Required there with O(mailops.imap.mail_target#module:state=present).",),
+               Face.ROLE_TARGET: ("Stored readable by the owner of O(imapsync_config_dir) only.",)})
+    master_separator: str = declare(
+        "*", type="str", check=_required, faces=TARGET_FACES,
+        doc=("The separator of the C(user*master) login, used where the server does not offer AUTHENTICATE PLAIN with "
+             "an authorization identity.",))
+    lmtp_host: str = declare(
+        "127.0.0.1", type="str", check=_lmtp_host, faces=TARGET_FACES,
+        doc=("The LMTP server for the tasks and migrations with C(delivery=lmtp), given as a host name, an address or "
+             "the path of a UNIX socket.",))
+    lmtp_port: int = declare(
+        24, type="int", check=_port, faces=TARGET_FACES,
+        doc=("The TCP port of the LMTP server.",))
+
+    def public(self) -> dict[str, t.Any]:
+        """The definition without secrets."""
+        data = dataclasses.asdict(self)
+        data.pop("master_password")
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:  # pylint: disable=too-many-instance-attributes
+    """One remote account into one local user."""
+
+    local_user: str = declare(
+        type="str", check=_required, faces=ALL_TASK_FACES, needed=True, required=frozenset({Face.ROLE_TASK}),
+        doc=("The local account that receives the mail (NethServer 8 I(Local user)).",))
+    remote_user: str = declare(
+        type="str", check=_required, faces=ALL_TASK_FACES, needed=True, required=frozenset({Face.ROLE_TASK}),
+        doc=("The login of the remote account (NethServer 8 I(Remote user)).",
+             "For a NethServer or Dovecot remote with a master user, V(user*vmail) with the master password works."))
+    remote_password: str = declare(
+        "", repr_=False, type="str", check=_remote_password, faces=ALL_TASK_FACES, no_log=True, needed=True,
+        required=frozenset({Face.ROLE_TASK}), defaults=frozenset(),
+        doc=("The password of the remote account (NethServer 8 I(Remote password)). Any characters are allowed.",
+             "It is never logged nor returned."),
+        notes={Face.MIGRATE: ("In bulk, for example the master password of a NethServer remote, with V(user*vmail) "
+                              "remote users.",),
+               Face.TASK: ("It is stored apart from the definition, readable by root only, and never shown in a diff.",),
+               Face.ROLE_TASK: ("Stored readable by the owner of O(imapsync_config_dir) only.",)})
+    remote_host: str = declare(  # "" is not given (a default only for the order of the fields: in messages too)
+        "", type="str", check=check_host, faces=ALL_TASK_FACES, needed=True, required=frozenset({Face.ROLE_TASK}),
+        defaults=frozenset(),
+        doc=("The remote IMAP server (NethServer 8 I(IMAP server)), given as a hostname (internationalised names too), "
+             "an IPv4 or an IPv6 address.",))
+    name: str | None = declare(
+        None, type="str", check=_task_name, faces=DEFINED_TASK_FACES,
+        required=frozenset({Face.TASK_ELEMENT, Face.ROLE_TASK}),
+        doc=("The name of the task, unique on the host, 1 to 64 characters of V(a-z), V(0-9), V(_), V(.) and V(-), "
+             "starting with a letter or a digit. It names the task's files, state and systemd timer.",),
+        notes={Face.TASK: ("Required unless O(tasks) is given; O(name) and O(tasks) exclude each other.",)})
+    target: str = declare(
+        "default", type="str", check=_required, faces=DEFINED_TASK_FACES, defaults=frozenset({Face.TASK}),
+        doc=("The name of the mail target (see M(mailops.imap.mail_target)) that receives the mail.",),
+        notes={Face.TASK: ("It must be defined on the host when the task is stored; in check mode a missing target only "
+                           "gives a warning.", "With O(tasks), the target of every element that names none."),
+               Face.ROLE_TASK: ("Default the name of O(imapsync_target).",)})
+    remote_security: str = declare(
+        "starttls", type="str", check=_choices(SECURITY_CHOICES), choices=SECURITY_CHOICES, faces=ALL_TASK_FACES,
+        doc=("How the connection to the remote server is protected (NethServer 8 I(Select encryption)).",
+             _SECURITY_DOC.format(secret="password", tail="")))
+    remote_port: int = declare(
+        143, type="int", check=_optional_port, faces=ALL_TASK_FACES,
+        defaults=frozenset(), derived=True,
+        doc=("The TCP port of the remote server (NethServer 8 I(IMAP TCP Port)), 1 to 65535.",
+             "Defaults to 993 with O(~remote_security=ssl), otherwise 143."))
+    validate_certs: bool = declare(
+        True, type="bool", check=_bool, faces=ALL_TASK_FACES,
+        doc=("Whether the remote server's TLS certificate is verified.",))
+    ca_file: str | None = declare(
+        None, type="path", role_type="str", check=_optional_text, faces=ALL_TASK_FACES,
+        doc=(_CA_DOC.format(side="remote"),),
+        notes={Face.ROLE_TASK: ("The role makes it readable to the service.",)})
+    folders: str = declare(
+        "all", type="str", check=_choices(FOLDERS_CHOICES), choices=FOLDERS_CHOICES, faces=ALL_TASK_FACES,
+        doc=("What is copied (NethServer 8 I(Folder synchronization)).",
+             "V(all) copies every selectable remote folder, recursively, into the local folder of the same path; "
+             "missing local folders are created and subscribed. Other users' and shared namespaces are never copied.",
+             "V(all_except) does the same, without the folders matched by O(~exclude).",
+             "V(inbox) copies only the messages of the remote INBOX that are not C(\\Seen) and flags each copied "
+             "message C(\\Seen) on the remote, so it is never copied twice. See O(~sieve) and O(~delivery)."))
+    exclude: tuple[str, ...] = declare(
+        (), type="list", elements="str", check=_exclude, faces=ALL_TASK_FACES,
+        doc=("With O(~folders=all_except), Python regular expressions, one per entry, searched (not anchored) in the "
+             "remote folder names; a folder that matches any of them is not copied.",
+             "Blank entries are ignored. An invalid expression is an error that names it, and so is one that can take "
+             "hours to match a long folder name (a quantified group holding another quantifier, such as V((a+\\)+), or "
+             "repeated alternatives that start alike, such as V((a|ab\\)+)). Runs of the builtin engine stop matching "
+             "after 30 seconds.",
+             "Give a YAML list. Ansible splits a single string at commas, so an expression that contains a comma "
+             "(such as V({1,3})) must be a list entry of its own.",
+             "Ignored, with a warning, unless O(~folders=all_except)."),
+        notes={Face.TASK: ("With O(engine=imapsync), imapsync matches the patterns itself, within the run's time limit.",
+                           "Stored as given.")})
+    delete_remote: str = declare(
+        "never", type="str", check=_choices(DELETE_CHOICES), choices=DELETE_CHOICES, faces=ALL_TASK_FACES,
+        doc=("Whether messages are deleted on the remote server (NethServer 8 I(Remote server messages deletion)).",
+             "V(never) leaves the remote untouched (apart from C(\\Seen) flags with O(~folders=inbox)).",
+             "V(after_sync) deletes a remote message once it is confirmed present locally.",
+             "V(older_than) deletes remote messages older than O(~delete_remote_days) days that are confirmed present "
+             "locally. A message that was never copied is never deleted.",
+             "Nothing is deleted in check mode."))
+    delete_remote_days: int | None = declare(
+        None, type="int", check=_optional_days, faces=ALL_TASK_FACES,
+        doc=("With O(~delete_remote=older_than), the age in days (at least 1) after which remote messages are deleted.",
+             "Required with O(~delete_remote=older_than)."))
+    schedule: str = declare(
+        "manual", type="str", check=_choices(SCHEDULE_CHOICES), choices=SCHEDULE_CHOICES, faces=DEFINED_TASK_FACES,
+        doc=("When the task runs (NethServer 8 I(Task frequency)).",
+             "V(manual) only when started (C(imapsyncctl run NAME), M(mailops.imap.migrate) with C(task=NAME)).",
+             "V(interval) every O(~interval_minutes) minutes, by the timer the C(mailops.imap.imapsync) role installs."))
+    interval_minutes: int | None = declare(
+        None, type="int", check=_optional_interval, faces=DEFINED_TASK_FACES,
+        doc=(f"With O(~schedule=interval), the minutes between two runs, 1 to {INTERVAL_MAX}.",
+             "Required with O(~schedule=interval)."))
+    special_use_mapping: bool = declare(
+        True, type="bool", check=_bool, faces=ALL_TASK_FACES,
+        doc=("Whether the remote Sent, Trash, Junk, Drafts and Archive folders (marked with SPECIAL-USE, or with "
+             "well-known names such as C(Sent Items) or C(Deleted Items)) land in the local folder of the same use.",))
+    sieve: bool = declare(
+        True, type="bool", check=_bool, faces=ALL_TASK_FACES,
+        doc=("With O(~folders=inbox), whether the local user's Sieve filter runs on the copied messages (IMAP "
+             "C(FILTER SIEVE), Dovecot's C(imap_filter_sieve) plugin).",
+             "Where the local server lacks that capability the messages stay in INBOX and a warning says so."))
+    engine: str = declare(
+        "builtin", type="str", check=_choices(ENGINE_CHOICES), choices=ENGINE_CHOICES, faces=DEFINED_TASK_FACES,
+        doc=("What runs the task. V(builtin) is the collection's sync engine. V(imapsync) makes the "
+             "C(mailops.imap.imapsync) role render an equivalent imapsync command line instead.",
+             "With V(imapsync), the options upstream imapsync cannot express equivalently are refused when the task is "
+             "defined, with a sentence naming each of them."))
+    delivery: str = declare(
+        "imap", type="str", check=_choices(DELIVERY_CHOICES), choices=DELIVERY_CHOICES, faces=ALL_TASK_FACES,
+        doc=("With O(~folders=inbox), how messages reach the local INBOX.",
+             "V(imap) appends them over IMAP (then runs Sieve, see O(~sieve)).",
+             "V(lmtp) delivers them through the LMTP server of the mail target (its C(lmtp_host)), a full local delivery "
+             "with global Sieve scripts, vacation replies and quota."))
+    enabled: bool = declare(
+        True, type="bool", check=_bool, faces=DEFINED_TASK_FACES,
+        doc=("Whether the task is active. A disabled task keeps its definition and its state; its timer is stopped.",))
+
+    def public(self) -> dict[str, t.Any]:
+        """The definition without secrets."""
+        data = dataclasses.asdict(self)
+        data.pop("remote_password")
+        data["exclude"] = list(self.exclude)
+        return data
+
+    def exclude_patterns(self) -> list[re.Pattern[str]]:
+        """The compiled exclude regexes (blank entries are ignored)."""
+        return [re.compile(p) for p in self.exclude]
+
+
+Definition = t.Union[type[Task], type[Target]]
+
+
+def meta(cls: Definition, name: str) -> Meta:
+    """The schema of one field."""
+    return cls.__dataclass_fields__[name].metadata["schema"]
+
+
+def fields(cls: Definition, face: Face | None = None) -> tuple[str, ...]:
+    """The field names of ``cls`` in declaration order, those ``face`` offers if given."""
+    return tuple(f.name for f in dataclasses.fields(cls) if face is None or face in f.metadata["schema"].faces)
+
+
+def needed(cls: Definition) -> tuple[str, ...]:
+    """The fields a definition must have once the values of the module call are merged in."""
+    return tuple(name for name in fields(cls) if meta(cls, name).needed)
+
+
+def default(cls: Definition, name: str) -> t.Any:
+    """The default of a field (a list for a tuple), or None when it has none."""
+    value = cls.__dataclass_fields__[name].default
+    if value is dataclasses.MISSING:
+        return None
+    return list(value) if isinstance(value, tuple) else value
+
+
+TASK_FIELDS = fields(Task)
+TARGET_FIELDS = fields(Target)
+
+
+# --- parsing ----------------------------------------------------------------------------------------------------
+
+def _unknown(kind: str, data: t.Mapping[str, t.Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{kind}: unknown field(s) {', '.join(unknown)}; valid fields are {', '.join(allowed)}.")
+
+
+def _checked(cls: Definition, data: t.Mapping[str, t.Any], label: str) -> dict[str, t.Any]:
+    """Every field of ``cls``, checked by its validator: the value given, else its default (None: none given)."""
+    values: dict[str, t.Any] = {}
+    for name in fields(cls):
+        field = meta(cls, name)
+        value = data[name] if name in data else (None if field.derived else default(cls, name))
+        values[name] = field.check(f"{label}{name}", value)
+    return values
+
+
+def parse_target(data: t.Mapping[str, t.Any] | None) -> Target:
+    """Validate a mail target definition (missing fields take their defaults)."""
+    data = {k: v for k, v in (data or {}).items() if v is not None}
+    _unknown("target", data, TARGET_FIELDS)
+    values = _checked(Target, data, "target.")
+    values["port"] = port_by_security(values["port"], values["security"])
+    return Target(**values)
+
+
+def parse_task(data: t.Mapping[str, t.Any], declared: bool = True) -> Task:
+    """Validate a sync task definition (missing fields take their defaults).
+
+    ``declared``: the definition is being declared (a module, a CSV), not read back from the store.
+    """
+    data = {k: v for k, v in data.items() if v is not None}
+    _unknown("task", data, TASK_FIELDS)
+    values = _checked(Task, data, "")
+    values["remote_port"] = port_by_security(values["remote_port"], values["remote_security"])
+    values["delete_remote_days"] = check_delete_days(values["delete_remote"], values["delete_remote_days"])
+    values["interval_minutes"] = check_interval(values["schedule"], values["interval_minutes"])
+    if declared:
+        check_exclude_hazards(data.get("exclude"), values["folders"])
+    return Task(**values)
+
+
+# --- argument specs and documentation ---------------------------------------------------------------------------
+
+_REF = re.compile(r"O\(~")
+
+
+def argument_spec(cls: Definition, face: Face) -> dict[str, dict[str, t.Any]]:
+    """The argument spec options of the fields ``face`` offers (a fresh copy on every call)."""
+    spec: dict[str, dict[str, t.Any]] = {}
+    for name in fields(cls, face):
+        field = meta(cls, name)
+        role = face in (Face.ROLE_TASK, Face.ROLE_TARGET)
+        option: dict[str, t.Any] = {"type": (field.role_type or field.type) if role else field.type}
+        if field.elements:
+            option["elements"] = field.elements
+        if face in field.required:
+            option["required"] = True
+        value = default(cls, name)
+        if face in field.defaults and face not in INHERITING and value is not None:
+            option["default"] = value
+        if field.choices:
+            option["choices"] = list(field.choices)
+        if field.no_log:
+            option["no_log"] = True
+        spec[name] = option
+    return spec
+
+
+def description(cls: Definition, name: str, face: Face, prefix: str = "") -> list[str]:
+    """The documentation lines of a field in ``face``; ``prefix`` is the path of its siblings (``target.``)."""
+    field = meta(cls, name)
+    if face is Face.ACCOUNT:
+        return [f"As O({name})." + (" It is never logged nor returned." if field.no_log else "")]
+    if face is Face.TASK_ELEMENT:
+        return [f"See O({name})."]
+    lines = [_REF.sub(f"O({prefix}", line) for line in field.doc]
+    lines += field.notes.get(face, ())
+    if field.needed and face is Face.MIGRATE:
+        lines.append(_NEEDED_MIGRATE)
+    elif field.needed and face is Face.TASK:
+        lines.append(_NEEDED_TASK)
+    return lines
+
+
+def option_docs(cls: Definition, face: Face, prefix: str = "") -> dict[str, dict[str, t.Any]]:
+    """The module documentation of the fields ``face`` offers, as ``options`` (or ``suboptions``) entries.
+
+    They agree with :func:`argument_spec` (type, elements, required, default, choices), as validate-modules checks.
+    """
+    docs: dict[str, dict[str, t.Any]] = {}
+    for name, option in argument_spec(cls, face).items():
+        doc: dict[str, t.Any] = {"description": description(cls, name, face, prefix)}
+        doc.update((key, value) for key, value in option.items() if key != "no_log")
+        docs[name] = doc
+    return docs
+
+
+ROLE_PREFIX = {Face.ROLE_TASK: "imapsync_tasks[].", Face.ROLE_TARGET: "imapsync_target."}
+
+
+def role_options(cls: Definition, face: Face) -> dict[str, dict[str, t.Any]]:
+    """The options of the role's ``imapsync_tasks`` elements or ``imapsync_target`` (meta/argument_specs.yml)."""
+    docs: dict[str, dict[str, t.Any]] = {}
+    for name, option in argument_spec(cls, face).items():
+        docs[name] = {"description": description(cls, name, face, ROLE_PREFIX[face]), **option}
+    return docs
