@@ -6,7 +6,8 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: accounts_csv
-author: mailops.imap contributors
+author:
+  - mailops.imap maintainers (@mailops)
 short_description: Read an accounts CSV file on the controller
 version_added: 0.1.0
 description:
@@ -33,9 +34,18 @@ options:
     required: true
   parse:
     description:
-      - V(false) only finds and reads (decrypts) the file and returns the path found, to check early that it is there.
+      - V(false) only finds and reads (decrypts) the file, to check early that it is there; the result holds no
+        account.
     type: bool
     default: true
+  on_error:
+    description:
+      - V(fail) fails with the sentence that says why the file cannot be used.
+      - V(return) returns it instead, as RV(_raw[].error), so that a task that handles the accounts can be C(no_log)
+        (which would hide the reason of a failure) and a next task can show the sentence.
+    type: str
+    choices: [fail, return]
+    default: fail
 notes:
   - Used by the playbook C(mailops.imap.migrate) to share the accounts out across hosts.
 """
@@ -48,13 +58,22 @@ EXAMPLES = r"""
 
 - name: Check that the file is there and can be decrypted
   ansible.builtin.assert:
-    that: lookup('mailops.imap.accounts_csv', 'migration/accounts.csv', parse=false) is string
+    that: lookup('mailops.imap.accounts_csv', 'migration/accounts.csv', parse=false).path is string
+
+- name: Read the accounts, the reason of a failure shown by the next task
+  ansible.builtin.set_fact:
+    read: "{{ lookup('mailops.imap.accounts_csv', 'migration/accounts.csv', on_error='return') }}"
+  no_log: true
+
+- name: Stop when the file cannot be used
+  ansible.builtin.fail:
+    msg: "{{ read.error }}"
+  when: read.error is defined
 """
 
 RETURN = r"""
 _raw:
-  description:
-    - One dictionary per file, or with O(parse=false) the absolute path of each file.
+  description: One dictionary per file.
   type: list
   elements: dict
   contains:
@@ -62,13 +81,22 @@ _raw:
       description: The absolute path of the file read.
       type: str
     accounts:
-      description: One dictionary of task fields per account (the cells given), in the order of the rows.
+      description:
+        - One dictionary of task fields per account (the cells given), in the order of the rows.
+        - Not with O(parse=false).
       type: list
       elements: dict
     labels:
-      description: Where each account is, C(accounts_file PATH line N) (the header is line 1), in the same order.
+      description:
+        - Where each account is, C(accounts_file PATH line N) (the header is line 1), in the same order.
+        - Not with O(parse=false).
       type: list
       elements: str
+    error:
+      description:
+        - With O(on_error=return), only when the file cannot be used; the sentence that says why (never a cell's
+          value). Then no other key is there.
+      type: str
 """
 
 import typing as t
@@ -82,23 +110,26 @@ from ansible_collections.mailops.imap.plugins.plugin_utils._accounts_file import
 
 class LookupModule(LookupBase):
 
-    def run(self, terms: list[t.Any], variables: dict[str, t.Any] | None = None, **kwargs: t.Any) -> list[t.Any]:
+    def run(self, terms: list[t.Any], variables: dict[str, t.Any] | None = None, **kwargs: t.Any) -> list[dict[str, t.Any]]:
         self.set_options(var_options=variables, direct=kwargs)
         variables = variables or {}
         loader = self._loader
         if loader is None:
             raise AnsibleLookupError("mailops.imap.accounts_csv runs only within Ansible (it needs its loader).")
         search_path = variables.get("ansible_search_path") or [self.get_basedir(variables)]
-        results: list[t.Any] = []
+        results: list[dict[str, t.Any]] = []
         for term in terms:
             try:
                 found = find_accounts_file(loader, list(search_path), term, current_dir=True)
                 if not self.get_option("parse"):
                     read_accounts_bytes(loader, found, term)
-                    results.append(found)
+                    results.append({"path": found})
                     continue
                 accounts, labels = read_accounts_file(loader, found, term, f"accounts_file {found}")
             except ConfigError as exc:
+                if self.get_option("on_error") == "return":
+                    results.append({"error": str(exc)})
+                    continue
                 raise AnsibleLookupError(str(exc)) from None
             results.append({"path": found, "accounts": accounts, "labels": labels})
         return results

@@ -287,4 +287,3 @@ def parse_migrate(params: t.Mapping[str, t.Any], labels: t.Sequence[str] | None 
     data["target"] = target.name
     task = config.parse_task(data)
     return MigratePlan(mode="inline", target=target, task=task, parallel=parallel)
-

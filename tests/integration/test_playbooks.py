@@ -256,6 +256,32 @@ def test_migrate_refuses_an_account_listed_twice_across_shares(tmp_path):
     assert "TASK [Migrate this host's share of the accounts]" not in run.output
 
 
+def test_migrate_refuses_a_csv_row_repeated_on_one_host(tmp_path):
+    """One host and a CSV: the same check as across shares, naming the lines (the port defaults by the security)."""
+    accounts_csv = write_csv(tmp_path / "accounts.csv", ["local_user", "remote_user", "remote_password", "remote_port"],
+                             [["l0", "r0", "pw", ""], ["l1", "r1", "pw", ""], ["l0", "r0", "other", "993"]])
+    extra = {"migrate_accounts_file": str(accounts_csv), "migrate_become": False,
+             "migrate_defaults": {"remote_host": "imap.example.org", "remote_security": "ssl"}}
+    run = run_playbook(tmp_path, "migrate.yml", workers_inventory(["w1"]), extra, secrets=("other",), expect_rc=2)
+    assert f"accounts_file {accounts_csv} line 4 repeats accounts_file {accounts_csv} line 2" in run.output, run.output
+    assert "TASK [Migrate this host's share of the accounts]" not in run.output
+
+
+def test_migrate_the_credential_password_for_accounts_that_give_none(make_account, remote_server, local_server, tmp_path):
+    """mailops_imap_remote_password (the AWX credential) before migrate_defaults.remote_password, in check mode."""
+    shared = "sh4red 'pw', \"too\""
+    first, second = make_account(remote_password=shared), make_account(remote_password=shared)
+    listed = [{"local_user": a.local_user, "remote_user": a.remote_user} for a in (first, second)]
+    extra = {"migrate_accounts": listed, "migrate_become": False, "migrate_target": target_vars(local_server),
+             "migrate_state_dir": str(tmp_path / "state"), "mailops_imap_remote_password": shared,
+             "migrate_defaults": {"remote_host": remote_server.host, "remote_port": remote_server.port,
+                                  "ca_file": str(remote_server.cert_path), "remote_password": "not-this-one"}}
+    run = run_playbook(tmp_path, "migrate.yml", workers_inventory(["w1", "w2"]), extra, "--check",
+                       secrets=(shared, "not-this-one", local_server.master_password))
+    stats = run.stats["mailops_imap_migrate"]
+    assert stats["status"] == "success" and stats["summary"]["success"] == 2, run.output
+
+
 # --- status.yml ----------------------------------------------------------------------------------------------
 
 

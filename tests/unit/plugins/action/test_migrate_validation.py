@@ -84,7 +84,7 @@ def test_backtracking_regex_refused_inline_in_accounts_and_in_a_csv():
                                      "folders": "all_except", "exclude": ["^Spam", "(a|ab)+"]}], **BULK})
     assert "accounts entry 1" in message and "exclude: entry 2 '(a|ab)+' repeats alternatives" in message
     data = _accounts_csv.read_accounts_csv('local_user,remote_user,remote_password,folders,exclude\n'
-                                      'a,a@x,pw1,all_except,"^Spam,(a+)+$"\n', "accounts_file users.csv")
+                                           'a,a@x,pw1,all_except,"^Spam,(a+)+$"\n', "accounts_file users.csv")
     message = refused({"accounts_file": "users.csv", **BULK}, data)
     assert "accounts_file users.csv line 2" in message and "'(a+)+$' repeats a group" in message
 

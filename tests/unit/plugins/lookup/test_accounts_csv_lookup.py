@@ -75,7 +75,7 @@ def test_search_order_playbook_dir_then_current_dir_absolute_as_given(play_dir, 
     assert first["path"] == str(play_dir / "in-play.csv") and first["accounts"] == [{"local_user": "a"}]
     assert second["path"] == str(tmp_path / "cwd" / "sub" / "in-cwd.csv") and second["accounts"] == [{"local_user": "b"}]
     assert third["labels"] == [f"accounts_file {elsewhere} line 2"]
-    assert lookup(play_dir, "sub/in-cwd.csv", parse=False) == [str(tmp_path / "cwd" / "sub" / "in-cwd.csv")]
+    assert lookup(play_dir, "sub/in-cwd.csv", parse=False) == [{"path": str(tmp_path / "cwd" / "sub" / "in-cwd.csv")}]
 
 
 def test_vault_encrypted_file_decrypted_in_memory(play_dir, tmp_path, monkeypatch):
@@ -84,7 +84,7 @@ def test_vault_encrypted_file_decrypted_in_memory(play_dir, tmp_path, monkeypatc
     (tmp_path / "tmp").mkdir()
     (result,) = lookup(play_dir, "users.csv")
     assert [a["local_user"] for a in result["accounts"]] == ["alice", "bob"]
-    assert lookup(play_dir, "users.csv", parse=False) == [str(play_dir / "files" / "users.csv")]
+    assert lookup(play_dir, "users.csv", parse=False) == [{"path": str(play_dir / "files" / "users.csv")}]
     assert list((tmp_path / "tmp").iterdir()) == [], "no decrypted copy was written"
 
 
@@ -105,8 +105,18 @@ def test_errors_are_one_sentence_without_a_cell(play_dir):
     (play_dir / "bad.csv").write_text("local_user,passwd\nalice,secret-cell\n", encoding="utf-8")
     message = refusal(play_dir, "bad.csv")
     assert message.startswith(f"accounts_file {play_dir / 'bad.csv'} line 1: unknown column(s) 'passwd'; ") and "secret-cell" not in message
-    assert lookup(play_dir, "bad.csv", parse=False) == [str(play_dir / "bad.csv")], "parse=false does not read the rows"
+    assert lookup(play_dir, "bad.csv", parse=False) == [{"path": str(play_dir / "bad.csv")}], "parse=false does not read the rows"
     (play_dir / "latin.csv").write_bytes(b"local_user\nsecret-cell\n\xe4\n")
     assert refusal(play_dir, "latin.csv") == (f"accounts_file {play_dir / 'latin.csv'} line 3, column 1: byte 0xE4 is not UTF-8 "
                                               "text; save the file as UTF-8 (in a spreadsheet: CSV UTF-8).")
     assert refusal(play_dir, "") == "accounts_file: give the path of a CSV file on the controller."
+
+
+def test_errors_returned_on_request(play_dir):
+    (play_dir / "bad.csv").write_text("local_user,passwd\nalice,secret-cell\n", encoding="utf-8")
+    (play_dir / "good.csv").write_text("local_user\nalice\n", encoding="utf-8")
+    bad, missing, good = lookup(play_dir, "bad.csv", "nope.csv", "good.csv", on_error="return")
+    assert bad == {"error": refusal(play_dir, "bad.csv")}
+    assert missing == {"error": refusal(play_dir, "nope.csv")}
+    assert good["accounts"] == [{"local_user": "alice"}]
+    assert lookup(play_dir, "nope.csv", parse=False, on_error="return") == [{"error": refusal(play_dir, "nope.csv")}]

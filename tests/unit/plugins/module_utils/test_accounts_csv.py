@@ -68,8 +68,8 @@ def test_csv_columns_are_the_account_fields():
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    (b"local_user\n\xe4lice\n", "accounts_file users.csv line 2, column 1: byte 0xE4 is not UTF-8 text; save the file as UTF-8 "
-                                 "(in a spreadsheet: CSV UTF-8)."),
+    (b"local_user\n\xe4lice\n",
+     "accounts_file users.csv line 2, column 1: byte 0xE4 is not UTF-8 text; save the file as UTF-8 (in a spreadsheet: CSV UTF-8)."),
     (b"local_user,remote_user\r\na,b\r\n\xc3\xa4,b\xe9x\r\n", "accounts_file users.csv line 3, column 4: byte 0xE9 "),
     (b"\xef\xbb\xbflocal_user\n\xff\n", "accounts_file users.csv line 2, column 1: byte 0xFF "),
 ])
