@@ -2,8 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin of mailops.imap.migrate: validate on the controller, then run the module on the host.
 
-With ``accounts_file`` the CSV file is read here, on the controller (it may be encrypted with
-ansible-vault), and sent to the module as ``accounts``; the file itself never leaves the controller.
+With ``accounts_file`` the CSV file is read here, on the controller, by the collection's one reader
+(plugins/plugin_utils/_accounts_file.py; it may be encrypted with ansible-vault), and sent to the module as
+``accounts``; the file itself never leaves the controller.
 Every account is validated before the module is sent, so a bad row stops the task before any account runs.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import typing as t
 
-from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.errors import UnsupportedError
@@ -20,11 +20,11 @@ from ansible.utils.vars import merge_hash
 
 from ansible_collections.mailops.imap.plugins.module_utils._argspec import (
     account_defaults, account_options, join_problems, migrate_argument_spec, migrate_mutually_exclusive, mode_conflict,
-    parse_account, parse_migrate, read_accounts_csv,
+    parse_account, parse_migrate,
 )
-from ansible_collections.mailops.imap.plugins.module_utils._csvtext import NotUtf8, decode_utf8
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
+from ansible_collections.mailops.imap.plugins.plugin_utils._accounts_file import find_accounts_file, read_accounts_file
 
 MODULE = "mailops.imap.migrate"
 
@@ -150,29 +150,8 @@ class ActionModule(ActionBase):
 
     def _read_accounts_file(self, path: t.Any) -> tuple[list[dict[str, t.Any]], list[str]]:
         """The accounts of the CSV file on the controller (searched like a copy src; vault-encrypted is fine)."""
-        if not isinstance(path, str) or not path.strip():
-            raise ConfigError("accounts_file: give the path of a CSV file on the controller.")
-        try:
-            found = self._find_needle("files", path)
-        except AnsibleError:
-            raise ConfigError(f"accounts_file: {path} was not found on the controller; give a path relative to the playbook "
-                              "(or its files/ directory) or an absolute path.") from None
-        try:
-            real = self._loader.get_real_file(found, decrypt=True)
-        except AnsibleError as exc:
-            raise ConfigError(f"accounts_file: {path} cannot be read ({exc.message}); check the file and its vault password.") from None
-        try:
-            with open(real, "rb") as handle:
-                data = handle.read()
-        except OSError as exc:
-            raise ConfigError(f"accounts_file: {path} cannot be read ({exc.strerror}); check the path and its permissions.") from None
-        finally:
-            self._loader.cleanup_tmp_file(real)
-        try:
-            text = decode_utf8(data, f"accounts_file {path}")
-        except NotUtf8 as exc:
-            raise ConfigError(str(exc)) from None
-        return read_accounts_csv(text, f"accounts_file {path}")
+        found = find_accounts_file(self._loader, self._task.get_search_path(), path)
+        return read_accounts_file(self._loader, found, path, f"accounts_file {path}")
 
     def run(self, tmp: str | None = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
         result = super().run(tmp, task_vars)

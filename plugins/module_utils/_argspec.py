@@ -13,9 +13,7 @@ No Ansible imports: plain dicts only.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import typing as t
 
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config, schema
@@ -251,67 +249,3 @@ def parse_migrate(params: t.Mapping[str, t.Any], labels: t.Sequence[str] | None 
     data["target"] = target.name
     task = config.parse_task(data)
     return MigratePlan(mode="inline", target=target, task=task, parallel=parallel)
-
-
-def _split_exclude(cell: str) -> list[str]:
-    """An ``exclude`` cell: one regex a line when the cell holds line breaks, else comma-separated (as NethServer 8)."""
-    if "\n" in cell or "\r" in cell:
-        return [line for line in cell.splitlines() if line.strip()]
-    return [part.strip() for part in cell.split(",") if part.strip()]
-
-
-def read_accounts_csv(text: str, source: str) -> tuple[list[dict[str, t.Any]], list[str]]:
-    """The accounts of a CSV file (header row of task field names, one account a row) and their labels.
-
-    ``source`` names the file in messages. Blank cells are not given (the module call's value applies), blank
-    rows are skipped; a label names the line a row starts on (the header is line 1). Raises ConfigError for a
-    file that cannot be an account list (no header, unknown or repeated column, a row with too many cells, no
-    account). The values are not validated here: see :func:`parse_accounts`.
-    """
-    allowed = account_options()
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header: list[str] | None = None
-        header_line = 1
-        accounts: list[dict[str, t.Any]] = []
-        labels: list[str] = []
-        line = 1  # the line the next record starts on
-        for row in reader:
-            start, line = line, reader.line_num + 1
-            cells = [cell.strip() for cell in row]
-            if not any(cells):
-                continue
-            if header is None:
-                header, header_line = [cell.lower() for cell in cells], start
-                unknown = [name for name in header if name not in allowed]
-                if unknown:
-                    raise ConfigError(
-                        f"{source} line {start}: unknown column(s) {', '.join(repr(n) for n in unknown)}; the header row names "
-                        f"task fields: {', '.join(allowed)} (the target and the other options are given once, in the module call)."
-                    )
-                repeated = sorted({name for name in header if header.count(name) > 1})
-                if repeated:
-                    raise ConfigError(f"{source} line {start}: the column(s) {', '.join(repeated)} appear more than once; keep one of each.")
-                continue
-            if len(cells) > len(header):
-                raise ConfigError(f"{source} line {start}: {len(cells)} cells but the header on line {header_line} names "
-                                  f"{len(header)} columns; quote cells that contain a comma.")
-            account: dict[str, t.Any] = {}
-            for name, cell in zip(header, row):
-                if cell.strip() == "":
-                    continue
-                if name == "exclude":
-                    account[name] = _split_exclude(cell)
-                elif name == "remote_password":
-                    account[name] = cell  # exactly as written: a password may begin or end with spaces
-                else:
-                    account[name] = cell.strip()
-            accounts.append(account)
-            labels.append(f"{source} line {start}")
-    except csv.Error as exc:
-        raise ConfigError(f"{source} line {reader.line_num}: not valid CSV ({exc}); check the quoting of that row.") from None
-    if header is None:
-        raise ConfigError(f"{source} is empty; give a header row of task field names, then one account a row.")
-    if not accounts:
-        raise ConfigError(f"{source} has a header row but no account; add one account a row below it.")
-    return accounts, labels

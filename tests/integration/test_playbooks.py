@@ -7,7 +7,6 @@ checks that no password shows up in any process's arguments or environment, and 
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
@@ -15,14 +14,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from ansible_collections.mailops.imap.plugins.module_utils import _argspec
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config, store
-from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 from harness import mail
 from harness.secrets import SecretWatcher
 from harness.systemd import SYSTEMD, UserManager
@@ -117,7 +113,8 @@ def state_file(remote, local, account) -> str:
 
 
 def test_migrate_shares_a_vault_csv_across_hosts_check_real_again(make_account, remote_server, local_server, tmp_path):
-    passwords = [f"pw{i}, 'with' \"quotes\" \u00e4 {i}" for i in range(5)]
+    # A password that looks like a template arrives as written: the CSV's values are never templated.
+    passwords = [f"pw{i}, 'with' \"quotes\" \u00e4 {{{{ {i} * 7 }}}}" for i in range(5)]
     accounts = [make_account(remote_password=p) for p in passwords]
     for index, acc in enumerate(accounts):
         mail.seed(remote_server, acc.remote_user, acc.remote_password, "INBOX",
@@ -259,44 +256,30 @@ def test_migrate_refuses_an_account_listed_twice_across_shares(tmp_path):
     assert "TASK [Migrate this host's share of the accounts]" not in run.output
 
 
-CSV_CASES = [
-    "\ufeffLocal_User , remote_user,remote_password,exclude\r\nalice,al@x, sp ace ,\"^Spam$\n^Trash(/|$)\"\r\n,,,\r\n\r\n"
-    "bob,bob@x,\"com,ma\",\"a,b\"\r\n",
-    "local_user,remote_user\r\n\"multi\nline\",u\r\nc,d\r\n",
-    "local_user,remote_user\r\na,b,c\r\n",
-    "local_user,local_user\r\na,b\r\n",
-    "local_user,nope\r\n",
-    "",
-    "local_user\r\n\r\n",
-    "local_user,remote_user\r\n\"unterminated,b\r\n",
-]
+def test_migrate_refuses_a_csv_row_repeated_on_one_host(tmp_path):
+    """One host and a CSV: the same check as across shares, naming the lines (the port defaults by the security)."""
+    accounts_csv = write_csv(tmp_path / "accounts.csv", ["local_user", "remote_user", "remote_password", "remote_port"],
+                             [["l0", "r0", "pw", ""], ["l1", "r1", "pw", ""], ["l0", "r0", "other", "993"]])
+    extra = {"migrate_accounts_file": str(accounts_csv), "migrate_become": False,
+             "migrate_defaults": {"remote_host": "imap.example.org", "remote_security": "ssl"}}
+    run = run_playbook(tmp_path, "migrate.yml", workers_inventory(["w1"]), extra, secrets=("other",), expect_rc=2)
+    assert f"accounts_file {accounts_csv} line 4 repeats accounts_file {accounts_csv} line 2" in run.output, run.output
+    assert "TASK [Migrate this host's share of the accounts]" not in run.output
 
 
-@pytest.mark.parametrize("text", CSV_CASES)
-def test_the_playbook_reads_a_csv_as_the_migrate_action_plugin_does(text):
-    """playbooks/files/migrate_accounts_csv.py (sharding) and the action plugin's accounts_file agree, rule for rule."""
-    source = "accounts_file some.csv"
-    try:
-        expected = dict(zip(("accounts", "labels"), _argspec.read_accounts_csv(text.lstrip("\ufeff"), source)))
-    except ConfigError as exc:
-        expected = {"error": str(exc)}
-    proc = subprocess.run([sys.executable, str(PLAYBOOKS / "files" / "migrate_accounts_csv.py"), "some.csv"],
-                          input=base64.b64encode(text.encode("utf-8")), capture_output=True, check=True)
-    got = json.loads(proc.stdout)
-    if "error" in expected:
-        assert "error" in got
-        # The action plugin's advice names the module call; the playbook's names its variables.
-        assert got["error"].split(";")[0] == expected["error"].split(";")[0]
-    else:
-        assert got == expected
-
-
-def test_the_playbook_names_the_line_and_column_of_a_byte_that_is_not_utf8():
-    data = "local_user,remote_user,remote_password\r\nälice,a@x,pw\r\n".encode("utf-8") + b"bob,b\xe9@x,pw\r\n"
-    proc = subprocess.run([sys.executable, str(PLAYBOOKS / "files" / "migrate_accounts_csv.py"), "some.csv"],
-                          input=base64.b64encode(data), capture_output=True, check=True)
-    assert json.loads(proc.stdout) == {"error": "accounts_file some.csv line 3, column 6: byte 0xE9 is not UTF-8 text; save "
-                                                "the file as UTF-8 (in a spreadsheet: CSV UTF-8)."}
+def test_migrate_the_credential_password_for_accounts_that_give_none(make_account, remote_server, local_server, tmp_path):
+    """mailops_imap_remote_password (the AWX credential) before migrate_defaults.remote_password, in check mode."""
+    shared = "sh4red 'pw', \"too\""
+    first, second = make_account(remote_password=shared), make_account(remote_password=shared)
+    listed = [{"local_user": a.local_user, "remote_user": a.remote_user} for a in (first, second)]
+    extra = {"migrate_accounts": listed, "migrate_become": False, "migrate_target": target_vars(local_server),
+             "migrate_state_dir": str(tmp_path / "state"), "mailops_imap_remote_password": shared,
+             "migrate_defaults": {"remote_host": remote_server.host, "remote_port": remote_server.port,
+                                  "ca_file": str(remote_server.cert_path), "remote_password": "not-this-one"}}
+    run = run_playbook(tmp_path, "migrate.yml", workers_inventory(["w1", "w2"]), extra, "--check",
+                       secrets=(shared, "not-this-one", local_server.master_password))
+    stats = run.stats["mailops_imap_migrate"]
+    assert stats["status"] == "success" and stats["summary"]["success"] == 2, run.output
 
 
 # --- status.yml ----------------------------------------------------------------------------------------------

@@ -9,7 +9,10 @@ from unittest import mock
 import pytest
 
 from ansible_collections.mailops.imap.plugins.action import migrate as action
-from ansible_collections.mailops.imap.plugins.module_utils import _argspec
+from ansible.parsing.dataloader import DataLoader
+from ansible.parsing.vault import VaultLib, VaultSecret
+
+from ansible_collections.mailops.imap.plugins.module_utils import _accounts_csv, _argspec
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config
 
 SECRET = "pa'ss\"w\\ördX9"
@@ -80,8 +83,8 @@ def test_backtracking_regex_refused_inline_in_accounts_and_in_a_csv():
     message = refused({"accounts": [{"local_user": "a", "remote_user": "a@x", "remote_password": "pw1",
                                      "folders": "all_except", "exclude": ["^Spam", "(a|ab)+"]}], **BULK})
     assert "accounts entry 1" in message and "exclude: entry 2 '(a|ab)+' repeats alternatives" in message
-    data = _argspec.read_accounts_csv('local_user,remote_user,remote_password,folders,exclude\n'
-                                      'a,a@x,pw1,all_except,"^Spam,(a+)+$"\n', "accounts_file users.csv")
+    data = _accounts_csv.read_accounts_csv('local_user,remote_user,remote_password,folders,exclude\n'
+                                           'a,a@x,pw1,all_except,"^Spam,(a+)+$"\n', "accounts_file users.csv")
     message = refused({"accounts_file": "users.csv", **BULK}, data)
     assert "accounts_file users.csv line 2" in message and "'(a+)+$' repeats a group" in message
 
@@ -311,40 +314,7 @@ def test_many_problems_are_capped():
 
 
 def read_csv(text: str):
-    return _argspec.read_accounts_csv(text, "accounts_file users.csv")
-
-
-def test_csv_rows_and_line_numbers():
-    accounts, labels = read_csv(
-        "Local_User, remote_user ,remote_password,remote_port,exclude\r\n"
-        "alice,alice@x,\"pw, with \"\"quotes\"\" \",993,\"^Spam$,Trash\"\r\n"
-        "\r\n"
-        ",,,,\r\n"
-        "bob,bob@x,\" spaced \",,\"^A{1,3}$\nJunk\"\r\n"
-        "carol,carol@x,pw3\r\n"
-    )
-    assert accounts == [
-        {"local_user": "alice", "remote_user": "alice@x", "remote_password": "pw, with \"quotes\" ", "remote_port": "993",
-         "exclude": ["^Spam$", "Trash"]},
-        {"local_user": "bob", "remote_user": "bob@x", "remote_password": " spaced ", "exclude": ["^A{1,3}$", "Junk"]},
-        {"local_user": "carol", "remote_user": "carol@x", "remote_password": "pw3"},
-    ]
-    assert labels == ["accounts_file users.csv line 2", "accounts_file users.csv line 5", "accounts_file users.csv line 7"]
-
-
-def test_csv_structure_problems():
-    with pytest.raises(ConfigErrorType, match=r"^accounts_file users.csv line 1: unknown column\(s\) 'passwd', 'target'; "):
-        read_csv("local_user,passwd,target\nalice,x,y\n")
-    with pytest.raises(ConfigErrorType, match=r"line 1: the column\(s\) local_user appear more than once"):
-        read_csv("local_user,local_user\na,b\n")
-    with pytest.raises(ConfigErrorType, match=r"line 3: 3 cells but the header on line 1 names 2 columns; quote cells"):
-        read_csv("local_user,remote_user\na,b\nc,d,e\n")
-    with pytest.raises(ConfigErrorType, match=r"users.csv is empty"):
-        read_csv("\n\n")
-    with pytest.raises(ConfigErrorType, match=r"users.csv has a header row but no account"):
-        read_csv("local_user,remote_user\n")
-    with pytest.raises(ConfigErrorType, match=r"line 2: not valid CSV"):
-        read_csv('local_user,remote_user\n"a"b,c\n')
+    return _accounts_csv.read_accounts_csv(text, "accounts_file users.csv")
 
 
 def test_csv_rows_validated_with_their_lines():
@@ -372,69 +342,85 @@ def test_csv_becomes_accounts():
 ConfigErrorType = action.ConfigError
 
 
-def make_file_action(task_args, found="/play/files/users.csv", real=None):
+VAULT = [("default", VaultSecret(b"unit-vault-secret"))]
+
+
+def make_file_action(task_args, play_dir):
+    """The action with a real loader: the playbook's directory is ``play_dir``; the vault secret is VAULT's."""
     plugin = make_action(task_args)
-    plugin._find_needle = mock.MagicMock(return_value=found)
-    plugin._loader.get_real_file = mock.MagicMock(return_value=real or found)
-    plugin._loader.cleanup_tmp_file = mock.MagicMock()
+    plugin._task.get_search_path.return_value = [str(play_dir)]
+    loader = DataLoader()
+    loader.set_basedir(str(play_dir))
+    loader.set_vault_secrets(VAULT)
+    plugin._loader = loader
     return plugin
 
 
 def test_run_reads_the_csv_on_the_controller(tmp_path):
-    path = tmp_path / "users.csv"
-    path.write_bytes("\ufefflocal_user,remote_user,remote_password\r\nälice,alice@x,pw1\r\n".encode("utf-8"))
-    plugin = make_file_action(dict(BULK, accounts_file="users.csv"), found=str(path))
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "users.csv").write_bytes("\ufefflocal_user,remote_user,remote_password\r\nälice,alice@x,pw1\r\n".encode("utf-8"))
+    plugin = make_file_action(dict(BULK, accounts_file="users.csv"), tmp_path)
     result = plugin.run(task_vars={})
     assert result.get("failed") is not True, result
-    plugin._find_needle.assert_called_once_with("files", "users.csv")
-    plugin._loader.get_real_file.assert_called_once_with(str(path), decrypt=True)
-    plugin._loader.cleanup_tmp_file.assert_called_once_with(str(path))
     sent = plugin._execute_module.call_args.kwargs["module_args"]
     assert "accounts_file" not in sent
     assert sent["accounts"] == [{"local_user": "älice", "remote_user": "alice@x", "remote_password": "pw1"}]
 
 
-def test_run_refuses_a_bad_csv_before_sending_the_module(tmp_path):
-    path = tmp_path / "users.csv"
-    path.write_text(f"local_user,remote_user,remote_password,remote_security\nalice,alice@x,{MASTER},tls\n", encoding="utf-8")
-    plugin = make_file_action(dict(BULK, accounts_file="users.csv"), found=str(path))
+def test_run_reads_a_vault_encrypted_csv_in_memory(tmp_path, monkeypatch):
+    text = f"local_user,remote_user,remote_password,remote_security\nalice,alice@x,{MASTER},tls\n"
+    (tmp_path / "users.csv").write_bytes(VaultLib(VAULT).encrypt(text.encode("utf-8")))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    plugin = make_file_action(dict(BULK, accounts_file="users.csv"), tmp_path)
     result = plugin.run(task_vars={})
     assert result["failed"] is True and result["changed"] is False
-    assert result["msg"].startswith("accounts_file users.csv line 2: value of remote_security")
+    assert result["msg"].startswith("accounts_file users.csv line 2: value of remote_security"), result
     assert MASTER not in repr(result)
+    assert list((tmp_path / "tmp").iterdir()) == [], "no decrypted copy was written"
     plugin._execute_module.assert_not_called()
 
 
-def test_run_missing_or_unreadable_csv(tmp_path):
-    from ansible.errors import AnsibleError
-
-    plugin = make_file_action(dict(BULK, accounts_file="nope.csv"))
-    plugin._find_needle.side_effect = AnsibleError("Unable to find 'nope.csv'")
+def test_run_refuses_a_csv_that_cannot_be_decrypted(tmp_path):
+    (tmp_path / "users.csv").write_bytes(VaultLib([("default", VaultSecret(b"other"))]).encrypt(b"local_user\na\n"))
+    plugin = make_file_action(dict(BULK, accounts_file="users.csv"), tmp_path)
     result = plugin.run(task_vars={})
-    assert result["failed"] is True and result["msg"].startswith("accounts_file: nope.csv was not found on the controller")
-    latin = tmp_path / "latin.csv"
-    latin.write_bytes("local_user\n\xe4lice\n".encode("latin-1"))
-    plugin = make_file_action(dict(BULK, accounts_file="latin.csv"), found=str(latin))
+    assert result["failed"] is True and result["msg"].startswith("accounts_file: users.csv cannot be read (")
+    assert result["msg"].endswith("check the file and its vault password.")
+    plugin._execute_module.assert_not_called()
+
+
+def test_run_missing_or_unreadable_csv(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "nope.csv").write_text("local_user\na\n", encoding="utf-8")  # the current directory is not searched
+    plugin = make_file_action(dict(BULK, accounts_file="nope.csv"), tmp_path / "elsewhere")
     result = plugin.run(task_vars={})
     assert result["failed"] is True
-    assert result["msg"] == "accounts_file latin.csv line 2, column 1: byte 0xE4 is not UTF-8 text; save the file as UTF-8 " \
-                            "(in a spreadsheet: CSV UTF-8)."
+    assert result["msg"] == ("accounts_file: nope.csv was not found on the controller; give an absolute path, or a path "
+                             "relative to the playbook's directory (or its files/ directory).")
+    (tmp_path / "latin.csv").write_bytes("local_user\n\xe4lice\n".encode("latin-1"))
+    plugin = make_file_action(dict(BULK, accounts_file=str(tmp_path / "latin.csv")), tmp_path / "elsewhere")
+    result = plugin.run(task_vars={})
+    assert result["failed"] is True
+    assert result["msg"] == f"accounts_file {tmp_path / 'latin.csv'} line 2, column 1: byte 0xE4 is not UTF-8 text; save the file " \
+                            "as UTF-8 (in a spreadsheet: CSV UTF-8)."
     plugin._execute_module.assert_not_called()
 
 
 def test_run_names_the_line_and_column_of_the_first_byte_that_is_not_utf8(tmp_path):
-    latin = tmp_path / "users.csv"
-    latin.write_bytes("\ufefflocal_user,remote_user,remote_password\r\nälice,a@x,pw\r\nbob,b\xe9@x,pw\r\n".encode("utf-8")
-                      .replace(b"\xc3\xa9", b"\xe9"))
-    plugin = make_file_action(dict(BULK, accounts_file="users.csv"), found=str(latin))
+    (tmp_path / "users.csv").write_bytes("\ufefflocal_user,remote_user,remote_password\r\nälice,a@x,pw\r\nbob,b\xe9@x,pw\r\n"
+                                         .encode("utf-8").replace(b"\xc3\xa9", b"\xe9"))
+    plugin = make_file_action(dict(BULK, accounts_file="users.csv"), tmp_path)
     result = plugin.run(task_vars={})
     assert result["failed"] is True and result["msg"].startswith("accounts_file users.csv line 3, column 6: byte 0xE9 "), result
     assert "save the file as UTF-8" in result["msg"] and "pw" not in result["msg"]
     plugin._execute_module.assert_not_called()
 
 
-def test_run_does_not_read_the_file_when_modes_conflict():
-    plugin = make_file_action({"task": "t1", "accounts_file": "users.csv"})
+def test_run_does_not_read_the_file_when_modes_conflict(tmp_path):
+    plugin = make_file_action({"task": "t1", "accounts_file": "users.csv"}, tmp_path)
+    plugin._loader = mock.MagicMock()
     result = plugin.run(task_vars={})
     assert result["failed"] is True and "exclude each other" in result["msg"]
-    plugin._find_needle.assert_not_called()
+    assert plugin._loader.mock_calls == []
