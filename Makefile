@@ -6,6 +6,7 @@
 #   make sanity       ansible-test sanity on that copy
 #   make lint         ansible-lint (production profile, .ansible-lint) on roles/ and playbooks/ of that copy
 #   make typecheck    mypy (tests/mypy.ini) on plugins/ of that copy
+#   make generate     rewrite the files generated from the schema (tests/update_generated.py; a unit test fails when stale)
 #   make unit         pytest tests/unit on that copy
 #   make integration  pytest tests/integration on that copy (real Dovecot)
 #   make dist         build the collection tarball into build/
@@ -45,7 +46,7 @@ LINT_ARGS ?=
 MYPY_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: test deps system-deps venv ansible-test-get-pip collection sanity lint typecheck unit integration dist bench demo clean distclean
+.PHONY: test deps system-deps venv ansible-test-get-pip collection sanity lint typecheck generate unit integration dist bench demo clean distclean
 
 test: deps
 	$(MAKE) --no-print-directory sanity
@@ -152,6 +153,11 @@ lint: deps collection
 # tests/mypy.ini: every function typed, no error. It runs from $(BUILD), so that the files are the modules
 # ansible_collections.mailops.imap.plugins.* (explicit_package_bases), as Ansible imports them; ansible-core and
 # imapclient ship no type information, so their imports are Any (and only theirs). Its cache lives in $(BUILD).
+# The parts of files generated from the schema of the task and target fields (_engine/schema.py): today the role's
+# meta/argument_specs.yml. Written in the working tree (not the copy); run after changing a field of the schema.
+generate: deps
+	cd $(ROOT) && $(VENV_PY) tests/update_generated.py
+
 typecheck: deps collection
 	cd $(BUILD) && $(VENV)/bin/mypy --config-file $(COLL)/tests/mypy.ini --cache-dir $(BUILD)/.mypy_cache $(MYPY_ARGS) \
 	  ansible_collections/mailops/imap/plugins

@@ -53,6 +53,7 @@ class Kind(_Word):
     MISSING_LIBRARY = "missing_library"
     MISSING_PROGRAM = "missing_program"  # engine imapsync: the program cannot be found or started
     INVALID_DEFINITION = "invalid_definition"
+    UNSUPPORTED = "unsupported"  # a task of another engine given to the builtin engine
     INTERNAL_ERROR = "internal_error"
     # Failures of a folder or of the run, after the logins.
     PROTOCOL_ERROR = "protocol_error"

@@ -145,7 +145,7 @@ class Syncer:
     def run(self) -> RunResult:
         result = self.result
         if self.task.engine != "builtin":
-            return result.fail("unsupported", f"engine: {self.task.engine} tasks are run by imapsync, not by the builtin "
+            return result.fail(Kind.UNSUPPORTED, f"engine: {self.task.engine} tasks are run by imapsync, not by the builtin "
                                "engine; use engine: builtin to run this task here.")
         # The task's lock and the account's (another task or an inline run of the same account), then the state.
         locks = RunLocks(self.state_path, self.state_dir or os.path.dirname(os.path.abspath(self.state_path)), self.task,

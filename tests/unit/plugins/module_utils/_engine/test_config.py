@@ -1,6 +1,6 @@
 # Copyright (c) 2026 mailops.imap contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Validation of task and target definitions (SPEC "Sync task", "Mail target")."""
+"""Validation of task and target definitions (docs/spec.md "Sync task", "Mail target")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 # Copyright (c) 2026 mailops.imap contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Which remote folders are synced and where they land (SPEC "Folders")."""
+"""Which remote folders are synced and where they land (docs/spec.md "Folders")."""
 
 from __future__ import annotations
 

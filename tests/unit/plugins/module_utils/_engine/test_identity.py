@@ -1,6 +1,6 @@
 # Copyright (c) 2026 mailops.imap contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Identity matching without state: multiplicities count (SPEC "Identity")."""
+"""Identity matching without state: multiplicities count (docs/spec.md "Identity")."""
 
 from __future__ import annotations
 
