@@ -95,10 +95,7 @@ tasks:
           password.
       type: dict
       sample: {"name": "inbox-carol", "target": "default", "local_user": "carol", "remote_user": "carol@provider.example",
-               "remote_host": "mail.provider.example", "remote_security": "ssl", "remote_port": 993,
-               "validate_certs": true, "ca_file": null, "folders": "inbox", "exclude": [], "delete_remote": "never",
-               "delete_remote_days": null, "schedule": "interval", "interval_minutes": 15, "sieve": true,
-               "special_use_mapping": true, "engine": "builtin", "delivery": "imap", "enabled": true}
+               "remote_host": "mail.provider.example", "folders": "inbox", "schedule": "interval", "interval_minutes": 15}
     target:
       description:
         - The definition of the task's mail target (the fields of M(mailops.imap.mail_target)) without the master
