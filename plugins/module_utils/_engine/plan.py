@@ -278,6 +278,14 @@ class Planner:
             return
         ctx.pool = pool
 
+    @staticmethod
+    def _unknown(ctx: FolderRun, fs: FolderState | None, uids: list[int]) -> list[int]:
+        """The UIDs of ``uids`` the state does not know (all of them without a usable state)."""
+        if fs is None:
+            return uids
+        known = ctx.state.known_among(fs, uids)
+        return [u for u in uids if u not in known]
+
     def _first_pass(self, ctx: FolderRun, windows: t.Iterable[list[int]], pool: IdentityPool) -> t.Iterator[list[int]]:
         """Record the identities of the remote messages of ``windows`` (those the state does not know) in ``pool``, and
         the content digests of the local candidates whose key turns out ambiguous; the recorded UIDs, a window at a
@@ -286,9 +294,7 @@ class Planner:
         for uids in windows:
             if self.stop.is_set():
                 break
-            if fs is not None:
-                known = ctx.state.known_among(fs, uids)
-                uids = [u for u in uids if u not in known]
+            uids = self._unknown(ctx, fs, uids)
             if uids:
                 pool.add_remote(identities(ctx.remote, uids))
         unresolved = pool.unresolved()
@@ -312,9 +318,7 @@ class Planner:
         for uids in windows:
             if self.stop.is_set():
                 return
-            if fs is not None:
-                known = ctx.state.known_among(fs, uids)
-                uids = [u for u in uids if u not in known]
+            uids = self._unknown(ctx, fs, uids)
             if uids:
                 yield self._window(ctx, uids)
 
