@@ -159,7 +159,7 @@ generate: deps
 	cd $(ROOT) && $(VENV_PY) tests/update_generated.py
 
 typecheck: deps collection
-	cd $(BUILD) && $(VENV)/bin/mypy --config-file $(COLL)/tests/mypy.ini --cache-dir $(BUILD)/.mypy_cache $(MYPY_ARGS) \
+	cd $(BUILD) && $(VENV_PY) -m mypy --config-file $(COLL)/tests/mypy.ini --cache-dir $(BUILD)/.mypy_cache $(MYPY_ARGS) \
 	  ansible_collections/mailops/imap/plugins
 
 # pytest in the laid-out copy; exit status 5 (nothing collected) is a failure like any other.
