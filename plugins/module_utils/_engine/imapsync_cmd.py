@@ -41,7 +41,7 @@ IMAPSYNC_VERSION = "2.229"
 # namespaces first and excludes exactly those that are not the user's (namespace_excludes).
 SHARED_EXCLUDES = ("^Shared(/.*)?$", "^Public(/.*)?$")
 
-# What NethServer 8 passes on every run (docs/engines.md "NethServer 8 parity"), each rendered here too:
+# What NethServer 8 passes on every run (docs/sync-engine.md "engine: imapsync"), each rendered here too:
 # --noauthmd5: never CRAM-MD5, the login is LOGIN (remote) and PLAIN with an authorization identity (local);
 # --allowsizemismatch: a message whose fetched size differs from its RFC822.SIZE is copied, not skipped (a lost
 #   message otherwise); --skipsize: identify messages by their headers only, so such a copy (whose size on the

@@ -86,7 +86,7 @@ DOCUMENTED_2_229 = frozenset("""
 --maxbytespersecond --maxbytesafter --maxsleep --abort --exitwhenover --version --noreleasecheck --releasecheck
 --emailreport1 --emailreport2 --noemailreport1 --noemailreport2 --noid --justconnect --justlogin --justfolders --help
 """.split())
-# What NethServer 8 passes to its imapsync 2.229 on every run (docs/engines.md "NethServer 8 parity"): accepted by
+# What NethServer 8 passes to its imapsync 2.229 on every run (docs/sync-engine.md "engine: imapsync"): accepted by
 # 2.229's get_options_cmd, though not in the README sections above.
 NS8_2_229 = frozenset(imapsync_cmd.NS8_PARITY)
 
