@@ -91,8 +91,8 @@ def _prepare(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(_SCHEMA)
+    db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
     _migrate(db)
-    db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
 
 def _has_messages_column(db: sqlite3.Connection) -> bool:
@@ -106,10 +106,13 @@ def _migrate(db: sqlite3.Connection) -> None:
     Version 2 adds ``folders.remote_messages``; NULL (unknown) until a folder's next completed sync, which the planner
     treats as "changed".
     """
+    if _has_messages_column(db):
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
-        if not _has_messages_column(db):
+        if not _has_messages_column(db):  # not migrated meanwhile by another connection
             db.execute("ALTER TABLE folders ADD COLUMN remote_messages INTEGER")
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
             db.execute("ROLLBACK")
