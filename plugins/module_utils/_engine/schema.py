@@ -457,7 +457,9 @@ class Task:  # pylint: disable=too-many-instance-attributes
         doc=("What runs the task. V(builtin) is the collection's sync engine. V(imapsync) makes the "
              "C(mailops.imap.imapsync) role render an equivalent imapsync command line instead.",
              "With V(imapsync), the options upstream imapsync cannot express equivalently are refused when the task is "
-             "defined, with a sentence naming each of them."))
+             "defined, with a sentence naming each of them.",
+             "With V(imapsync), a message without a Message-ID header gets a synthetic one (C(--addheader)) on its local "
+             "copy, so that copy is not byte-identical to the remote message; V(builtin) copies every message unchanged."))
     delivery: str = declare(
         "imap", type="str", check=_choices(DELIVERY_CHOICES), choices=DELIVERY_CHOICES, faces=ALL_TASK_FACES,
         doc=("With O(~folders=inbox), how messages reach the local INBOX.",
