@@ -235,10 +235,9 @@ class CyrusServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=timeout)
-        # Every process of this instance names its imapd.conf on its command line (master, imapd, ctl_cyrusdb).
         deadline = time.monotonic() + timeout
         sig = signal.SIGTERM
-        while pids := _processes_using(str(self.imapd_conf)):
+        while pids := self.processes():
             if time.monotonic() > deadline:
                 if sig == signal.SIGKILL:
                     raise CyrusError(f"cyrus processes {pids} survived SIGKILL")
@@ -270,6 +269,10 @@ class CyrusServer:
             return self.stderr_path.read_text(encoding="utf-8", errors="replace").strip() or "(no output from master)"
         except OSError:
             return "(no output from master)"
+
+    def processes(self) -> list[int]:
+        """PIDs of this instance's live processes: each names its imapd.conf on its command line (master, imapd...)."""
+        return _processes_using(str(self.imapd_conf))
 
     # ------------------------------------------------------------------ users, folders, ACLs
 
@@ -371,6 +374,7 @@ class CyrusServer:
             ("sasl_auxprop_plugin", "sasldb"),
             ("sasl_sasldb_path", str(self.sasldb)),
             ("syslog_prefix", f"cyrus-test-{self.layout.name}"),
+            ("failedloginpause", "0"),
             *self.layout.imapd_options,
         ]
         return "".join(f"{key}: {value}\n" for key, value in options)
