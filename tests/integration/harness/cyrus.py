@@ -131,6 +131,30 @@ def _processes_using(marker: str) -> list[int]:
     return found
 
 
+def _listening_inode(host: str, port: int) -> str | None:
+    """The inode of the TCP socket listening on IPv4 *host*:*port* (from /proc/net/tcp), or None."""
+    wanted = f"{socket.htonl(int.from_bytes(socket.inet_aton(host), 'big')):08X}:{port:04X}"
+    with open("/proc/net/tcp", encoding="ascii") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == wanted and fields[3] == "0A":  # 0A: LISTEN
+                return fields[9]
+    return None
+
+
+def _holds_socket(pid: int, inode: str) -> bool:
+    """True when process *pid* has the socket *inode* open."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                return True
+    return False
+
+
 class CyrusServer:
     """A private Cyrus IMAP instance in one of the :data:`LAYOUTS`, as a context manager (or :meth:`start`/:meth:`stop`).
 
@@ -248,20 +272,28 @@ class CyrusServer:
             time.sleep(0.05)
 
     def _wait_ready(self) -> None:
+        """Wait until this instance's master listens on the port and imapd greets there. master only logs (to syslog)
+        that it could not bind and keeps running, so a port taken since it was chosen is found by its owner."""
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if self._proc is None or self._proc.poll() is not None:
                 raise CyrusError(f"cyrus master ({self.layout.name}) exited during startup\n{self.diagnostics()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=2) as sock:
-                    if sock.recv(256).startswith(b"* OK"):
-                        return
-            except OSError:
-                pass
+            inode = _listening_inode(self.host, self.port)
+            if inode is not None and not _holds_socket(self._proc.pid, inode):
+                raise CyrusError(f"port {self.port} is in use by another process")
+            if inode is not None and self._greets():
+                return
             if time.monotonic() > deadline:
                 raise CyrusError(f"cyrus ({self.layout.name}) did not answer on port {self.port} within "
                                  f"{self.startup_timeout}s\n{self.diagnostics()}")
             time.sleep(0.05)
+
+    def _greets(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=2) as sock:
+                return sock.recv(256).startswith(b"* OK")
+        except OSError:
+            return False
 
     def diagnostics(self) -> str:
         """The output of master (Cyrus logs to syslog; master's own complaints go to its stderr)."""
@@ -346,13 +378,12 @@ class CyrusServer:
     def create_shared_folder(self, name: str, acl: dict[str, str], messages: Sequence[mail.SeedItem] = ()) -> str:
         """Create the top-level shared folder *name* as the administrator, with the ACL entries *acl*
         (identifier -> rights), holding *messages*; returns its name as users see it (:meth:`shared`)."""
-        admin_name = name  # shared folders carry no prefix for the administrator in either layout
-        self.create_folder(None, admin_name)
-        self.set_acl(None, admin_name, self.admin_user, "lrswipkxtecdan")
-        for identifier, rights in acl.items():
-            self.set_acl(None, admin_name, identifier, rights)
+        # The administrator has no personal namespace: it names a shared folder without prefix in both layouts.
+        self.create_folder(None, name)
+        for identifier, rights in {self.admin_user: "lrswipkxtecdan", **acl}.items():
+            self.set_acl(None, name, identifier, rights)
         if messages:
-            mail.seed(self, self.admin_user, self.admin_password, admin_name, messages)
+            mail.seed(self, self.admin_user, self.admin_password, name, messages)
         return self.shared(name)
 
     def _render_imapd_conf(self) -> str:
