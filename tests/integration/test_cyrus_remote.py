@@ -1,7 +1,7 @@
 """Cyrus IMAP 3.6 as the remote, in Debian's configuration and with upstream's defaults (issue 10, items 1 and 4).
 
 Alice's migration must copy her own folders and nothing else: not the shared folder ``Announcements`` (readable by
-anyone), not bob's folder shared with her. docs/sync-engine.md: "shared namespaces never are" copied. With Debian's
+anyone), not bob's folder shared with her (docs/spec.md "Folders", docs/sync-engine.md "Folders"). With Debian's
 configuration the shared namespace has an EMPTY prefix (``(("INBOX." ".")) (("user." ".")) (("" "."))``), so only
 INBOX and ``INBOX.*`` are alice's; with upstream's defaults the other namespaces are ``Other Users/`` and
 ``Shared Folders/``. One Cyrus per layout serves the whole module (harness/cyrus.py; started in a tenth of a second).

@@ -48,7 +48,6 @@ CYRUS_USER = "cyrus"
 CYRUS_GROUP = "mail"
 REALM = "localhost"
 _BIN = Path("usr/lib/cyrus/bin")
-_LIB = Path("usr/lib/x86_64-linux-gnu")
 
 
 class CyrusError(RuntimeError):
@@ -218,7 +217,8 @@ class CyrusServer:
         for name in ("config", "partition", "proc", "lock", "socket", "sieve"):
             (self.root / name).mkdir(exist_ok=True)
         self._set_password(self.admin_user, self.admin_password)
-        env = {**os.environ, "LD_LIBRARY_PATH": str(tree / _LIB)}
+        # The package's private libraries (libcyrus*.so.0) are in the unpacked tree, where ld.so does not look.
+        env = {**os.environ, "LD_LIBRARY_PATH": ":".join(sorted({str(lib.parent) for lib in tree.glob("usr/lib/*/libcyrus*.so.*")}))}
         last_error: CyrusError | None = None
         for _attempt in range(3):
             self.port = free_port()
