@@ -171,12 +171,15 @@ def _modified_utf7(name: str) -> str:
 
 
 def test_cyrus_checks_passwords_and_stop_leaves_no_process():
-    """The harness's promises: a wrong password is refused (a real password check), stop() ends every process."""
+    """The harness's promises: a wrong password is refused (a real password check), the administrator logs in as
+    a user (AUTHENTICATE PLAIN with an authorization identity), stop() ends every process."""
     with CyrusServer("debian") as server:
         server.add_user("carol", "right pw")
         with pytest.raises(LoginError):
             mail.login(server, "carol", "wrong pw")
-        mail.login(server, "carol", "right pw").logout()
+        mail.seed(server, "carol", "right pw", "INBOX", [mail.make_message("for carol")])
+        with mail.session(server, "carol") as client:  # as the administrator, for carol
+            assert client.select_folder("INBOX", readonly=True)[b"EXISTS"] == 1
         assert server.processes()
     assert not server.processes()
     assert not server.root.exists()

@@ -161,6 +161,11 @@ class CyrusServer:
     (always None: no TLS), ``separator``, ``users`` (name -> password, the admin not included), ``admin_user``,
     ``admin_password``, ``root`` (the instance's directory), ``startup_seconds`` (the last start, until the port
     greets). It works with the helpers of :mod:`harness.mail` (``mail.seed(server, user, password, ...)``).
+
+    Master logins: Cyrus lets an administrator log in as any user with ``AUTHENTICATE PLAIN`` (authorization
+    identity = the user, authentication identity = the administrator), so ``master_user``/``master_password`` are the
+    administrator's and ``mail.login(server, user)`` (no password) works; Cyrus knows no ``user*master`` LOGIN syntax
+    (``master_separator`` is None).
     """
 
     def __init__(self, layout: str = "debian", *, startup_timeout: float = 20.0) -> None:
@@ -173,6 +178,9 @@ class CyrusServer:
         self.ssl_port: int | None = None
         self.admin_user = ADMIN_USER
         self.admin_password = ADMIN_PASSWORD
+        self.master_user = ADMIN_USER
+        self.master_password = ADMIN_PASSWORD
+        self.master_separator: str | None = None
         self.users: dict[str, str] = {}
         self.startup_timeout = startup_timeout
         self.startup_seconds = 0.0
