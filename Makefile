@@ -1,7 +1,7 @@
 # Tooling for the mailops.imap collection. The repository root is the collection root.
 #
 #   make test         deps, sanity, lint, typecheck, unit, integration (stops at the first failure)
-#   make deps         system packages (Dovecot, as root) + .venv from tests/requirements*.txt
+#   make deps         system packages (Dovecot, Cyrus unpacked, as root) + .venv from tests/requirements*.txt
 #   make collection   lay the working tree out as build/ansible_collections/mailops/imap
 #   make sanity       ansible-test sanity on that copy
 #   make lint         ansible-lint (production profile, .ansible-lint) on roles/ and playbooks/ of that copy
@@ -35,6 +35,13 @@ COLL := $(BUILD)/ansible_collections/mailops/imap
 # imapsync role builds the engine's virtual environment with python3 -m venv).
 APT_PACKAGES := dovecot-imapd dovecot-sieve dovecot-lmtpd openssl shellcheck systemd python3-venv
 
+# Cyrus IMAP 3.6, a remote server nobody here wrote (tests/integration/harness/cyrus.py): tests/install_cyrus.sh
+# unpacks Debian's cyrus-imapd and cyrus-common (they conflict with dovecot under apt) into
+# /var/cache/mailops-imap-tests and installs these, their runtime libraries (not libclamav12 and libzephyr4, needed
+# only by cyr_virusscan and notifyd) and sasl2-bin (saslpasswd2 writes each test server's sasldb).
+CYRUS_APT_PACKAGES := libical3 libicu72 libjansson4 libkrb5-3 libldap-2.5-0 libpcre3 libpq5 libsqlite3-0 libssl3 \
+  libwrap0 libxapian30 libxml2 libcom-err2 zlib1g libsasl2-2 libsasl2-modules libsasl2-modules-db sasl2-bin
+
 # Environment of everything that runs against the laid-out copy: the collection is
 # importable as ansible_collections.mailops.imap and ansible-playbook finds it.
 TEST_ENV := PYTHONPATH=$(BUILD) ANSIBLE_COLLECTIONS_PATH=$(BUILD) PATH=$(VENV)/bin:$$PATH
@@ -46,7 +53,7 @@ LINT_ARGS ?=
 MYPY_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: test deps system-deps venv ansible-test-get-pip collection sanity lint typecheck generate unit integration dist bench demo clean distclean
+.PHONY: test deps system-deps cyrus-deps venv ansible-test-get-pip collection sanity lint typecheck generate unit integration dist bench demo clean distclean
 
 test: deps
 	$(MAKE) --no-print-directory sanity
@@ -55,7 +62,7 @@ test: deps
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory integration
 
-deps: system-deps venv
+deps: system-deps cyrus-deps venv
 
 # Idempotent: does nothing when every package is installed already. Not root: warn only
 # (sanity and unit tests do not need these; the integration tests do).
@@ -72,6 +79,10 @@ system-deps:
 	echo "Installing:$$missing"; \
 	apt-get update -q; \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing </dev/null
+
+# Idempotent like system-deps: does nothing when the libraries are installed and the unpacked tree is there.
+cyrus-deps: system-deps
+	@bash $(ROOT)/tests/install_cyrus.sh $(CYRUS_APT_PACKAGES)
 
 venv: $(STAMP)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .cyrus import CyrusError, CyrusServer, find_cyrus
 from .dovecot import DovecotError, DovecotServer, find_dovecot
 from .proxy import CuttingProxy
 
