@@ -3,7 +3,8 @@
 """``engine: imapsync``: a task run by upstream imapsync instead of the builtin engine (:class:`ImapsyncRun`).
 
 The command line is :func:`imapsync_cmd.render`'s (its refusals, :func:`imapsync_cmd.check_expressible`, are
-this engine's :meth:`ImapsyncEngine.check`); the two passwords go in files of mode 0600 inside a private
+this engine's :meth:`ImapsyncEngine.check`), with the remote's namespaces read first (:func:`read_namespace`: imapsync
+cannot tell the user's folders from shared ones by itself); the two passwords go in files of mode 0600 inside a private
 directory (0700) that exists only while imapsync runs; the run holds the same per-task and per-account locks as
 builtin runs (:meth:`store.Store.run_locks`); imapsync's output goes to the run log (and the terminal) line by
 line with both passwords masked; its exit status and its end-of-run statistics are mapped onto the result. The
@@ -28,6 +29,8 @@ import typing as t
 from . import errors, files, imapsync_cmd, sync
 from .config import Target, Task
 from .contract import Kind, Status
+from .folders import Namespace
+from .imap import Connection
 from .result import RunResult
 from .store import Store
 from .text import printable
@@ -56,7 +59,7 @@ NOTICE_NO_STATISTICS = (
 )
 NOTICE_DRY = (
     "Check mode ran imapsync --dry, which writes nothing: copied is the number of messages a real run would "
-    "transfer ('could be N without --dry mode'); imapsync --dry reports no bytes."
+    "transfer ('could be N without dry mode'); imapsync --dry reports no bytes."
 )
 NOTICE_DRY_UNCOUNTED = (
     "Check mode ran imapsync --dry, which writes nothing; it did not say how many messages a real run would transfer, "
@@ -64,28 +67,38 @@ NOTICE_DRY_UNCOUNTED = (
 )
 NOTICE_STOPPED = "The run was stopped on request; the next run continues where it stopped."  # as the builtin engine's
 
-# imapsync 2.x ends a run with a block like this one (as its runs print it; the labels are padded to column 40).
-# Only the lines below are read; any other line, or a block that is missing, leaves the count unknown.
+# imapsync 2.229 ends a run with a block like this one (real runs: tests/unit/plugins/module_utils/_engine/data/
+# imapsync-2.229/; the labels are padded to column 40). Only the lines below are read; any other line, or a block
+# that is missing, leaves the count unknown.
 #   ++++ Statistics
-#   Folders synced                          : 5/5 synced
-#   Messages transferred                    : 3 \t(could be 3 without --dry mode)     <- the part in () with --dry
-#   Messages skipped                        : 25
+#   Folders synced                          : 9/9 synced
+#   Messages transferred                    : 0 (could be 63 without dry mode)    <- the part in () with --dry
+#   Messages skipped                        : 2
+#   Messages found duplicate on host1       : 2
+#   Messages void (noheader) on host1       : 0
 #   Messages deleted on host1               : 0
-#   Total bytes transferred                 : 393251 (384.034 KiB)
+#   Total bytes transferred                 : 6080002 (5.798 MiB)
+#   The sync is not finished, there are 29 among 29 identified messages in host1 that are not on host2.
 #   Detected 0 errors
-# and, after it, "Exiting with return value 16 (EXIT_AUTHENTICATION_FAILURE: ...) 1/50 nb_errors/max_errors".
+# and, after it, "Exiting with return value 161 (EXIT_AUTHENTICATION_FAILURE_USER1) 1/50 nb_errors/max_errors PID 1".
+# With --syncduplicates (always rendered) "skipped" counts the messages already on host2 only: without it, the
+# duplicates it did not copy were counted there too.
 _STATISTICS_START = "++++ Statistics"
-_STAT_RE = re.compile(r"^(?P<label>[A-Za-z][A-Za-z0-9 ()/-]*?)\s*:\s*(?P<value>.*)$")
+_STAT_RE = re.compile(r"(?P<label>[A-Za-z][A-Za-z0-9 ()/-]*?)\s*:\s*(?P<value>.*)")
 _NUMBER_RE = re.compile(r"\d+")
-_COULD_BE_RE = re.compile(r"could be (\d+) without --dry mode")
-_FOLDERS_RE = re.compile(r"^(\d+)/(\d+)")
-_DETECTED_RE = re.compile(r"^Detected (\d+) errors?\b")
-_EXIT_RE = re.compile(r"^Exiting with return value (\d+)(?: \((?P<why>[^)]*)\))?")
+_COULD_BE_RE = re.compile(r"could be (\d+) without (?:--)?dry mode")  # 2.229 says "dry mode"
+_FOLDERS_RE = re.compile(r"(\d+)/(\d+)\b.*")
+_DETECTED_RE = re.compile(r"Detected (\d+) errors?\b.*")
+_NOT_FINISHED_RE = re.compile(r"The sync is not finished, there (?:is|are) (\d+) among (\d+) identified messages? in host1 that "
+                              r"(?:is|are) not on host2\..*")
+_EXIT_RE = re.compile(r"Exiting with return value (\d+)(?: \((?P<why>[^)]*)\))?.*")
 _ERR_RE = re.compile(r"^Err \d+/\d+:?\s*")  # imapsync's numbered error lines ("Err 1/50: Host1 failure: ...")
 _ERRORISH_RE = re.compile(r"\b(failure|failed|error|can ?not|can't|die[ds]?)\b", re.IGNORECASE)
 _STAT_TOTALS = {
     "Messages transferred": "copied",
     "Messages skipped": "already_present",
+    "Messages found duplicate on host1": "duplicates",
+    "Messages void (noheader) on host1": "unidentified",
     "Messages deleted on host1": "deleted_remote",
     "Total bytes transferred": "bytes",
 }
@@ -153,6 +166,9 @@ class Statistics:
     copied: int | None = None
     could_be: int | None = None
     already_present: int | None = None
+    duplicates: int | None = None  # remote messages sharing their identifying headers with another of their folder
+    unidentified: int | None = None  # remote messages imapsync could not identify (no header to match by): not copied
+    not_copied: int | None = None  # "The sync is not finished, there are N among M identified messages ... not on host2"
     deleted_remote: int | None = None
     bytes: int | None = None
     errors: int | None = None
@@ -172,13 +188,17 @@ class Statistics:
         if text.startswith(_STATISTICS_START):
             self.found = self._in_block = True
             return
-        exiting = _EXIT_RE.match(text)
+        exiting = _EXIT_RE.fullmatch(text)
         if exiting:
             self.exit_line = text
             return
-        detected = _DETECTED_RE.match(text)
+        detected = _DETECTED_RE.fullmatch(text)
         if detected:
             self.errors = int(detected.group(1))
+            return
+        not_finished = _NOT_FINISHED_RE.fullmatch(text)
+        if not_finished and self._in_block:
+            self.not_copied = int(not_finished.group(1))
             return
         self.last_lines.append(text)
         if _ERR_RE.match(text):
@@ -192,12 +212,12 @@ class Statistics:
             self._statistic(text)
 
     def _statistic(self, text: str) -> None:
-        match = _STAT_RE.match(text)
+        match = _STAT_RE.fullmatch(text)
         if not match:
             return
         label, value = match.group("label").strip(), match.group("value")
         if label == "Folders synced":
-            folders = _FOLDERS_RE.match(value)
+            folders = _FOLDERS_RE.fullmatch(value)
             if folders:
                 self.folders_synced = (int(folders.group(1)), int(folders.group(2)))
             return
@@ -221,6 +241,19 @@ class Statistics:
                 totals[key] = value
         return totals
 
+    def losses(self, incomplete_expected: bool) -> list[tuple[Kind, str]]:
+        """Errors for the messages imapsync reported it did not copy (none: []); ``incomplete_expected`` (check mode, or a
+        stopped run): remote messages missing on the local server are no error."""
+        lost = []
+        if self.unidentified:
+            lost.append((Kind.IMAPSYNC_FAILED, f"imapsync could not identify {self.unidentified} remote message(s) (no "
+                         "header to recognise them by: 'Messages void (noheader) on host1') and did not copy them; "
+                         "migrate this account with engine: builtin, which copies every message."))
+        if self.not_copied and not incomplete_expected:
+            lost.append((Kind.IMAPSYNC_FAILED, f"imapsync ended with {self.not_copied} remote message(s) not on the local "
+                         "server ('The sync is not finished'); see the run log for the reason, and run the task again."))
+        return lost
+
     def failure(self, returncode: int) -> str:
         """A sentence for a failed run: the exit status, its meaning and imapsync's last error lines."""
         if returncode < 0:
@@ -229,7 +262,7 @@ class Statistics:
             except ValueError:
                 how = f"imapsync was ended by signal {-returncode}"
         else:
-            why = _EXIT_RE.match(self.exit_line or "")
+            why = _EXIT_RE.fullmatch(self.exit_line or "")
             meaning = f" ({printable(why.group('why'))})" if why and why.group("why") else ""
             how = f"imapsync exited with status {returncode}{meaning}"
         lines = [printable(line) for line in list(self.err_lines) or list(self.error_lines) or list(self.last_lines)]
@@ -250,6 +283,21 @@ class ImapsyncResult(RunResult):
         totals.update({key: value for key, value in self.reported.items() if key in totals})
         totals["errors"] = max(totals["errors"], len(self.errors))
         return totals
+
+
+def read_namespace(task: Task, target: Target) -> Namespace:
+    """The remote account's namespaces (imap.Connection.namespace), read with the task's own remote login.
+
+    imapsync cannot tell the user's folders from other users' and shared ones (issue: a Cyrus remote names them
+    ``Other Users/...``, or gives the shared namespace the empty prefix), so the run reads them first and the command
+    excludes them (imapsync_cmd.namespace_excludes). Raises errors.SyncError (auth_failed, tls_failed, ...): the run
+    fails with the builtin engine's words before imapsync starts.
+    """
+    connection = Connection(sync.endpoints(task, target)[0])
+    try:
+        return connection.namespace()
+    finally:
+        connection.close()
 
 
 def write_secret(directory: str, name: str, secret: str) -> str:
@@ -306,6 +354,10 @@ class ImapsyncRun:
                     return result
             except errors.SyncError as exc:
                 return self._failed(exc, self.store.state_dir)
+            try:
+                namespace = read_namespace(self.task, self.target)
+            except errors.SyncError as exc:
+                return result.fail(exc.kind, exc.message)
             where = tempfile.gettempdir() if self.check_mode else self.store.runs_dir(self.name)
             try:
                 if self.check_mode:
@@ -320,7 +372,7 @@ class ImapsyncRun:
                     passfile2 = write_secret(private, "passfile2", self.target.master_password)
                 except OSError as exc:
                     return self._failed(exc, private)
-                argv = imapsync_cmd.render(self.task, self.target, passfile1, passfile2)
+                argv = imapsync_cmd.render(self.task, self.target, passfile1, passfile2, namespace)
                 argv[0] = program
                 if self.check_mode:
                     argv.append("--dry")  # README 2.229: "--dry : Makes imapsync do nothing for real"
@@ -402,6 +454,13 @@ class ImapsyncRun:
             synced, total = stats.folders_synced
             self.log(f"imapsync synced {synced} of {total} folders")
         result.notice(NOTICE_TOTALS_ONLY)
+        for kind, detail in stats.losses(self.check_mode or self.stopped):
+            result.add_error(kind, detail)
+        if stats.duplicates:
+            result.notice(
+                f"imapsync found {stats.duplicates} remote message(s) sharing their identifying headers (Message-Id, "
+                f"Received) with another message of the same folder; --syncduplicates {'would copy' if self.check_mode else 'copied'} "
+                "each of them.")
         if not stats.found:
             result.notice(NOTICE_NO_STATISTICS)
         elif self.check_mode:
@@ -410,7 +469,7 @@ class ImapsyncRun:
             result.notice(NOTICE_STOPPED)
             result.finish(Status.SUCCESS)
         elif returncode == 0:
-            result.finish(Status.SUCCESS)
+            result.finish()  # success, or partial with the messages imapsync left behind (Statistics.losses)
         else:
             result.fail(Kind.IMAPSYNC_FAILED, stats.failure(returncode))
 

@@ -35,6 +35,28 @@ SEPARATOR_SUBSTITUTE = "_"
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
+# A server's namespaces (imap.Connection.namespace): the personal one as (prefix, separator), and the prefixes of
+# other users' and shared namespaces, empty ones included; None when the server has no NAMESPACE.
+Namespace = t.Tuple[t.Tuple[str, str], t.Optional[t.List[str]]]
+
+
+def is_personal(name: str, personal_prefix: str, others: t.Sequence[str], sep: str) -> bool:
+    """Whether a remote folder is the user's own: INBOX always; any other name belongs to the namespace with the longest
+    prefix that holds it (or whose root it is, such as ``user`` for ``user.``), personal on a tie. A name no other
+    namespace holds is personal; a name outside the personal prefix when another namespace has the empty prefix
+    (Cyrus without altnamespace: shared ``""``, personal ``INBOX.``) is not (docs/sync-engine.md "Folders")."""
+    if name.upper() == "INBOX":
+        return True
+
+    def holds(prefix: str) -> bool:
+        return name.startswith(prefix) or bool(prefix and sep and name + sep == prefix)
+
+    other = max((len(prefix) for prefix in others if holds(prefix)), default=-1)
+    if other < 0:
+        return True
+    return holds(personal_prefix) and len(personal_prefix) >= other
+
+
 @dataclasses.dataclass(frozen=True)
 class FolderPlan:
     remote: str
@@ -116,9 +138,9 @@ def excluded_names(names: t.Sequence[str], patterns: t.Sequence[re.Pattern[str]]
 
 def plan(
     remote_list: t.Sequence[tuple[tuple[bytes, ...], str, str]],
-    remote_ns: tuple[tuple[str, str], list[str]],
+    remote_ns: Namespace,
     local_list: t.Sequence[tuple[tuple[bytes, ...], str, str]],
-    local_ns: tuple[tuple[str, str], list[str]],
+    local_ns: Namespace,
     mode: str,
     patterns: t.Sequence[re.Pattern[str]],
     special_use_mapping: bool,
@@ -129,12 +151,10 @@ def plan(
     remote_sep = remote_ns_sep or next((sep for _f, sep, _n in remote_list if sep), "/")
     local_sep = local_ns_sep or next((sep for _f, sep, _n in local_list if sep), "/")
 
-    def personal(name: str) -> bool:
-        return name.upper() == "INBOX" or not any(name.startswith(p) or name + remote_sep == p for p in remote_others)
-
     selectable = [
         (flags, name) for flags, _sep, name in remote_list
-        if b"\\NOSELECT" not in flags and b"\\NONEXISTENT" not in flags and personal(name)
+        if b"\\NOSELECT" not in flags and b"\\NONEXISTENT" not in flags
+        and is_personal(name, remote_prefix, remote_others or (), remote_sep)
     ]
     if mode == "inbox":
         selectable = [(flags, name) for flags, name in selectable if name.upper() == "INBOX"]

@@ -27,6 +27,7 @@ import traceback
 import typing as t
 
 from . import errors
+from .folders import Namespace
 from .imapclient_compat import MAX_LINE, Client, Refused, Transport, append as raw_append, create as raw_create
 from .imapclient_compat import list_returning, transport, uid_filter_sieve
 from .text import printable
@@ -598,15 +599,20 @@ class Connection:
             raise classify(exc, self.ep, during) from None
 
     # -- folders ------------------------------------------------------------------------------------
-    def namespace(self) -> tuple[tuple[str, str], list[str]]:
-        """The personal namespace (prefix, separator) and the prefixes of other users' and shared namespaces."""
+    def namespace(self) -> Namespace:
+        """The personal namespace (prefix, separator) and the prefixes of other users' and shared namespaces.
+
+        An empty prefix is kept: a server (Cyrus without altnamespace) may give the shared namespace the empty prefix,
+        and then every name outside the personal prefix is shared (folders.is_personal). None as the second item: the
+        server has no NAMESPACE, so nothing is known to be shared.
+        """
         with self.guard("reading namespaces"):
             if self.has("NAMESPACE"):
                 ns = self.client.namespace()
                 personal = (ns.personal or (("", ""),))[0]
-                others = [p for group in (ns.other, ns.shared) for p, _sep in (group or ())]
-                return (personal[0], personal[1] or ""), [p for p in others if p]
-        return ("", ""), []
+                others = [str(p or "") for group in (ns.other, ns.shared) for p, _sep in (group or ())]
+                return (str(personal[0] or ""), personal[1] or ""), others
+        return ("", ""), None
 
     def _status_items(self) -> list[str]:
         items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]

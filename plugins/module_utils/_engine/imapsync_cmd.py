@@ -26,32 +26,47 @@ Sources (cited next to each rendered flag):
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 
 from . import deletion
 from .config import Target, Task
 from .errors import ConfigError
+from .folders import Namespace
 
 IMAPSYNC_VERSION = "2.229"
 
 # The top-level hierarchies that NethServer 8 always excludes, because imapsync cannot skip other users' and
-# shared namespaces by itself (the builtin engine skips them through NAMESPACE).
+# shared namespaces by itself. Rendered only for a remote without NAMESPACE: otherwise the run reads the remote's
+# namespaces first and excludes exactly those that are not the user's (namespace_excludes).
 SHARED_EXCLUDES = ("^Shared(/.*)?$", "^Public(/.*)?$")
+
+# What NethServer 8 passes on every run (docs/sync-engine.md "engine: imapsync"), each rendered here too:
+# --noauthmd5: never CRAM-MD5, the login is LOGIN (remote) and PLAIN with an authorization identity (local);
+# --allowsizemismatch: a message whose fetched size differs from its RFC822.SIZE is copied, not skipped (a lost
+#   message otherwise); --skipsize: identify messages by their headers only, so such a copy (whose size on the
+#   local server differs) is not copied again on the next run; --fastio1/--fastio2: Mail::IMAPClient's Fast_io
+#   (non-blocking reads), a speed setting with no effect on what is copied.
+NS8_PARITY = ("--noauthmd5", "--allowsizemismatch", "--skipsize", "--fastio1", "--fastio2")
 
 # Differences that are not task options, so nothing to refuse: stated for the documentation and the role.
 LIMITATIONS = (
     "Flags: the command carries --noresyncflags, so a flag changed on the local copy is never overwritten "
     "(imapsync would otherwise copy the remote flags over it), but a flag changed on the remote after the "
     "message was copied is not applied locally either.",
-    "Identity: imapsync recognises a message by its Message-Id and Received headers and reads the headers of "
-    "every message on both sides on every run; with --addheader a message that has neither gets a synthetic "
-    "\"Message-Id: <uid>@imapsync\" header on its local copy instead of being skipped.",
+    "Identity: imapsync recognises a message by its Message-Id and Received headers (--skipsize: not its size) and "
+    "reads the headers of every message on both sides on every run; messages of a folder that share those headers "
+    "are all copied (--syncduplicates).",
+    "Changed copies: with --addheader a message that has no Message-Id gets a synthetic \"Message-Id: "
+    "<uid>@imapsync\" header on its local copy, so that copy is not byte-identical to the remote message (without "
+    "the option imapsync would skip it, and the mail would be lost); the builtin engine copies every message unchanged.",
     "Remote deletion (after_sync): --delete1 --noexpungeaftereach flags each copied message \\Deleted and then "
     "expunges the whole remote folder, so messages already flagged \\Deleted on the remote are expunged too, "
     "whether or not they were copied.",
-    "Namespaces: imapsync has no option to skip other users' and shared namespaces; like NethServer 8, the "
-    "command excludes the top-level Shared and Public hierarchies, so other shared prefixes are not "
-    "recognised and a personal folder named Shared or Public is not synced.",
+    "Namespaces: imapsync has no option to skip other users' and shared namespaces, so each run first logs in to "
+    "the remote and reads its NAMESPACE, and the command excludes every folder that is not the user's (the "
+    "builtin engine's rule); a remote without NAMESPACE gets NethServer 8's fixed exclusion of the top-level Shared "
+    "and Public hierarchies instead.",
     "Special folders: --automap maps the folders imapsync knows (its documentation lists Sent, Junk, Drafts, "
     "All, Archive and Flagged), not the builtin engine's list of well-known names.",
     "Folder names: --exclude patterns are matched against the modified UTF-7 names the server sends, so a "
@@ -160,6 +175,63 @@ def _pattern_problem(pattern: str) -> str | None:
     return problem
 
 
+def _perl_literal(text: str) -> str:
+    """``text`` as a Perl (and Python) regular expression matching it literally: every character but ASCII letters,
+    digits and '_' is escaped with a backslash, which both read as that character."""
+    return "".join(ch if (ch.isascii() and ch.isalnum()) or ch == "_" else "\\" + ch for ch in text)
+
+
+def _mutf7(text: str) -> str:
+    """``text`` in modified UTF-7 (RFC 3501, 5.1.3), the form in which imapsync matches --exclude against names."""
+    out, pending = [], ""
+
+    def flush() -> None:
+        nonlocal pending
+        if pending:
+            out.append("&" + base64.b64encode(pending.encode("utf-16-be")).decode("ascii").rstrip("=").replace("/", ",") + "-")
+            pending = ""
+
+    for ch in text:
+        if " " <= ch <= "~":
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            pending += ch
+    flush()
+    return "".join(out)
+
+
+def namespace_excludes(namespace: Namespace | None) -> list[str]:
+    """The ``--exclude`` regexes (Perl, matched against modified UTF-7 names) that leave out every remote folder that
+    is not the user's, by the builtin engine's rule (folders.is_personal): INBOX is always the user's, any other name
+    belongs to the namespace with the longest prefix that holds it, personal on a tie.
+
+    Without NAMESPACE (``namespace`` None, or no other namespaces known as None): NethServer 8's SHARED_EXCLUDES.
+    """
+    others = namespace[1] if namespace is not None else None
+    if namespace is None or others is None:
+        return list(SHARED_EXCLUDES)
+    personal, sep = namespace[0]
+    keep_inbox = "(?!(?i:INBOX)$)"  # imapsync's regexes are case-sensitive; INBOX is not
+    patterns = []
+    for prefix in dict.fromkeys(others):  # once each, in the server's order
+        if prefix == personal:
+            continue  # a tie: personal
+        keep_personal = ""
+        if len(personal) > len(prefix) and personal.startswith(prefix):
+            keep_personal = f"(?!{_perl_literal(_mutf7(personal))})"  # the longer personal prefix wins inside it
+        if not prefix:
+            patterns.append(f"^{keep_inbox}{keep_personal}")
+            continue
+        encoded = _mutf7(prefix)
+        if sep and encoded.endswith(sep):  # the namespace's root too: "user" for "user."
+            body = f"{_perl_literal(encoded[:-len(sep)])}(?:{_perl_literal(sep)}|$)"
+        else:
+            body = _perl_literal(encoded)
+        patterns.append(f"^{keep_inbox}{keep_personal}{body}")
+    return patterns
+
+
 def unsupported(task: Task, target: Target) -> list[str]:
     """One sentence per task option that upstream imapsync 2.229 cannot express equivalently (none: [])."""
     problems = []
@@ -264,12 +336,13 @@ def _encryption(side: str, security: str, host: str, validate_certs: bool, ca_fi
     return args
 
 
-def render(task: Task, target: Target, passfile1: str, passfile2: str) -> list[str]:
+def render(task: Task, target: Target, passfile1: str, passfile2: str, namespace: Namespace | None = None) -> list[str]:
     """The imapsync 2.229 argument vector of ``task`` into ``target`` (refused first: see check_expressible).
 
     ``passfile1`` holds the remote password and ``passfile2`` the target's master password, each on the first
     line of its file; the vector carries only these paths, never a password. Each item is one argument for
-    ``execve`` (no shell): regexes, names and paths reach imapsync unchanged.
+    ``execve`` (no shell): regexes, names and paths reach imapsync unchanged. ``namespace`` is the remote's
+    (imap.Connection.namespace): what is not the user's is excluded (namespace_excludes).
     """
     check_expressible(task, target)
     for name, path in (("passfile1", passfile1), ("passfile2", passfile2)):
@@ -305,7 +378,7 @@ def render(task: Task, target: Target, passfile1: str, passfile2: str) -> list[s
     # this regular expression ... --exclude reg : or this one, etc.". Each regex is its own --exclude (imapsync
     # ORs them), so inline flags such as (?i) stay local to their pattern; source: grep { /$exclude/ } on the
     # host1 folder names, without /x ("No, do not add /x after the regex, never.").
-    for pattern in SHARED_EXCLUDES:
+    for pattern in namespace_excludes(namespace):
         argv += ["--exclude", pattern]
     if task.folders == "all_except":
         for pattern in task.exclude:
@@ -327,6 +400,11 @@ def render(task: Task, target: Target, passfile1: str, passfile2: str) -> list[s
     # README 2.229, OPTIONS/miscellaneous: "--addheader : When a message has no headers to be identified,
     # --addheader adds a "Message-Id" header" -- otherwise such a message is skipped, not copied.
     argv.append("--addheader")
+    # README 2.229, OPTIONS/messages selection: "--syncduplicates : Sync also duplicates. Off by default." Without it
+    # the second of two messages of a folder that share their identifying headers is skipped: mail lost with exit
+    # status 0 (real transcripts 02 and 04 in tests/unit/plugins/module_utils/_engine/data/imapsync-2.229/).
+    argv.append("--syncduplicates")
+    argv += NS8_PARITY
     argv += deletion.policy(task.delete_remote).imapsync_args  # the deletion flags: _engine/deletion.py
 
     # Output. README 2.229: "--nofoldersizes : Do not calculate the size of each folder at the beginning of the

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import signal
 import stat
 import sys
@@ -81,13 +82,60 @@ def test_statistics_of_a_real_run():
     assert stats.exit_line.startswith("Exiting with return value 0 (EX_OK")
 
 
-def test_statistics_of_a_dry_run_count_what_a_real_run_would_copy():
-    dry = REAL.replace("Messages transferred                    : 14431 ",
-                       "Messages transferred                    : 0 \t(could be 12 without --dry mode)")
-    stats = statistics(dry)
-    assert stats.could_be == 12
-    assert stats.totals(check_mode=True)["copied"] == 12
+# Unedited output of real imapsync 2.229 runs between two Dovecot servers (README.md beside them says what each is).
+TRANSCRIPTS = pathlib.Path(__file__).parent / "data" / "imapsync-2.229"
+
+
+def transcript(name: str) -> tuple[str, int, engine_imapsync.Statistics]:
+    """A real run: its command line, exit status and what the parser read of its output."""
+    command, status, *output = (TRANSCRIPTS / name).read_text(encoding="utf-8").splitlines()
+    assert command.startswith("$ imapsync ") and status.startswith("[exit status ")
+    return command, int(status.split()[2].rstrip("]")), statistics("\n".join(output))
+
+
+def test_a_real_dry_run_counts_what_a_real_run_would_copy():
+    command, status, stats = transcript("01-dry-run.txt")
+    assert command.endswith(" --dry") and status == 0
+    assert stats.could_be == 63 and stats.totals(check_mode=True)["copied"] == 63
     assert stats.totals(check_mode=False)["copied"] == 0
+    assert stats.not_copied == 29 and stats.losses(incomplete_expected=True) == []  # a dry run copies nothing
+    assert stats.duplicates == 2 and stats.folders_synced == (9, 9)
+
+
+def test_a_real_first_run_and_re_run_with_syncduplicates_copy_every_message_once():
+    command, status, first = transcript("04-first-run-with-syncduplicates.txt")
+    assert " --syncduplicates" in command and status == 0
+    assert first.totals(check_mode=False) == {"copied": 65, "bytes": first.bytes, "already_present": 0, "deleted_remote": 0,
+                                              "errors": 0}
+    assert first.bytes > 6_000_000 and first.duplicates == 2 and first.losses(incomplete_expected=False) == []
+    _command, status, again = transcript("06-rerun-with-syncduplicates.txt")
+    assert status == 0 and again.totals(check_mode=False)["copied"] == 0
+    assert again.totals(check_mode=False)["already_present"] == 65
+
+
+def test_without_syncduplicates_imapsync_skips_duplicates_and_says_the_sync_looks_good():
+    # Why the command always carries --syncduplicates: 2 of 65 messages were never copied, exit status 0, no error.
+    command, status, stats = transcript("02-first-run-without-syncduplicates.txt")
+    assert "--syncduplicates" not in command and status == 0
+    assert stats.copied == 63 and stats.duplicates == 2 and stats.errors == 0 and stats.not_copied is None
+    _command, _status, again = transcript("03-rerun-no-change.txt")
+    assert again.copied == 0 and again.already_present == 65  # the skipped duplicates count as present
+
+
+def test_a_real_login_failure_names_the_status_and_imapsyncs_error():
+    _command, status, stats = transcript("05-login-failure-host1.txt")
+    assert status == 161 and not stats.found
+    assert stats.failure(status) == (
+        "imapsync exited with status 161 (EXIT_AUTHENTICATION_FAILURE_USER1): Host1 failure: Error login on [127.0.0.1] "
+        "with user [alice] auth [LOGIN]: 2 NO [AUTHENTICATIONFAILED] Authentication failed.")
+
+
+def test_messages_imapsync_left_behind_are_errors_of_a_real_run():
+    _command, _status, dry = transcript("01-dry-run.txt")
+    (kind, detail), = dry.losses(incomplete_expected=False)
+    assert kind == Kind.IMAPSYNC_FAILED and detail.startswith("imapsync ended with 29 remote message(s) not on the local server")
+    void = statistics("++++ Statistics\nMessages void (noheader) on host1       : 3\nDetected 0 errors\n")
+    assert [k for k, _d in void.losses(incomplete_expected=True)] == [Kind.IMAPSYNC_FAILED]
 
 
 def test_counts_are_read_from_the_statistics_block_only():
@@ -284,7 +332,14 @@ def fake_host(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_RECORD", str(record))
     monkeypatch.setattr(engine_imapsync, "STOP_GRACE_S", 0.5)
     monkeypatch.setattr(engine_imapsync, "INTERRUPT_GRACE_S", 0.5)
+    no_remote(monkeypatch)
     return st, record
+
+
+def no_remote(monkeypatch):
+    """No server here: the remote's NAMESPACE, which a run reads before imapsync starts, is a plain Dovecot's (the
+    integration tests read a real one)."""
+    monkeypatch.setattr(engine_imapsync, "read_namespace", lambda task, target: (("", "/"), []))
 
 
 def _wait_for(path, timeout=20.0):
@@ -370,7 +425,7 @@ def test_a_definition_imapsync_cannot_run_writes_nothing(fake_host):
 
 
 @pytest.mark.parametrize("line, notice, copied", [
-    ("Messages transferred                    : 0 \t(could be 4 without --dry mode)", engine_imapsync.NOTICE_DRY, 4),
+    ("Messages transferred                    : 0 (could be 4 without dry mode)", engine_imapsync.NOTICE_DRY, 4),
     ("Messages transferred                    : 0", engine_imapsync.NOTICE_DRY_UNCOUNTED, 0),
 ])
 def test_check_mode_says_whether_imapsync_dry_counted_the_messages(fake_host, line, notice, copied):
@@ -423,6 +478,7 @@ def test_imapsync_output_is_escaped_and_an_unencrypted_remote_is_noticed(tmp_pat
                               "engine": "imapsync"})
     st.write("tasks", "t1", task.public(), REMOTE)
     monkeypatch.setenv(engine_imapsync.ENV_IMAPSYNC, _program(tmp_path / "fake-imapsync", ESCAPING.format(python=sys.executable)))
+    no_remote(monkeypatch)
     result = runner.run_task(st, "t1")
     assert result.status == "success"
     assert any("imap.example.org:143 is not encrypted (remote_security: none)" in n for n in result.notices), result.notices
@@ -445,3 +501,25 @@ def test_a_password_file_that_cannot_be_written_is_a_state_error_recorded_as_the
     assert st.last_result("t1")["errors"][0]["kind"] == "state_error"
     assert not record.exists()  # imapsync never started
     assert not [e for e in os.listdir(st.runs_dir("t1")) if e.startswith(store_mod.PRIVATE_PREFIX)]  # no directory left
+
+
+def test_the_result_shows_duplicates_copied_and_messages_left_behind(fake_host):
+    st, _record = fake_host
+    task = st.load_task("t1")
+
+    def concluded(name, check_mode):
+        run = engine_imapsync.ImapsyncRun(engine.Request(st, "t1", task, st.load_target(task.target), check_mode=check_mode))
+        _command, status, stats = transcript(name)
+        run._conclude(status, stats)  # pylint: disable=protected-access
+        return run.result.as_dict()
+
+    copied = concluded("04-first-run-with-syncduplicates.txt", False)
+    assert copied["status"] == "success" and copied["totals"]["copied"] == 65
+    assert any(n.startswith("imapsync found 2 remote message(s) sharing their identifying headers") and "copied each" in n
+               for n in copied["notices"])
+    planned = concluded("01-dry-run.txt", True)
+    assert planned["status"] == "success" and planned["totals"]["copied"] == 63 and planned["errors"] == []
+    # The same "not finished" statistics after a real run: the messages left behind make it partial.
+    left = concluded("01-dry-run.txt", False)
+    assert left["status"] == "partial" and left["totals"]["errors"] == 1
+    assert left["errors"][0]["kind"] == "imapsync_failed" and "29 remote message(s) not on the local server" in left["errors"][0]["detail"]

@@ -46,6 +46,39 @@ def test_noselect_and_other_namespaces_skipped_children_kept():
     assert plan_map(remote) == {"INBOX": "INBOX", "Ghost/Child": "Ghost.Child"}
 
 
+# NAMESPACE of Cyrus IMAP 3.6 with Debian's configuration (altnamespace: no): personal "INBOX.", other users "user.",
+# shared with the EMPTY prefix; and with its upstream defaults (altnamespace: yes, unixhierarchysep: yes).
+CYRUS_DEBIAN_NS = (("INBOX.", "."), ["user.", ""])
+CYRUS_UPSTREAM_NS = (("", "/"), ["Other Users/", "Shared Folders/"])
+
+
+def dotted(*names):
+    return [((), ".", name) for name in names]
+
+
+def test_an_empty_shared_prefix_makes_every_name_outside_the_personal_prefix_shared():
+    # A shared "Announcements" readable by anyone must never land in alice's account (issue: privacy).
+    remote = dotted("INBOX", "INBOX.Sent", "INBOX.Projects.2024", "Announcements", "Announcements.Archive", "user",
+                    "user.bob", "user.bob.Shared")
+    assert plan_map(remote, remote_ns=CYRUS_DEBIAN_NS) == {"INBOX": "INBOX", "INBOX.Projects.2024": "Projects.2024",
+                                                           "INBOX.Sent": "Sent"}
+
+
+def test_altnamespace_prefixes_are_not_personal_and_their_roots_neither():
+    remote = listing("INBOX", "Sent", "Work/2024", "Other Users", "Other Users/bob", "Other Users/bob/Shared",
+                     "Shared Folders", "Shared Folders/Announcements")
+    assert set(plan_map(remote, remote_ns=CYRUS_UPSTREAM_NS)) == {"INBOX", "Sent", "Work/2024"}
+
+
+def test_ownership_is_by_the_longest_namespace_prefix():
+    assert folders.is_personal("INBOX.Sent", "INBOX.", ["user.", ""], ".")
+    assert not folders.is_personal("Sent", "INBOX.", ["user.", ""], ".")
+    assert folders.is_personal("inbox", "INBOX.", ["user.", ""], ".")
+    assert not folders.is_personal("INBOX.shared.x", "INBOX.", ["INBOX.shared."], ".")  # a longer other prefix wins
+    assert folders.is_personal("Sent", "INBOX.", [], ".")  # no namespace holds it but the personal: the user's
+    assert folders.is_personal("Sent", "", [""], "/")  # a tie: personal
+
+
 def test_special_use_flag_maps_to_the_local_folder_of_the_same_use():
     remote = listing("INBOX", "Sent Items", "Gelöscht", "Sent", flags={"Sent Items": (b"\\SENT",), "Gelöscht": (b"\\TRASH",)})
     mapped = plan_map(remote)

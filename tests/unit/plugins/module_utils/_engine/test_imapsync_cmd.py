@@ -13,7 +13,7 @@ import warnings
 import pytest
 
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config
-from ansible_collections.mailops.imap.plugins.module_utils._engine import imapsync_cmd
+from ansible_collections.mailops.imap.plugins.module_utils._engine import folders, imapsync_cmd
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 
 REMOTE_SECRET = "r3m0te'\"\\ü pass"
@@ -86,6 +86,9 @@ DOCUMENTED_2_229 = frozenset("""
 --maxbytespersecond --maxbytesafter --maxsleep --abort --exitwhenover --version --noreleasecheck --releasecheck
 --emailreport1 --emailreport2 --noemailreport1 --noemailreport2 --noid --justconnect --justlogin --justfolders --help
 """.split())
+# What NethServer 8 passes to its imapsync 2.229 on every run (docs/sync-engine.md "engine: imapsync"): accepted by
+# 2.229's get_options_cmd, though not in the README sections above.
+NS8_2_229 = frozenset(imapsync_cmd.NS8_PARITY)
 
 # How imapsync 2.229 declares the options the renderer uses, copied from sub get_options_cmd of the script
 # ($Id: imapsync,v 2.229 2022/09/14 18:08:24 gilles Exp $): "!" is negatable (--noX), "=s"/"=i" take a value,
@@ -94,7 +97,8 @@ GETOPT_2_229 = (
     "host1=s", "host2=s", "port1=i", "port2=i", "user1=s", "user2=s", "passfile1=s", "passfile2=s",
     "authuser2=s", "ssl1!", "ssl2!", "tls1!", "tls2!", "sslargs1=s%", "sslargs2=s%", "exclude=s", "automap!",
     "subscribeall|subscribe_all!", "syncinternaldates!", "resyncflags!", "addheader!", "delete|delete1!",
-    "expungeaftereach!", "foldersizes!", "log!", "releasecheck!",
+    "expungeaftereach!", "foldersizes!", "log!", "releasecheck!", "syncduplicates!", "authmd5!", "allowsizemismatch!",
+    "skipsize!", "fastio1!", "fastio2!",
 )
 ARRAYS = ("exclude",)
 
@@ -146,7 +150,8 @@ def test_all_folders_starttls_verified_with_ca_file():
         "--nossl2", "--tls2",
         "--sslargs2", "SSL_verify_mode=1", "--sslargs2", "SSL_verifycn_scheme=imap", "--sslargs2", "SSL_verifycn_name=127.0.0.1",
         "--exclude", "^Shared(/.*)?$", "--exclude", "^Public(/.*)?$",
-        "--automap", "--subscribeall", "--syncinternaldates", "--noresyncflags", "--addheader",
+        "--automap", "--subscribeall", "--syncinternaldates", "--noresyncflags", "--addheader", "--syncduplicates",
+        "--noauthmd5", "--allowsizemismatch", "--skipsize", "--fastio1", "--fastio2",
         "--nofoldersizes", "--nolog", "--noreleasecheck",
     ]
 
@@ -160,7 +165,8 @@ def test_ssl_without_certificate_validation():
         "--host2", "127.0.0.1", "--port2", "143", "--user2", "alice@example.org", "--authuser2", "vmail", "--passfile2", P2,
         "--nossl2", "--notls2",
         "--exclude", "^Shared(/.*)?$", "--exclude", "^Public(/.*)?$",
-        "--automap", "--subscribeall", "--syncinternaldates", "--noresyncflags", "--addheader",
+        "--automap", "--subscribeall", "--syncinternaldates", "--noresyncflags", "--addheader", "--syncduplicates",
+        "--noauthmd5", "--allowsizemismatch", "--skipsize", "--fastio1", "--fastio2",
         "--nofoldersizes", "--nolog", "--noreleasecheck",
     ]
 
@@ -192,8 +198,8 @@ def test_exclude_is_ignored_unless_all_except():
 
 def test_delete_after_sync():
     argv = render(task(delete_remote="after_sync"))
-    assert argv[argv.index("--addheader") + 1:] == ["--delete1", "--noexpungeaftereach", "--nofoldersizes", "--nolog",
-                                                    "--noreleasecheck"]
+    assert argv[argv.index("--fastio2") + 1:] == ["--delete1", "--noexpungeaftereach", "--nofoldersizes", "--nolog",
+                                                  "--noreleasecheck"]
     assert "--delete1" not in render(task())
 
 
@@ -252,7 +258,7 @@ def test_every_rendered_option_is_documented_for_2_229():
             argv = render(the_task, the_target)
             assert argv[0] == "imapsync"
             names = options(argv)  # every item is a declared option or the value of the one before it
-            assert set(names) <= DOCUMENTED_2_229, sorted(set(names) - DOCUMENTED_2_229)
+            assert set(names) <= DOCUMENTED_2_229 | NS8_2_229, sorted(set(names) - DOCUMENTED_2_229 - NS8_2_229)
             seen.update(names)
     assert {"--tls1", "--ssl1", "--notls1", "--nossl1", "--delete1", "--noexpungeaftereach", "--exclude", "--automap"} <= seen
 
@@ -444,6 +450,8 @@ def test_getopt_long_reads_the_vector_as_intended():
     assert parsed["delete"] == "1" and parsed["expungeaftereach"] == "0"
     assert (parsed["resyncflags"], parsed["log"], parsed["foldersizes"], parsed["releasecheck"]) == ("0", "0", "0", "0")
     assert (parsed["addheader"], parsed["automap"], parsed["subscribeall"], parsed["syncinternaldates"]) == ("1", "1", "1", "1")
+    assert (parsed["syncduplicates"], parsed["authmd5"], parsed["allowsizemismatch"], parsed["skipsize"]) == ("1", "0", "1", "1")
+    assert (parsed["fastio1"], parsed["fastio2"]) == ("1", "1")
 
 
 # imapsync 2.229 selects folders with grep { /$exclude/ } over the names (source, sub single_sync). The names are
@@ -475,3 +483,65 @@ def test_refused_patterns_do_differ_in_perl(pattern, name):
     with quiet():
         python = "1" if re.search(pattern, name) else "0"
     assert perl != python
+
+
+# --- namespaces: imapsync excludes what the builtin engine would not sync (folders.is_personal) ------------
+
+# (namespace as imap.Connection.namespace returns it, names as LIST gives them decoded, separator)
+NAMESPACES = {
+    "cyrus-debian": ((("INBOX.", "."), ["user.", ""]), [
+        "INBOX", "INBOX.Sent", "INBOX.Projects.2024", "INBOX.B\u00e9ta", "Announcements", "Announcements.Old", "user",
+        "user.bob", "user.bob.Shared", "inbox"], "."),
+    "cyrus-upstream": ((("", "/"), ["Other Users/", "Shared Folders/"]), [
+        "INBOX", "Sent", "Work/2024", "Other Users", "Other Users/bob", "Other Users/bob/Shared", "Shared Folders",
+        "Shared Folders/Announcements", "Other", "Shared Folders2", "B\u00e9ta/x"], "/"),
+    "dovecot-shared": ((("", "/"), ["shared/", "Public/"]), [
+        "INBOX", "Sent", "shared", "shared/bob/INBOX", "Public/team", "Shared", "Publications"], "/"),
+    "personal-prefix-inside-other": ((("INBOX.", "."), ["INBOX.shared.", "\u00dcbrig."]), [
+        "INBOX", "INBOX.Sent", "INBOX.shared", "INBOX.shared.team", "INBOX.sharedx", "\u00dcbrig.x", "Other"], "."),
+}
+
+
+def mutf7(name):
+    return imapsync_cmd._mutf7(name)  # pylint: disable=protected-access
+
+
+def excluded_by(patterns, names, engine):
+    encoded = [mutf7(name) for name in names]
+    if engine == "python":
+        return {name for name, raw in zip(names, encoded) if any(re.search(p, raw) for p in patterns)}
+    found = set()
+    for pattern in patterns:
+        out = subprocess.run([PERL, "-e", PERL_MATCH, pattern, *encoded], capture_output=True, check=True, text=True).stdout.strip()
+        found |= {name for name, bit in zip(names, out) if bit == "1"}
+    return found
+
+
+@pytest.mark.parametrize("engine", ["python", pytest.param("perl", marks=needs_perl)])
+@pytest.mark.parametrize("layout", sorted(NAMESPACES))
+def test_namespace_excludes_leave_exactly_the_users_folders(layout, engine):
+    namespace, names, sep = NAMESPACES[layout]
+    (personal, _sep), others = namespace
+    patterns = imapsync_cmd.namespace_excludes(namespace)
+    not_personal = {name for name in names if not folders.is_personal(name, personal, others, sep)}
+    assert not_personal  # each layout has shared names
+    assert excluded_by(patterns, names, engine) == not_personal
+
+
+def test_without_namespace_the_fixed_exclusions_of_nethserver_8_stay():
+    assert imapsync_cmd.namespace_excludes(None) == list(imapsync_cmd.SHARED_EXCLUDES)
+    assert imapsync_cmd.namespace_excludes((("", ""), None)) == list(imapsync_cmd.SHARED_EXCLUDES)
+    assert imapsync_cmd.namespace_excludes((("", "/"), [])) == []  # NAMESPACE with nothing shared: nothing excluded
+
+
+def test_the_rendered_command_excludes_the_remote_namespaces():
+    namespace = NAMESPACES["cyrus-upstream"][0]
+    argv = imapsync_cmd.render(task(folders="all_except", exclude=["^Trash$"]), target(), P1, P2, namespace)
+    assert values(argv, "--exclude") == [*imapsync_cmd.namespace_excludes(namespace), "^Trash$"]
+    assert not set(imapsync_cmd.SHARED_EXCLUDES) & set(values(argv, "--exclude"))
+
+
+def test_modified_utf7_of_prefixes():
+    assert mutf7("Entw\u00fcrfe") == "Entw&APw-rfe"
+    assert mutf7("A&B") == "A&-B"
+    assert mutf7("\u65e5\u672c\u8a9e") == "&ZeVnLIqe-"
