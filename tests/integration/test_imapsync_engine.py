@@ -28,10 +28,11 @@ STOP_NOTICE = "stopped on request"
 class Host:
     """Definitions and state in temporary directories, the fake imapsync first on PATH, imapsyncctl run against them.
 
-    The task migrates ``account`` (real users of the session's servers); the fake logs in to both servers.
+    The task migrates ``account`` (real users of the session's servers); with ``login`` the fake logs in to both
+    servers with the credentials of the command, as imapsync does (a few tenths of a second per run).
     """
 
-    def __init__(self, launcher: str, root: Path, account) -> None:
+    def __init__(self, launcher: str, root: Path, account, login: bool = False) -> None:
         self.launcher = launcher
         self.root = root
         self.account = account
@@ -51,7 +52,7 @@ class Host:
                         PATH=f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", TMPDIR=str(self.tmp_dir),
                         # imapsync would take a password from these: they never reach it
                         IMAPSYNC_PASSWORD1="from-the-environment-1", IMAPSYNC_PASSWORD2="from-the-environment-2",
-                        **{fakeimapsync.ENV_RECORD: str(self.record_path), fakeimapsync.ENV_LOGIN: "1"})
+                        **{fakeimapsync.ENV_RECORD: str(self.record_path), fakeimapsync.ENV_LOGIN: "1" if login else "0"})
         self.env.pop(engine_imapsync.ENV_IMAPSYNC, None)
 
     def define(self, name: str = "t1", target: dict | None = None, **overrides) -> str:
@@ -136,10 +137,12 @@ def host(imapsyncctl, make_account, tmp_path) -> Host:
 
 
 def test_run_gives_passwords_in_private_files_only_and_maps_the_statistics(host):
+    host.env[fakeimapsync.ENV_LOGIN] = "1"
     account = host.account
     mail.seed(host.remote, account.remote_user, account.remote_password, "INBOX",
               [(mail.make_message(f"for the fake {i}"), (), None) for i in range(2)])
     name = host.define()
+    host.env[fakeimapsync.ENV_STATS] = json.dumps({"duplicate1": 2})
     done = host.ctl("run", name, "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
@@ -147,7 +150,11 @@ def test_run_gives_passwords_in_private_files_only_and_maps_the_statistics(host)
     record = host.record()
     argv = record["argv"]
     assert argv[0] == str(host.fake)
-    assert "--dry" not in argv and "--nolog" in argv
+    assert "--dry" not in argv and "--nolog" in argv and "--syncduplicates" in argv
+    assert {"--noauthmd5", "--allowsizemismatch", "--skipsize", "--fastio1", "--fastio2"} <= set(argv)
+    # The remote's NAMESPACE (read first) has no other users' or shared namespace: nothing to exclude, and not
+    # the fixed ^Shared/^Public of a remote without NAMESPACE.
+    assert "--exclude" not in argv
     for password in host.passwords:
         assert all(password not in arg for arg in argv)
         assert all(password not in value for value in record["env"].values())
@@ -174,6 +181,8 @@ def test_run_gives_passwords_in_private_files_only_and_maps_the_statistics(host)
     assert result["totals"] == {"copied": 5, "bytes": 12345, "already_present": 7, "flags_updated": 0,
                                 "deleted_remote": 2, "folders_created": 0, "errors": 0}
     assert result["errors"] == [] and engine_imapsync.NOTICE_TOTALS_ONLY in result["notices"]
+    assert any(notice.startswith("imapsync found 2 remote message(s) sharing their identifying headers")
+               for notice in result["notices"])  # "Messages found duplicate on host1 : 2": copied, and said
     assert host.store.last_result(name) == result
     assert host.store.running_pid(name) is None
 
@@ -249,9 +258,32 @@ def test_imapsync_failure_is_a_failed_run_with_its_last_error_lines(host):
     assert shown.returncode == 1 and "error imapsync_failed: imapsync exited with status 161" in shown.stdout
 
 
+def test_a_remote_password_the_remote_refuses_fails_before_imapsync_starts(host):
+    wrong = "wr\u00f6ng'remote\"pw"
+    host.passwords.append(wrong)
+    name = host.define(remote_password=wrong)
+    done = host.ctl("run", name, "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "failed" and [e["kind"] for e in result["errors"]] == [Kind.AUTH_FAILED]
+    assert "remote server" in result["errors"][0]["detail"]
+    assert not host.record_path.exists() and host.secrets_dirs(name) == []  # imapsync never ran
+
+
+def test_messages_imapsync_leaves_behind_make_the_run_partial(host):
+    name = host.define()
+    host.env[fakeimapsync.ENV_STATS] = json.dumps({"not_copied": 3})
+    done = host.ctl("run", name, "--json")
+    result = json.loads(done.stdout)
+    assert result["status"] == "partial" and result["totals"]["copied"] == 5, result
+    assert [e["kind"] for e in result["errors"]] == [Kind.IMAPSYNC_FAILED]
+    assert "imapsync ended with 3 remote message(s) not on the local server" in result["errors"][0]["detail"]
+
+
 def test_a_master_password_the_local_server_refuses_fails_the_run_as_imapsync_does(host):
     wrong = "wr\u00f6ng'master\"pw"
     host.passwords.append(wrong)
+    host.env[fakeimapsync.ENV_LOGIN] = "1"
     name = host.define(target={"master_password": wrong})
     done = host.ctl("run", name, "--json")
     assert done.returncode == 1, done.stdout + done.stderr

@@ -104,7 +104,7 @@ def test_engine_imapsync_logs_in_as_user_star_master(nethserver, local_server, i
     local = local_server.add_user(unique_name("alice-local"), LOCAL_PASSWORD_BASE + "i")
     account = Account(remote_server=nethserver, local_server=local_server, remote_user=master_login(alice),
                       remote_password=REMOTE_MASTER_PASSWORD, local_user=local, local_password=local_server.users[local])
-    host = Host(imapsyncctl, tmp_path, account)
+    host = Host(imapsyncctl, tmp_path, account, login=True)
     name = host.define()
     with SecretWatcher(host.passwords) as watcher:
         done = host.ctl("run", name, "--json")  # asserts no password in what imapsyncctl printed

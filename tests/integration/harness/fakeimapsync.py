@@ -14,7 +14,7 @@
   (``$FAKE_IMAPSYNC_MODE``, ``$FAKE_IMAPSYNC_EXIT``, the statistics' numbers in ``$FAKE_IMAPSYNC_STATS``).
 
 The wording is that of the transcripts of real imapsync 2.229 runs in
-``tests/unit/plugins/module_utils/_engine/data/`` (copied from the lead's reference set): the start of a run,
+``tests/unit/plugins/module_utils/_engine/data/imapsync-2.229/``: the start of a run,
 the login lines (``05-login-failure-host1.txt`` for a refused login; host2's failure lines are the same
 lines with ``Host2``, ``PLAIN`` and ``USER2``), the dry-run message lines, the statistics block (``01-dry-run.txt``
 and ``02-first-run-without-syncduplicates.txt``) and the exit line. The append-error lines of
@@ -48,8 +48,9 @@ ENV_STATS = "FAKE_IMAPSYNC_STATS"
 
 # The numbers of a finished run unless $FAKE_IMAPSYNC_STATS (JSON) says otherwise; with --dry, "transferred" is
 # what "could be" transferred and 0 is transferred.
+# "not_copied" > 0 ends the block with "The sync is not finished" (01-dry-run.txt) instead of "The sync looks good".
 DEFAULT_STATS = {"transferred": 5, "skipped": 7, "duplicate1": 0, "deleted1": 2, "bytes": 12345, "errors": 0,
-                 "folders": 3}
+                 "folders": 3, "not_copied": 0}
 
 # The statistics block of imapsync 2.229, line by line as in 02-first-run-without-syncduplicates.txt (labels
 # padded to column 40; "Messages transferred" ends with a space, "Messages void (noheader) on host1" with two,
@@ -83,7 +84,7 @@ Load end is                             : 0.33 0.80 1.25 1/100 on 2 cores
 CPU time and %cpu                       : 0.58 sec 105.1 %cpu 52.5 %allcpus
 Biggest message transferred             : 4096 bytes (4.000 KiB)
 Memory/biggest message ratio            : 522.7
-The sync looks good, all {identified} identified messages in host1 are on host2.
+{sync_state}
 There is no unidentified message on host1.
 The sync is strict, all {identified} identified messages in host2 are on host1.
 Detected {errors} errors
@@ -264,9 +265,15 @@ class Fake:
         transferred = stats["transferred"]
         shown = f"0 (could be {transferred} without dry mode)" if self.dry else f"{transferred} "
         size = 0 if self.dry else stats["bytes"]
+        identified = transferred + stats["skipped"]
+        if stats["not_copied"]:
+            sync_state = (f"The sync is not finished, there are {stats['not_copied']} among {identified} identified "
+                          "messages in host1 that are not on host2.")
+        else:
+            sync_state = f"The sync looks good, all {identified} identified messages in host1 are on host2."
         print(STATISTICS.format(folders=stats["folders"], transferred=shown, skipped=stats["skipped"],
                                 duplicate1=stats["duplicate1"], deleted1=stats["deleted1"], bytes=size,
-                                kib=f"{size / 1024:.3f}", void1="0  ", identified=transferred + stats["skipped"],
+                                kib=f"{size / 1024:.3f}", void1="0  ", identified=identified, sync_state=sync_state,
                                 errors=errors or stats["errors"]))
 
     def exit(self, code: int, name: str, errors: int = 0) -> int:
