@@ -105,7 +105,7 @@ def test_engine_imapsync_logs_in_as_user_star_master(nethserver, local_server, i
     account = Account(remote_server=nethserver, local_server=local_server, remote_user=master_login(alice),
                       remote_password=REMOTE_MASTER_PASSWORD, local_user=local, local_password=local_server.users[local])
     host = Host(imapsyncctl, tmp_path, account, login=True)
-    name = host.define()
+    name = host.define(remote_security="ssl", remote_port=nethserver.ssl_port)  # --ssl1 (starttls: test_imapsync_engine)
     with SecretWatcher(host.passwords) as watcher:
         done = host.ctl("run", name, "--json")  # asserts no password in what imapsyncctl printed
     assert not watcher.seen
@@ -116,6 +116,7 @@ def test_engine_imapsync_logs_in_as_user_star_master(nethserver, local_server, i
     assert record["passfile1"]["content"] == REMOTE_MASTER_PASSWORD + "\n"
     # imapsync's LOGIN as alice*vmail with the master password reached alice's own account.
     assert record["host1"]["ok"] is True and record["host1"]["user"] == f"{alice}*vmail"
+    assert record["host1"]["security"] == "ssl"
     assert record["host1"]["folders"] == ["INBOX", "Projects", "Projects/Alpha", "Sent Items"]
     assert record["host1"]["inbox_messages"] == 2
     assert record["host2"]["ok"] is True and record["host2"]["user"] == local
@@ -134,7 +135,7 @@ def test_migrate_playbook_with_a_csv_of_master_logins(nethserver, local_server, 
              "migrate_defaults": {"remote_host": nethserver.host, "remote_port": nethserver.port,
                                   "ca_file": str(nethserver.cert_path)},
              "migrate_target": target_vars(local_server), "migrate_state_dir": str(tmp_path / "state")}
-    run = run_playbook(tmp_path, "migrate.yml", workers_inventory(["worker"]), extra,
+    run = run_playbook(tmp_path, "migrate.yml", workers_inventory(["worker"]), extra, "-vvv",
                        secrets=(REMOTE_MASTER_PASSWORD, local_server.master_password))
     stats = run.stats["mailops_imap_migrate"]
     assert stats["status"] == "success" and stats["summary"]["success"] == 2, run.output
