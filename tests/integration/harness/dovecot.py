@@ -243,7 +243,9 @@ class DovecotServer:
             return
         pgid = proc.pid
         if proc.poll() is None:
-            proc.terminate()
+            # The whole group at once: a master told alone waits about a second for its children to end, and
+            # the instance's mail is removed right after (stop) or was never used (a failed start).
+            self._killpg(pgid, signal.SIGTERM)
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
