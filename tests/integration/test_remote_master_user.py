@@ -85,6 +85,12 @@ def test_builtin_engine_reads_the_users_own_account_through_the_master_login(net
     assert [m.subject for m in mail.messages(local_server, local, None, "INBOX", master=True)] == ["a1", "a2", "a3"]
     assert again["status"] == "success" and again["totals"]["copied"] == 0
     assert_no_secret(json.dumps(first), json.dumps(again), *written(tmp_path / "state"))
+    # The same mailbox through alice's own login (another state, as an inline migration keys it by remote_user):
+    # the copies already there are recognised, nothing is copied twice.
+    own = config.parse_task(dict(task.public(), remote_user=alice, remote_password=nethserver.users[alice]))
+    switched = sync.run(own, target, str(tmp_path / "state" / "own.sqlite")).as_dict()
+    assert switched["status"] == "success" and switched["totals"]["copied"] == 0, switched
+    assert mail.snapshot(local_server, local, master=True) == copied
 
     # INBOX retrieval through the master login marks the copied messages \Seen in alice's own remote INBOX.
     carol = remote_user(nethserver, "carol")
