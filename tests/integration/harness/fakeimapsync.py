@@ -9,7 +9,8 @@
   to host2 with AUTHENTICATE PLAIN (authorization identity ``--user2``, authentication identity
   ``--authuser2``, password from ``--passfile2``), with the TLS settings of ``--sslargsN``. On host1 it lists
   the folders and examines INBOX (``record["host1"]``: what the account it reached holds). A refused login
-  ends it with imapsync's failure lines and status 161 (user1) or 162 (user2), as real imapsync does;
+  ends it with imapsync's failure lines and status 161 (user1) or 162 (user2), as real imapsync does; a
+  connection that fails, with 101 or 102;
 * prints what imapsync 2.229 prints, in its wording, and exits with the status the test asks for
   (``$FAKE_IMAPSYNC_MODE``, ``$FAKE_IMAPSYNC_EXIT``, the statistics' numbers in ``$FAKE_IMAPSYNC_STATS``).
 
@@ -323,10 +324,23 @@ class Fake:
         print(f"Host{side} capability before authentication: {capability}")
         return imap
 
+    def connect_or_fail(self, side: str, user: str) -> _Imap | None:
+        """The side's connection, or None after imapsync's connection failure lines (exit 101/102 at the end)."""
+        try:
+            return self.connect(side)
+        except (OSError, ConnectionError) as exc:  # ssl.SSLError is an OSError
+            # imapsync's source (login_imap), not a transcript: the wording of a connection that fails.
+            line = f"Host{side} failure: can not open imap connection on [{self.value('--host' + side)}] with user [{user}]: {exc}"
+            print(line)
+            self.failures.append((100 + int(side), f"EXIT_CONNECTION_FAILURE_HOST{side}", line))
+            return None
+
     def login1(self) -> None:
         host, user = self.value("--host1"), self.value("--user1")
         print(f"Host1: connecting and login on host1 [{host}] port [{self.value('--port1')}] with user [{user}]")
-        imap = self.connect("1")
+        imap = self.connect_or_fail("1", user)
+        if imap is None:
+            return
         try:
             print(f"Host1: {host} says it has CAPABILITY for AUTHENTICATE LOGIN")
             _untagged, answer = imap.command(b"LOGIN", _quote(user), _quote(self.password("1")))
@@ -349,7 +363,9 @@ class Fake:
     def login2(self) -> None:
         host, user, authuser = self.value("--host2"), self.value("--user2"), self.value("--authuser2")
         print(f"Host2: connecting and login on host2 [{host}] port [{self.value('--port2')}] with user [{user}]")
-        imap = self.connect("2")
+        imap = self.connect_or_fail("2", user)
+        if imap is None:
+            return
         try:
             print(f"Host2: {host} says it has CAPABILITY for AUTHENTICATE PLAIN")
             answer = imap.authenticate_plain(user, authuser, self.password("2"))
@@ -386,8 +402,8 @@ class Fake:
             self.login2()
         if self.failures:
             code, name, _line = self.failures[0]
-            self.error_listing([line for _code, _name, line in self.failures], name.replace("EXIT_", "ERR_"),
-                               f"Check the credentials for {self.value('--user' + name[-1])}.")
+            comment = f"Check the credentials for {self.value('--user' + name[-1])}." if code > 160 else ""
+            self.error_listing([line for _code, _name, line in self.failures], name.replace("EXIT_", "ERR_"), comment)
             return self.exit(code, name, len(self.failures))
         if self.mode in ("sleep", "ignore-term"):
             signal.signal(signal.SIGTERM, self.on_term if self.mode == "sleep" else signal.SIG_IGN)
