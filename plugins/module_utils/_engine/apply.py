@@ -113,7 +113,7 @@ class Outcome:
         ctx.result.deleted_remote += len(plan.targets)
 
     def finish(self, ctx: FolderRun) -> None:
-        """The folder is done: the next run starts from the remote UIDNEXT and HIGHESTMODSEQ read at its start."""
+        """The folder is done: the next run starts from the remote UIDNEXT, HIGHESTMODSEQ and MESSAGES read at its start."""
 
 
 class Tally(Outcome):
@@ -164,7 +164,7 @@ class Applier(Outcome):
 
     def finish(self, ctx: FolderRun) -> None:
         if ctx.fs is not None:
-            ctx.state.finish_folder(ctx.fs, ctx.rstat["UIDNEXT"], ctx.modseq)
+            ctx.state.finish_folder(ctx.fs, ctx.rstat["UIDNEXT"], ctx.modseq, ctx.rstat["MESSAGES"])
 
     # -- flags -------------------------------------------------------------------------------------------
     def flags(self, ctx: FolderRun, plan: FlagPlan) -> None:

@@ -170,6 +170,8 @@ class Planner:
         self.policy = deletion.policy(task.delete_remote)
         self.inbox = task.folders == "inbox"
         self.lmtp = self.inbox and task.delivery == "lmtp"
+        # flag_sync: changed_folders trusts an unchanged folder's flags too (INBOX retrieval syncs no flags: ignored).
+        self.changed_folders_only = task.flag_sync == "changed_folders" and not self.inbox
 
     # -- the folder ------------------------------------------------------------------------------------
     def open(self, ctx: FolderRun, remote_status: dict[str, int] | None, local_status: dict[str, int] | None,
@@ -183,20 +185,29 @@ class Planner:
 
     def match_state(self, ctx: FolderRun) -> bool:
         """Look the folder up in the state (``ctx.fs``, ``ctx.usable``, ``ctx.failed``); False when the folder needs
-        nothing: usable state, nothing new, no flag changed (same HIGHESTMODSEQ), nothing to retry or delete."""
+        nothing: usable state, nothing new, no flag to read (:meth:`flags_unchanged`), nothing to retry or delete."""
         fs = ctx.state.folder(ctx.folder.remote)
         rstat, lstat = ctx.rstat, ctx.lstat
         ctx.usable = (fs is not None and lstat is not None and fs.uidvalidity == rstat["UIDVALIDITY"]
                       and fs.local == ctx.folder.local and fs.local_uidvalidity == lstat["UIDVALIDITY"])
         ctx.fs = fs if ctx.usable else None
         ctx.failed = ctx.state.failed(fs) if ctx.usable else set()
-        if ctx.usable and fs is not None and rstat["UIDNEXT"] == fs.remote_uidnext and ctx.modseq \
-                and ctx.modseq == fs.highestmodseq and not ctx.failed and not (self.policy.deletes and rstat["MESSAGES"]):
+        if ctx.usable and fs is not None and rstat["UIDNEXT"] == fs.remote_uidnext and self.flags_unchanged(ctx, fs) \
+                and not ctx.failed and not (self.policy.deletes and rstat["MESSAGES"]):
             return False
         if not ctx.usable and fs is not None:
             self.log(f"{printable(ctx.folder.remote)}: the state does not match the folders any more (UIDVALIDITY changed or "
                      "a folder was recreated); matching by identity")
         return True
+
+    def flags_unchanged(self, ctx: FolderRun, fs: FolderState) -> bool:
+        """Whether the remote flags of a folder with usable state need no reading: with CONDSTORE, the same
+        HIGHESTMODSEQ as at the last completed sync; without, only with ``flag_sync: changed_folders`` and the same
+        message count (with the same UIDVALIDITY and UIDNEXT, the same messages), whatever their flags now (the
+        option's price, docs/sync-engine.md "Identity: never a duplicate, never a loss")."""
+        if ctx.modseq:
+            return ctx.modseq == fs.highestmodseq
+        return self.changed_folders_only and ctx.rstat["MESSAGES"] == fs.remote_messages
 
     def select_remote(self, ctx: FolderRun) -> None:
         """Open the remote folder, writable only when this run changes it (deletions, \\Seen of INBOX retrieval)."""

@@ -36,6 +36,7 @@ DELETE_CHOICES = deletion.CHOICES  # one entry per policy: _engine/deletion.py
 SCHEDULE_CHOICES = ("manual", "interval")
 ENGINE_CHOICES = ("builtin", "imapsync")
 DELIVERY_CHOICES = ("imap", "lmtp")
+FLAG_SYNC_CHOICES = ("all", "changed_folders")
 INTERVAL_MAX = 1440  # minutes: one run a day at least
 
 # Whole strings only: \Z, not $ (which also matches before a trailing line feed: "t1\n").
@@ -284,6 +285,8 @@ def declare(default: t.Any = dataclasses.MISSING, repr_: bool = True, **meta: t.
 
 _NEEDED_MIGRATE = "Required for an inline migration; in bulk, the default of the accounts that do not give it."
 _NEEDED_TASK = "Required with O(state=present)."
+_IMAPSYNC_FLAGS = ("Ignored with {engine}: imapsync never copies the flags of the messages it transferred before "
+                   "(C(--noresyncflags)).")
 _CA_DOC = "A file on the managed host with the CA certificates to verify the {side} server with, instead of the system's."
 _SECURITY_DOC = ("V(starttls) upgrades a plain connection; if the server does not offer STARTTLS a run fails, it never falls back "
                  "to plain text. V(ssl) is implicit TLS. V(none) sends the {secret} in clear text{tail}.")
@@ -454,13 +457,29 @@ class Task:  # pylint: disable=too-many-instance-attributes
         doc=("What runs the task. V(builtin) is the collection's sync engine. V(imapsync) makes the "
              "C(mailops.imap.imapsync) role render an equivalent imapsync command line instead.",
              "With V(imapsync), the options upstream imapsync cannot express equivalently are refused when the task is "
-             "defined, with a sentence naming each of them."))
+             "defined, with a sentence naming each of them.",
+             "With V(imapsync), a message without a Message-ID header gets a synthetic one (C(--addheader)) on its local "
+             "copy, so that copy is not byte-identical to the remote message; V(builtin) copies every message unchanged."))
     delivery: str = declare(
         "imap", type="str", check=_choices(DELIVERY_CHOICES), choices=DELIVERY_CHOICES, faces=ALL_TASK_FACES,
         doc=("With O(~folders=inbox), how messages reach the local INBOX.",
              "V(imap) appends them over IMAP (then runs Sieve, see O(~sieve)).",
              "V(lmtp) delivers them through the LMTP server of the mail target (its C(lmtp_host)), a full local delivery "
              "with global Sieve scripts, vacation replies and quota."))
+    flag_sync: str = declare(
+        "all", type="str", check=_choices(FLAG_SYNC_CHOICES), choices=FLAG_SYNC_CHOICES, faces=ALL_TASK_FACES,
+        doc=("How the builtin engine finds the remote flag changes (C(\\Seen), C(\\Flagged), keywords) to copy when the "
+             "remote server lacks CONDSTORE, such as Courier-IMAP. With CONDSTORE the option changes nothing: a run "
+             "reads the flags of the changed messages only.",
+             "V(all) reads the flags of every copied message of every folder on every run, so every remote flag change "
+             "reaches the local copy at the next run.",
+             "V(changed_folders) skips a folder whose remote UIDVALIDITY, UIDNEXT and message count are unchanged since "
+             "its last completed sync (and that has nothing to retry or delete) after one STATUS command, without "
+             "opening it. The price: a flag changed on the remote in such a folder is not copied until that folder "
+             "changes (a message arrives or is expunged); then every flag change of the folder is copied.",
+             "Ignored with O(~folders=inbox), which copies no flags after the copy."),
+        notes={Face.TASK: (_IMAPSYNC_FLAGS.format(engine="O(engine=imapsync)"),),
+               Face.ROLE_TASK: (_IMAPSYNC_FLAGS.format(engine="O(imapsync_tasks[].engine=imapsync)"),)})
     enabled: bool = declare(
         True, type="bool", check=_bool, faces=DEFINED_TASK_FACES,
         doc=("Whether the task is active. A disabled task keeps its definition and its state; its timer is stopped.",))

@@ -21,7 +21,7 @@ from . import errors, files
 
 _F = t.TypeVar("_F", bound=t.Callable[..., t.Any])
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: folders.remote_messages (_migrate adds it to a file of version 1)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS folders (
     local_uidvalidity INTEGER NOT NULL,
     remote_uidnext INTEGER NOT NULL DEFAULT 0,
     highestmodseq INTEGER NOT NULL DEFAULT 0,
-    local_uidnext INTEGER NOT NULL DEFAULT 0
+    local_uidnext INTEGER NOT NULL DEFAULT 0,
+    remote_messages INTEGER
 );
 CREATE TABLE IF NOT EXISTS messages (
     folder INTEGER NOT NULL,
@@ -91,6 +92,32 @@ def _prepare(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(_SCHEMA)
     db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+    _migrate(db)
+
+
+def _has_messages_column(db: sqlite3.Connection) -> bool:
+    """Whether the folders table has the remote_messages column (a file written before schema version 2 has not)."""
+    return any(row[1] == "remote_messages" for row in db.execute("PRAGMA table_info(folders)"))
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a state file of an earlier schema version up to date, keeping everything it records.
+
+    Version 2 adds ``folders.remote_messages``; NULL (unknown) until a folder's next completed sync, which the planner
+    treats as "changed".
+    """
+    if _has_messages_column(db):
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if not _has_messages_column(db):  # not migrated meanwhile by another connection
+            db.execute("ALTER TABLE folders ADD COLUMN remote_messages INTEGER")
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def flags_to_text(flags: t.Iterable[bytes]) -> str:
@@ -111,6 +138,7 @@ class FolderState:
     remote_uidnext: int
     highestmodseq: int
     local_uidnext: int
+    remote_messages: int | None  # the remote MESSAGES at the start of the last completed sync (None: unknown)
 
 
 class Busy(Exception):
@@ -145,6 +173,7 @@ class State:
         self.db: sqlite3.Connection | None = None
         self.notices: list[str] = []
         self._lock: files.FileLock | None = None
+        self._messages_column = "remote_messages"  # "NULL" in a read-only file of schema version 1
         try:
             if readonly:
                 self._open_readonly()
@@ -178,6 +207,8 @@ class State:
             uri += "&immutable=1"
         try:
             self.db = _checked(sqlite3.connect(uri, uri=True, isolation_level=None))
+            if not _has_messages_column(self.db):
+                self._messages_column = "NULL"  # check mode never migrates: the count is unknown
         except _Damaged as exc:
             self.notices.append(
                 f"The state file {self.path} is damaged ({exc}); a real run sets it aside (keeping it as "
@@ -241,8 +272,8 @@ class State:
         if self.db is None:
             return None
         row = self.db.execute(
-            "SELECT id, remote, uidvalidity, local, local_uidvalidity, remote_uidnext, highestmodseq, local_uidnext"
-            " FROM folders WHERE remote = ?", (remote,)).fetchone()
+            "SELECT id, remote, uidvalidity, local, local_uidvalidity, remote_uidnext, highestmodseq, local_uidnext, "
+            f"{self._messages_column} FROM folders WHERE remote = ?", (remote,)).fetchone()
         return FolderState(*row) if row else None
 
     @_guarded
@@ -255,8 +286,8 @@ class State:
                 db.execute("DELETE FROM messages WHERE folder = ?", (old.id,))
                 db.execute("DELETE FROM failed WHERE folder = ?", (old.id,))
                 db.execute(
-                    "UPDATE folders SET uidvalidity=?, local=?, local_uidvalidity=?, remote_uidnext=0, highestmodseq=0, local_uidnext=?"
-                    " WHERE id=?", (uidvalidity, local, local_uidvalidity, local_uidnext, old.id))
+                    "UPDATE folders SET uidvalidity=?, local=?, local_uidvalidity=?, remote_uidnext=0, highestmodseq=0, local_uidnext=?,"
+                    " remote_messages=NULL WHERE id=?", (uidvalidity, local, local_uidvalidity, local_uidnext, old.id))
             else:
                 db.execute(
                     "INSERT INTO folders (remote, uidvalidity, local, local_uidvalidity, local_uidnext) VALUES (?, ?, ?, ?, ?)",
@@ -267,11 +298,13 @@ class State:
         return folder
 
     @_guarded
-    def finish_folder(self, folder: FolderState, remote_uidnext: int, highestmodseq: int) -> None:
+    def finish_folder(self, folder: FolderState, remote_uidnext: int, highestmodseq: int, remote_messages: int) -> None:
+        """The folder's sync completed: the remote UIDNEXT, HIGHESTMODSEQ and MESSAGES read at its start are the next
+        run's starting point."""
         db = self._writable()
-        folder.remote_uidnext, folder.highestmodseq = remote_uidnext, highestmodseq
-        db.execute("UPDATE folders SET remote_uidnext=?, highestmodseq=?, local_uidnext=? WHERE id=?",
-                   (remote_uidnext, highestmodseq, folder.local_uidnext, folder.id))
+        folder.remote_uidnext, folder.highestmodseq, folder.remote_messages = remote_uidnext, highestmodseq, remote_messages
+        db.execute("UPDATE folders SET remote_uidnext=?, highestmodseq=?, local_uidnext=?, remote_messages=? WHERE id=?",
+                   (remote_uidnext, highestmodseq, folder.local_uidnext, remote_messages, folder.id))
 
     @contextlib.contextmanager
     def transaction(self) -> t.Iterator[None]:

@@ -2,12 +2,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The builtin sync engine: one remote account into one local account, exactly once per message.
 
-Per folder: STATUS on both sides; with usable state and nothing new (same UIDNEXT and HIGHESTMODSEQ)
-the folder costs two round trips. Otherwise only the remote UIDs not yet recorded are considered; local
-messages the state cannot account for are matched by identity (Message-ID, Date, size) so nothing is
-doubled; the rest is copied in byte-bounded batches, fetching the next batch while the previous one is
-appended (MULTIAPPEND), each batch checkpointed. Remote flag changes reach the local copy by a
-three-way merge against the flags recorded at the last sync, so local changes are never overwritten.
+Per folder: STATUS on both sides; with usable state and nothing new (same UIDNEXT and HIGHESTMODSEQ; on a
+remote without CONDSTORE, with ``flag_sync: changed_folders``, same UIDNEXT and MESSAGES) the folder costs two
+round trips. Otherwise only the remote UIDs not yet recorded are considered; local messages the state cannot
+account for are matched by identity (Message-ID, Date, size) so nothing is doubled; the rest is copied in
+byte-bounded batches, fetching the next batch while the previous one is appended (MULTIAPPEND), each batch
+checkpointed. Remote flag changes reach the local copy by a three-way merge against the flags recorded at the
+last sync, so local changes are never overwritten.
 
 This module runs a sync: locks, logins, reconnects with backoff, one folder after the other. What a folder needs is
 read by plan.Planner (read-only), a window at a time, and carried out by apply.Applier; in check mode apply.Tally
@@ -298,7 +299,7 @@ class Syncer:
         if first:
             fr.local_before = ctx.lstat["MESSAGES"] if ctx.lstat and not fr.created else 0
         if not planner.match_state(ctx):
-            return  # nothing new, no flag changed, nothing to delete
+            return  # nothing new, no flag to read, nothing to delete
         if not ctx.usable:
             outcome.reset_state(ctx)
         planner.select_remote(ctx)

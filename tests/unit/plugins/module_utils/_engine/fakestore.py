@@ -4,7 +4,8 @@
 
 Not a mock of imapclient: folders, UIDs, UIDVALIDITY, flags, INTERNALDATEs and bodies live in Python dicts and the
 commands act on them as a server would (SEARCH criteria, FETCH items, MODSEQ with CONDSTORE, APPENDUID with UIDPLUS,
-MULTIAPPEND all or nothing, APPENDLIMIT).
+MULTIAPPEND all or nothing, APPENDLIMIT). Each server logs the commands its sessions received that read or open a
+folder (``Server.commands``), so that tests can tell what a run cost.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Server:
         self.folders: dict[str, Folder] = {"INBOX": Folder("INBOX")}
         self.sessions = 0
         self.fail_append_once = False  # the next APPEND loses the connection (before storing anything)
+        self.commands: list[tuple[str, str]] = []  # (STATUS, SELECT, EXAMINE, SEARCH or FETCH, folder), in order
 
     def add(self, folder: str, body: bytes, flags: t.Iterable[bytes] = (), date: datetime.datetime | None = None) -> int:
         box = self.folders.setdefault(folder, Folder(folder))
@@ -66,6 +68,12 @@ class Server:
         box.uidnext += 1
         box.messages[uid] = Message(body, set(flags), date or datetime.datetime(2024, 1, 1, 10, tzinfo=UTC), box.bump())
         return uid
+
+    def expunge(self, folder: str, body: bytes) -> None:
+        """Expunge the messages of ``folder`` with this body (another client deleted them)."""
+        box = self.folders[folder]
+        box.messages = {uid: msg for uid, msg in box.messages.items() if msg.body != body}
+        box.bump()
 
     def recreate(self, folder: str) -> None:
         """Delete and recreate ``folder`` with the same messages: new UIDVALIDITY, new UIDs."""
@@ -128,7 +136,11 @@ class Session:
             raise errors.SyncError(errors.PROTOCOL_ERROR, f"no folder {name!r}")
         return box
 
+    def _log(self, command: str, folder: str) -> None:
+        self.server.commands.append((command, folder))
+
     def status(self, folder: str) -> dict[str, int]:
+        self._log("STATUS", folder)
         box = self._folder(folder)
         out = {"MESSAGES": len(box.messages), "UIDNEXT": box.uidnext, "UIDVALIDITY": box.uidvalidity}
         if self.has("CONDSTORE"):
@@ -136,6 +148,7 @@ class Session:
         return out
 
     def select(self, folder: str, readonly: bool) -> dict[str, int]:
+        self._log("EXAMINE" if readonly else "SELECT", folder)
         self.selected, self.readonly = self._folder(folder), readonly
         return {"EXISTS": len(self.selected.messages), "UIDNEXT": self.selected.uidnext, "UIDVALIDITY": self.selected.uidvalidity}
 
@@ -152,6 +165,7 @@ class Session:
 
     def search_uids(self, criteria: list[t.Any]) -> list[int]:
         box = self._box()
+        self._log("SEARCH", box.name)
         return sorted(uid for uid, msg in box.messages.items() if _matches(uid, msg, list(criteria)))
 
     uid_windows = imap.Connection.uid_windows  # the engine's own windowing over search_uids
@@ -159,6 +173,7 @@ class Session:
     def fetch(self, uids: t.Sequence[int], items: list[str], modifiers: list[str] | None = None,
               sizes: t.Mapping[int, int] | None = None) -> dict[int, dict[bytes, t.Any]]:
         box = self._box()
+        self._log("FETCH", box.name)
         out: dict[int, dict[bytes, t.Any]] = {}
         for uid in uids:
             msg = box.messages.get(uid)

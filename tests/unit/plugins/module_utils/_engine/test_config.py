@@ -47,6 +47,7 @@ def test_task_defaults():
     assert parsed.sieve is True
     assert parsed.special_use_mapping is True
     assert parsed.delivery == "imap"
+    assert parsed.flag_sync == "all"
     assert parsed.target == "default"
     assert parsed.remote_password == BASE["remote_password"]
 
@@ -108,7 +109,8 @@ def test_port_limits(port):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("remote_security", "tls"), ("folders", "some"), ("delete_remote", "always"), ("delivery", "smtp")],
+    [("remote_security", "tls"), ("folders", "some"), ("delete_remote", "always"), ("delivery", "smtp"),
+     ("flag_sync", "changed")],
 )
 def test_unknown_choice(field, value):
     with pytest.raises(ConfigError) as exc_info:

@@ -1,18 +1,20 @@
 # Copyright (c) 2026 mailops.imap contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The builtin engine's planner and applier against an in-memory IMAP store (fakestore): new mail, flag merges,
-identity adoption, deletions by policy, UIDVALIDITY change, INBOX retrieval, refusals. Each case is run in check
-mode (the planner alone: its counts, and nothing written anywhere) and for real (what the servers hold afterwards)."""
+flag_sync without CONDSTORE, identity adoption, deletions by policy, UIDVALIDITY change, INBOX retrieval, refusals.
+Each case is run in check mode (the planner alone: its counts, and nothing written anywhere) and for real (what the
+servers hold afterwards)."""
 
 from __future__ import annotations
 
 import datetime
 import os
+import sqlite3
 import threading
 
 import pytest
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import apply, config, deletion, plan, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import apply, config, deletion, plan, schema, sync
 from ansible_collections.mailops.imap.plugins.module_utils._engine.folders import FolderPlan
 from ansible_collections.mailops.imap.plugins.module_utils._engine.result import FolderResult
 from ansible_collections.mailops.imap.plugins.module_utils._engine.state import State
@@ -147,17 +149,92 @@ def test_flag_merges_are_three_way(tmp_path, condstore, remote_now, local_now, m
     assert totals(rig.run(folders="all"), "flags_updated") == (0,)
 
 
-def test_an_unchanged_folder_is_done_from_its_status_alone(tmp_path, monkeypatch):
-    rig = Rig(tmp_path)
-    rig.remote.add("INBOX", message("m"))
-    rig.run(folders="all")
-    session = type(rig.remote.connect())
-    commands = []
-    for name in ("select", "search_uids", "fetch"):
-        monkeypatch.setattr(session, name, lambda *args, _name=name, **kwargs: commands.append(_name))
-    check, real = rig.both(folders="all")
+NO_CONDSTORE = ("UIDPLUS", "MULTIAPPEND")
+WITH_CONDSTORE = NO_CONDSTORE + ("CONDSTORE",)
+
+
+def opened(server: Server) -> list[str]:
+    """The folders a server's sessions opened or read messages of (any command but STATUS) since the last call."""
+    folders = sorted({folder for command, folder in server.commands if command != "STATUS"})
+    server.commands.clear()
+    return folders
+
+
+@pytest.mark.parametrize("caps, flag_sync, remote_opened", [
+    (WITH_CONDSTORE, "all", []),  # the same HIGHESTMODSEQ: no flag changed
+    (WITH_CONDSTORE, "changed_folders", []),
+    (NO_CONDSTORE, "changed_folders", []),  # the same UIDVALIDITY, UIDNEXT and MESSAGES: the flags are not read
+    (NO_CONDSTORE, "all", ["INBOX", "Work"]),  # without CONDSTORE, every copied message's flags are read
+])
+def test_an_unchanged_folder_is_done_from_its_status_alone(tmp_path, caps, flag_sync, remote_opened):
+    rig = Rig(tmp_path, Server(caps), Server(caps))
+    for folder in ("INBOX", "Work"):
+        rig.remote.add(folder, message(f"{folder}-1"), {SEEN})
+    rig.run(folders="all", flag_sync=flag_sync)
+    for server in (rig.remote, rig.local):
+        server.commands.clear()
+    check, real = rig.both(folders="all", flag_sync=flag_sync)
     assert totals(check, *COUNTS) == totals(real, *COUNTS) == (0, 0, 0, 0, 0)
-    assert commands == []
+    assert (opened(rig.remote), opened(rig.local)) == (remote_opened, [])
+
+
+@pytest.mark.parametrize("change", ["new", "expunged"])
+def test_changed_folders_reads_the_flags_of_changed_folders_only(tmp_path, change):
+    rig = Rig(tmp_path, Server(NO_CONDSTORE), Server(NO_CONDSTORE))
+    for folder in ("INBOX", "Work"):
+        for number in (1, 2):
+            rig.remote.add(folder, message(f"{folder}-{number}"))
+    rig.run(folders="all", flag_sync="changed_folders")
+    for folder in ("INBOX", "Work"):
+        rig.remote.set_flags(folder, message(f"{folder}-1"), {FLAGGED})
+    if change == "new":
+        rig.remote.add("Work", message("Work-3"))
+    else:
+        rig.remote.expunge("Work", message("Work-2"))  # fewer messages, the same UIDNEXT
+    opened(rig.remote)
+    check, real = rig.both(folders="all", flag_sync="changed_folders")
+    copied = 1 if change == "new" else 0
+    assert totals(check, "copied", "flags_updated") == totals(real, "copied", "flags_updated") == (copied, 1)
+    assert opened(rig.remote) == ["Work"]
+    assert rig.local.flags("Work")[message("Work-1")] == {FLAGGED}
+    assert (message("Work-3") in rig.local.bodies("Work")) is (change == "new")
+    # The price (docs/sync-engine.md): the flag changed in the unchanged INBOX is not copied by changed_folders...
+    assert rig.local.flags("INBOX")[message("INBOX-1")] == set()
+    assert totals(rig.run(folders="all", flag_sync="changed_folders"), "flags_updated") == (0,)
+    assert rig.local.flags("INBOX")[message("INBOX-1")] == set()
+    # ... and is by flag_sync: all, which reads the flags of every folder.
+    assert totals(rig.run(folders="all", flag_sync="all"), "flags_updated") == (1,)
+    assert rig.local.flags("INBOX")[message("INBOX-1")] == {FLAGGED}
+
+
+@pytest.mark.parametrize("flag_sync", schema.FLAG_SYNC_CHOICES)
+def test_with_condstore_flag_sync_changes_nothing(tmp_path, flag_sync):
+    rig = Rig(tmp_path, Server(WITH_CONDSTORE), Server(WITH_CONDSTORE))
+    rig.remote.add("INBOX", message("i"))
+    rig.remote.add("Work", message("w"))
+    rig.run(folders="all", flag_sync=flag_sync)
+    rig.remote.set_flags("Work", message("w"), {FLAGGED})  # a new HIGHESTMODSEQ, the same UIDNEXT and MESSAGES
+    opened(rig.remote)
+    check, real = rig.both(folders="all", flag_sync=flag_sync)
+    assert totals(check, *COUNTS) == totals(real, *COUNTS) == (0, 0, 1, 0, 0)
+    assert opened(rig.remote) == ["Work"]
+    assert rig.local.flags("Work")[message("w")] == {FLAGGED}
+
+
+def test_a_folder_whose_message_count_the_state_lacks_counts_as_changed(tmp_path):
+    """A state written before the count was recorded (a migrated file) holds NULL: the next sync reads the flags once."""
+    rig = Rig(tmp_path, Server(NO_CONDSTORE), Server(NO_CONDSTORE))
+    rig.remote.add("INBOX", message("i"))
+    rig.run(folders="all", flag_sync="changed_folders")
+    db = sqlite3.connect(rig.state)
+    with db:
+        db.execute("UPDATE folders SET remote_messages = NULL")
+    db.close()
+    opened(rig.remote)
+    rig.run(folders="all", flag_sync="changed_folders")
+    assert opened(rig.remote) == ["INBOX"]
+    rig.run(folders="all", flag_sync="changed_folders")
+    assert opened(rig.remote) == []
 
 
 # -- deletions ----------------------------------------------------------------------------------------------------------
@@ -273,6 +350,16 @@ def test_inbox_retrieval_copies_the_unseen_and_marks_them_seen(tmp_path):
     # Marked unread again on the remote: not copied twice, only marked \Seen.
     rig.remote.set_flags("INBOX", message("u1"), set())
     again = rig.run(folders="inbox", sieve=False)
+    assert totals(again, "copied", "already_present") == (0, 1)
+    assert SEEN in rig.remote.flags("INBOX")[message("u1")]
+
+
+def test_inbox_retrieval_ignores_flag_sync(tmp_path):
+    rig = Rig(tmp_path, Server(NO_CONDSTORE), Server(NO_CONDSTORE))
+    rig.remote.add("INBOX", message("u1"))
+    rig.run(folders="inbox", sieve=False, flag_sync="changed_folders")
+    rig.remote.set_flags("INBOX", message("u1"), set())  # unread again: the same UIDNEXT and MESSAGES
+    again = rig.run(folders="inbox", sieve=False, flag_sync="changed_folders")
     assert totals(again, "copied", "already_present") == (0, 1)
     assert SEEN in rig.remote.flags("INBOX")[message("u1")]
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 
 import pytest
@@ -17,14 +18,15 @@ def test_record_reset_and_private_files(tmp_path):
     st = state_mod.State(str(path))
     folder = st.reset_folder("INBOX", 11, "INBOX", 22, 0)
     st.record(folder, [(1, 100, [b"\\Seen", b"\\Recent"]), (2, 101, [])], local_uidnext=102)
-    st.finish_folder(folder, 3, 77)
+    st.finish_folder(folder, 3, 77, 2)
     st.close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
 
     again = state_mod.State(str(path))
     folder = again.folder("INBOX")
-    assert (folder.uidvalidity, folder.local_uidvalidity, folder.remote_uidnext, folder.highestmodseq, folder.local_uidnext) == (11, 22, 3, 77, 102)
+    assert (folder.uidvalidity, folder.local_uidvalidity, folder.remote_uidnext, folder.highestmodseq, folder.local_uidnext,
+            folder.remote_messages) == (11, 22, 3, 77, 102, 2)
     assert again.known(folder) == {1: (100, frozenset({b"\\Seen"})), 2: (101, frozenset())}
     assert again.known_among(folder, [2, 5]) == {2: (101, frozenset())}
     again.mark_failed(folder, [5])
@@ -34,7 +36,7 @@ def test_record_reset_and_private_files(tmp_path):
     again.forget(folder, [1])
     assert set(again.known(folder)) == {2, 5}
     folder = again.reset_folder("INBOX", 12, "INBOX", 22, 0)  # UIDVALIDITY changed: forget everything
-    assert again.known(folder) == {} and folder.remote_uidnext == 0
+    assert again.known(folder) == {} and folder.remote_uidnext == 0 and folder.remote_messages is None
     again.close()
 
 
@@ -45,6 +47,62 @@ def test_check_mode_reads_but_never_creates(tmp_path):
     assert ro.folder("INBOX") is None and ro.known(None) == {}
     ro.close()
     assert not path.parent.exists()
+
+
+# The folders table of schema version 1, as released before folders.remote_messages.
+_VERSION_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE folders (
+    id INTEGER PRIMARY KEY,
+    remote TEXT NOT NULL UNIQUE,
+    uidvalidity INTEGER NOT NULL,
+    local TEXT NOT NULL,
+    local_uidvalidity INTEGER NOT NULL,
+    remote_uidnext INTEGER NOT NULL DEFAULT 0,
+    highestmodseq INTEGER NOT NULL DEFAULT 0,
+    local_uidnext INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE messages (folder INTEGER NOT NULL, ruid INTEGER NOT NULL, luid INTEGER, flags TEXT NOT NULL,
+                       PRIMARY KEY (folder, ruid)) WITHOUT ROWID;
+CREATE INDEX messages_luid ON messages (folder, luid);
+CREATE TABLE failed (folder INTEGER NOT NULL, ruid INTEGER NOT NULL, PRIMARY KEY (folder, ruid)) WITHOUT ROWID;
+INSERT INTO meta VALUES ('schema', '1');
+INSERT INTO folders VALUES (1, 'INBOX', 11, 'INBOX', 22, 3, 0, 102);
+INSERT INTO messages VALUES (1, 1, 100, '\\Seen'), (1, 2, 101, '');
+"""
+
+
+def test_a_state_file_of_schema_version_1_is_read_in_check_mode_and_migrated_by_a_run(tmp_path):
+    path = tmp_path / "task.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(_VERSION_1)
+    db.close()
+    original = path.read_bytes()
+    kept = (11, 22, 3, 0, 102)
+
+    def recorded(st):
+        folder = st.folder("INBOX")
+        values = (folder.uidvalidity, folder.local_uidvalidity, folder.remote_uidnext, folder.highestmodseq, folder.local_uidnext)
+        assert values == kept and st.known(folder) == {1: (100, frozenset({b"\\Seen"})), 2: (101, frozenset())}
+        return folder
+
+    ro = state_mod.State(str(path), readonly=True)  # check mode: read as it is, the count unknown, nothing written
+    assert recorded(ro).remote_messages is None
+    ro.close()
+    assert path.read_bytes() == original and os.listdir(tmp_path) == ["task.sqlite"]
+
+    st = state_mod.State(str(path))  # a run adds the column, keeps everything else
+    folder = recorded(st)
+    assert folder.remote_messages is None
+    st.finish_folder(folder, 3, 0, 2)
+    st.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (str(state_mod.SCHEMA_VERSION),)
+    db.close()
+    for readonly in (True, False):
+        again = state_mod.State(str(path), readonly=readonly)
+        assert recorded(again).remote_messages == 2
+        again.close()
 
 
 def test_lock_is_per_task(tmp_path):
