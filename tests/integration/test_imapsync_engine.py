@@ -1,8 +1,8 @@
-"""``engine: imapsync`` through ``imapsyncctl`` as a real process, with a fake ``imapsync`` program.
+"""``engine: imapsync`` through ``imapsyncctl`` as a real process, with the fake ``imapsync`` of harness/fakeimapsync.py.
 
 The fake records what it was given (its argument vector, the content and mode of its password files, its
-environment, its session) and prints what imapsync 2.229 prints at the end of a run, then exits with the
-status a test chooses. No mail server is needed: the fake never connects anywhere.
+environment, its session), logs in to the session's real servers with the credentials of the rendered command
+as imapsync 2.229 does, prints what imapsync 2.229 prints, and exits with the status a test chooses.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,173 +19,53 @@ import pytest
 
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config, engine_imapsync, state, store as store_mod
 from ansible_collections.mailops.imap.plugins.module_utils._engine.contract import Kind
+from harness import fakeimapsync, mail
 
 REMOTE_PASSWORD = "r3m0te p\u00e4'ss\"w\u00f6rd\\x $HOME `id`"
-MASTER_PASSWORD = "m\u00e4ster'pw\"\\ s3cret"
-PASSWORDS = (REMOTE_PASSWORD, MASTER_PASSWORD)
 STOP_NOTICE = "stopped on request"
-
-# A realistic end of an imapsync 2.229 run (labels padded to column 40; "Messages transferred" keeps its trailing
-# space; with --dry the count is followed by "\t(could be N without --dry mode)").
-STATISTICS = """\
-++++ Statistics
-Transfer started on                     : Thu Mar  5 10:00:00 2026
-Transfer ended on                       : Thu Mar  5 10:00:03 2026
-Transfer time                           : 3.4 sec
-Folders synced                          : 3/3 synced
-Folders deleted on host2                : 0
-Messages transferred                    : {transferred} {dry}
-Messages skipped                        : 7
-Messages found duplicate on host1       : 0
-Messages found duplicate on host2       : 0
-Messages found crossduplicate on host2  : 0
-Messages void (noheader) on host1       : 0
-Messages void (noheader) on host2       : 0
-Messages found in host1 not in host2    : 0 messages
-Messages found in host2 not in host1    : 0 messages
-Messages deleted on host1               : 2
-Messages deleted on host2               : 0
-Total bytes transferred                 : {bytes} ({kib} KiB)
-Total bytes skipped                     : 4000 (3.906 KiB)
-Message rate                            : 1.5 messages/s
-Average bandwidth rate                  : 3.6 KiB/s
-Reconnections to host1                  : 0
-Reconnections to host2                  : 0
-Memory consumption at the end           : 183.0 MiB (started with 159.8 MiB)
-Load end is                             : 0.40 0.09 0.03 1/418 on 2 cores
-Biggest message                         : 4096 bytes (4.000 KiB)
-Memory/biggest message ratio            : 46812.5
-Start difference host2 - host1          : -12 messages, -16345 bytes (-15.962 KiB)
-Final difference host2 - host1          : 0 messages, 0 bytes (0.000 KiB)
-The sync looks good, all 12 identified messages in host1 are on host2.
-There is no unidentified message on host1.
-Detected {errors} errors
-"""
-
-FAKE = r'''#!{python}
-"""A fake imapsync 2.229: records what it was given, prints a run and its statistics, exits as told."""
-import json, os, signal, stat, sys, time
-
-sys.stdout.reconfigure(line_buffering=True)
-record_path = os.environ["FAKE_IMAPSYNC_RECORD"]
-mode = os.environ.get("FAKE_IMAPSYNC_MODE", "done")
-args = sys.argv[1:]
-
-
-def value(option):
-    return args[args.index(option) + 1]
-
-
-def passfile(option):
-    path = value(option)
-    with open(path, encoding="utf-8") as handle:
-        content = handle.read()
-    return {{"path": path, "content": content, "mode": stat.S_IMODE(os.stat(path).st_mode),
-            "dir_mode": stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode), "uid": os.stat(path).st_uid}}
-
-
-def save(name, data):
-    tmp = name + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-    os.replace(tmp, name)
-
-
-record = {{"argv": sys.argv, "pid": os.getpid(), "pgid": os.getpgid(0), "sid": os.getsid(0), "cwd": os.getcwd(),
-          "env": dict(os.environ), "passfile1": passfile("--passfile1"), "passfile2": passfile("--passfile2"),
-          "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd"))}}
-dry = "--dry" in args
-statistics = {statistics!r}
-
-
-def summary(errors=0):
-    transferred = 0 if dry else 5
-    print(statistics.format(transferred=transferred, dry="\t(could be 5 without --dry mode)" if dry else "",
-                            bytes=0 if dry else 12345, kib="0.000" if dry else "12.056", errors=errors))
-
-
-def on_term(signum, frame):
-    save(record_path + ".sigterm", {{"signal": signum}})
-    print("")
-    print("Got a signal TERM (15)")
-    summary(errors=1)
-    print("Exiting with return value 6 (EXIT_BY_SIGNAL: Exiting by signal) 1/50 nb_errors/max_errors")
-    sys.exit(6)
-
-
-print("Here is imapsync 2.229 on host fake, a linux system with 1.0/2.0 free GiB of RAM")
-print("Command line used, run by /usr/bin/perl:")
-print(" ".join(sys.argv))
-print("Host1: connecting and login on host1 [" + value("--host1") + "] port [" + value("--port1") + "] with user ["
-      + value("--user1") + "]")
-if mode == "leak":  # a buggy imapsync that prints the passwords it read
-    print("Host1: password is " + record["passfile1"]["content"].rstrip("\n"))
-    print("Host2: password [" + record["passfile2"]["content"].rstrip("\n") + "] for " + value("--authuser2"), file=sys.stderr)
-if mode == "authfail":
-    save(record_path, record)
-    line = ("Host1 failure: Error login on [" + value("--host1") + "] with user [" + value("--user1")
-            + "] auth [LOGIN]: 2 NO [AUTHENTICATIONFAILED] Authentication failed.")
-    print(line)
-    print("Err 1/50: " + line)
-    print("Exiting with return value 16 (EXIT_AUTHENTICATION_FAILURE: authentication failure) 1/50 nb_errors/max_errors")
-    sys.exit(16)
-if mode in ("sleep", "ignore-term"):
-    signal.signal(signal.SIGTERM, on_term if mode == "sleep" else signal.SIG_IGN)
-    save(record_path, record)
-    print("++++ Looping on each one of 3 folders to sync")
-    while True:
-        time.sleep(0.1)
-print("msg INBOX/1 {{2048}} copied to INBOX/1      1.00 msgs/s  2.000 KiB/s 2.000 KiB copied")
-if mode == "errors":
-    print("Err 1/50: Host2 folder INBOX: Could not append message #2 from host1 folder INBOX: 5 NO [OVERQUOTA] Quota exceeded")
-    print("Err 2/50: Host2 folder Work: Could not append message #7 from host1 folder Work: 9 NO [OVERQUOTA] Quota exceeded")
-    summary(errors=2)
-    print("++++ Listing 2 errors encountered during the sync ( avoid this listing with --noerrorsdump ).")
-    print("Err 1/50: Host2 folder INBOX: Could not append message #2 from host1 folder INBOX: 5 NO [OVERQUOTA] Quota exceeded")
-    print("Err 2/50: Host2 folder Work: Could not append message #7 from host1 folder Work: 9 NO [OVERQUOTA] Quota exceeded")
-    print("Exiting with return value 111 (EXIT_WITH_ERRORS: exited with errors) 2/50 nb_errors/max_errors")
-    save(record_path, record)
-    sys.exit(111)
-summary()
-print("")
-print("Homepage: https://imapsync.lamiral.info/")
-code = int(os.environ.get("FAKE_IMAPSYNC_EXIT", "0"))
-print(f"Exiting with return value {{code}} (EX_OK: successful termination) 0/50 nb_errors/max_errors")
-save(record_path, record)
-sys.exit(code)
-'''
 
 
 class Host:
-    """Definitions and state in temporary directories, a fake imapsync first on PATH, imapsyncctl run against them."""
+    """Definitions and state in temporary directories, the fake imapsync first on PATH, imapsyncctl run against them.
 
-    def __init__(self, launcher: str, root: Path) -> None:
+    The task migrates ``account`` (real users of the session's servers); with ``login`` the fake logs in to both
+    servers with the credentials of the command, as imapsync does (a few tenths of a second per run).
+    """
+
+    def __init__(self, launcher: str, root: Path, account, login: bool = False) -> None:
         self.launcher = launcher
         self.root = root
+        self.account = account
+        self.remote = account.remote_server
+        self.local = account.local_server
+        self.passwords = [account.remote_password, self.local.master_password]
         self.config_dir = root / "etc"
         self.state_dir = root / "var"
         self.store = store_mod.Store(str(self.config_dir), str(self.state_dir))
         self.bin_dir = root / "bin"
         self.bin_dir.mkdir()
-        self.fake = self.bin_dir / "imapsync"
-        self.fake.write_text(FAKE.format(python=sys.executable, statistics=STATISTICS), encoding="utf-8")
-        self.fake.chmod(0o755)
+        self.fake = fakeimapsync.install(self.bin_dir)
         self.record_path = root / "record.json"
         self.tmp_dir = root / "tmp"
         self.tmp_dir.mkdir()
         self.env = dict(os.environ, MAILOPS_IMAP_CONFIG_DIR=str(self.config_dir), MAILOPS_IMAP_STATE_DIR=str(self.state_dir),
-                        FAKE_IMAPSYNC_RECORD=str(self.record_path), PATH=f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-                        TMPDIR=str(self.tmp_dir),
+                        PATH=f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", TMPDIR=str(self.tmp_dir),
                         # imapsync would take a password from these: they never reach it
-                        IMAPSYNC_PASSWORD1="from-the-environment-1", IMAPSYNC_PASSWORD2="from-the-environment-2")
+                        IMAPSYNC_PASSWORD1="from-the-environment-1", IMAPSYNC_PASSWORD2="from-the-environment-2",
+                        **{fakeimapsync.ENV_RECORD: str(self.record_path), fakeimapsync.ENV_LOGIN: "1" if login else "0"})
         self.env.pop(engine_imapsync.ENV_IMAPSYNC, None)
 
-    def define(self, name: str = "t1", **overrides) -> str:
-        target = config.parse_target({"host": "mail.example.net", "port": 143, "master_user": "vmail",
-                                      "master_password": MASTER_PASSWORD})
-        self.store.write("targets", "default", target.public(), target.master_password)
-        data = {"name": name, "local_user": "alice", "remote_user": "alice@example.org", "remote_password": REMOTE_PASSWORD,
-                "remote_host": "imap.example.org", "engine": "imapsync"}
+    def define(self, name: str = "t1", target: dict | None = None, **overrides) -> str:
+        """Write the target ``default`` (the local server, overridden by ``target``) and the task ``name``."""
+        local = self.local
+        target_data = {"host": local.host, "port": local.port, "ca_file": str(local.cert_path),
+                       "master_user": local.master_user, "master_password": local.master_password}
+        target_data.update(target or {})
+        parsed_target = config.parse_target(target_data)
+        self.store.write("targets", "default", parsed_target.public(), parsed_target.master_password)
+        data = {"name": name, "local_user": self.account.local_user, "remote_user": self.account.remote_user,
+                "remote_password": self.account.remote_password, "remote_host": self.remote.host,
+                "remote_port": self.remote.port, "ca_file": str(self.remote.cert_path), "engine": "imapsync"}
         data.update(overrides)
         task = config.parse_task(data)
         self.store.write("tasks", name, task.public(), task.remote_password)
@@ -195,7 +74,7 @@ class Host:
     def ctl(self, *args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         done = subprocess.run([self.launcher, *args], env=env or self.env, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL, check=False)
-        assert_clean(done.stdout + done.stderr)
+        self.assert_clean(done.stdout + done.stderr)
         return done
 
     def popen(self, *args: str) -> subprocess.Popen:
@@ -203,7 +82,7 @@ class Host:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def record(self) -> dict:
-        return json.loads(self.record_path.read_text(encoding="utf-8"))
+        return fakeimapsync.read_record(self.record_path)
 
     def wait_record(self, timeout: float = 20) -> dict:
         deadline = time.monotonic() + timeout
@@ -227,11 +106,10 @@ class Host:
                 texts.append(path.read_text(encoding="utf-8", errors="replace"))
         return "\n".join(texts)
 
-
-def assert_clean(text: str) -> None:
-    assert "Traceback" not in text, text
-    for password in PASSWORDS:
-        assert password not in text
+    def assert_clean(self, text: str) -> None:
+        assert "Traceback" not in text, text
+        for password in self.passwords:
+            assert password not in text
 
 
 def alive(pid: int) -> bool:
@@ -254,12 +132,17 @@ def wait_gone(pid: int, timeout: float = 20) -> None:
 
 
 @pytest.fixture
-def host(imapsyncctl, tmp_path) -> Host:
-    return Host(imapsyncctl, tmp_path)
+def host(imapsyncctl, make_account, tmp_path) -> Host:
+    return Host(imapsyncctl, tmp_path, make_account(remote_password=REMOTE_PASSWORD))
 
 
 def test_run_gives_passwords_in_private_files_only_and_maps_the_statistics(host):
+    host.env[fakeimapsync.ENV_LOGIN] = "1"
+    account = host.account
+    mail.seed(host.remote, account.remote_user, account.remote_password, "INBOX",
+              [(mail.make_message(f"for the fake {i}"), (), None) for i in range(2)])
     name = host.define()
+    host.env[fakeimapsync.ENV_STATS] = json.dumps({"duplicate1": 2})
     done = host.ctl("run", name, "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
@@ -267,13 +150,23 @@ def test_run_gives_passwords_in_private_files_only_and_maps_the_statistics(host)
     record = host.record()
     argv = record["argv"]
     assert argv[0] == str(host.fake)
-    assert "--dry" not in argv and "--nolog" in argv
-    for password in PASSWORDS:
+    assert "--dry" not in argv and "--nolog" in argv and "--syncduplicates" in argv
+    assert {"--noauthmd5", "--allowsizemismatch", "--skipsize", "--fastio1", "--fastio2"} <= set(argv)
+    # The remote's NAMESPACE (read first) has no other users' or shared namespace: nothing to exclude, and not
+    # the fixed ^Shared/^Public of a remote without NAMESPACE.
+    assert "--exclude" not in argv
+    for password in host.passwords:
         assert all(password not in arg for arg in argv)
         assert all(password not in value for value in record["env"].values())
     assert "IMAPSYNC_PASSWORD1" not in record["env"] and "IMAPSYNC_PASSWORD2" not in record["env"]
     assert record["passfile1"]["content"] == REMOTE_PASSWORD + "\n"
-    assert record["passfile2"]["content"] == MASTER_PASSWORD + "\n"
+    assert record["passfile2"]["content"] == host.local.master_password + "\n"
+    # The credentials the command carries are the ones the servers accept: the fake logged in with them, to the
+    # account of the task on both sides (imapsync's LOGIN on host1, SASL PLAIN as user2 by authuser2 on host2).
+    assert record["host1"] == {"user": account.remote_user, "ok": True, "answer": record["host1"]["answer"],
+                               "security": "starttls", "folders": ["INBOX", "Sent Items"], "inbox_messages": 2}
+    assert record["host2"]["ok"] and record["host2"]["security"] == "starttls"
+    assert (record["host2"]["user"], record["host2"]["authuser"]) == (account.local_user, host.local.master_user)
     private = Path(record["passfile1"]["path"]).parent
     assert private.parent == host.runs_dir(name) and private.name.startswith(store_mod.PRIVATE_PREFIX)
     assert Path(record["passfile2"]["path"]).parent == private
@@ -288,16 +181,19 @@ def test_run_gives_passwords_in_private_files_only_and_maps_the_statistics(host)
     assert result["totals"] == {"copied": 5, "bytes": 12345, "already_present": 7, "flags_updated": 0,
                                 "deleted_remote": 2, "folders_created": 0, "errors": 0}
     assert result["errors"] == [] and engine_imapsync.NOTICE_TOTALS_ONLY in result["notices"]
+    assert any(notice.startswith("imapsync found 2 remote message(s) sharing their identifying headers")
+               for notice in result["notices"])  # "Messages found duplicate on host1 : 2": copied, and said
     assert host.store.last_result(name) == result
     assert host.store.running_pid(name) is None
 
     log = host.ctl("log", name).stdout
-    assert f"run of task {name}: alice@example.org at imap.example.org:143" in log
+    assert f"run of task {name}: {account.remote_user} at {host.remote.host}:{host.remote.port}" in log
     assert "engine imapsync: " in log and "--passfile1 " + record["passfile1"]["path"] in log
     assert "Messages transferred                    : 5" in log  # imapsync's own output, line by line
+    assert f"Host1: success login on [{host.remote.host}] with user [{account.remote_user}] auth [LOGIN]" in log
     assert "status success: 5 messages copied (12345 bytes), 7 already present" in log
     assert "imapsync synced 3 of 3 folders" in log
-    assert_clean(host.everything_written())
+    host.assert_clean(host.everything_written())
 
     summary = host.ctl("run", name)
     assert summary.returncode == 0
@@ -307,17 +203,17 @@ def test_run_gives_passwords_in_private_files_only_and_maps_the_statistics(host)
 
 def test_a_password_that_imapsync_prints_is_masked_everywhere(host):
     name = host.define()
-    host.env["FAKE_IMAPSYNC_MODE"] = "leak"
+    host.env[fakeimapsync.ENV_MODE] = "leak"
     done = host.ctl("run", name, "--json")  # ctl asserts no password in what imapsyncctl printed
     assert done.returncode == 0, done.stderr
     log = host.ctl("log", name).stdout
     assert "Host1: password is MASKED" in log and "Host2: password [MASKED] for vmail" in log  # stderr too
-    assert_clean(host.everything_written())
+    host.assert_clean(host.everything_written())
 
 
 def test_progress_goes_to_the_terminal_without_passwords(host):
     name = host.define()
-    host.env["FAKE_IMAPSYNC_MODE"] = "leak"
+    host.env[fakeimapsync.ENV_MODE] = "leak"
     master, slave = os.openpty()
     try:
         proc = subprocess.Popen([host.launcher, "run", name], env=host.env, stdin=subprocess.DEVNULL,
@@ -338,7 +234,7 @@ def test_progress_goes_to_the_terminal_without_passwords(host):
         os.close(master)
     out, _err = proc.communicate(timeout=60)
     terminal = b"".join(chunks).decode("utf-8", "replace")
-    assert_clean(out + terminal)
+    host.assert_clean(out + terminal)
     assert proc.returncode == 0
     assert f"run of task {name}" in terminal and "Messages transferred" in terminal and "password is MASKED" in terminal
     assert "status success" in out and "status success" not in terminal
@@ -346,38 +242,79 @@ def test_progress_goes_to_the_terminal_without_passwords(host):
 
 def test_imapsync_failure_is_a_failed_run_with_its_last_error_lines(host):
     name = host.define()
-    host.env["FAKE_IMAPSYNC_MODE"] = "authfail"
+    host.env[fakeimapsync.ENV_MODE] = "authfail"
     done = host.ctl("run", name, "--json")
     assert done.returncode == 1, done.stdout + done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "failed"
     assert [error["kind"] for error in result["errors"]] == [Kind.IMAPSYNC_FAILED]
     detail = result["errors"][0]["detail"]
-    assert detail.startswith("imapsync exited with status 16 (EXIT_AUTHENTICATION_FAILURE: authentication failure): ")
-    assert "Host1 failure: Error login on [imap.example.org] with user [alice@example.org]" in detail
+    assert detail.startswith("imapsync exited with status 161 (EXIT_AUTHENTICATION_FAILURE_USER1): ")
+    assert (f"Host1 failure: Error login on [{host.remote.host}] with user [{host.account.remote_user}] auth [LOGIN]: "
+            "2 NO [AUTHENTICATIONFAILED] Authentication failed") in detail
     assert engine_imapsync.NOTICE_NO_STATISTICS in result["notices"] and result["totals"]["errors"] == 1
     assert host.store.last_result(name) == result and host.secrets_dirs(name) == []
     shown = host.ctl("run", name)
-    assert shown.returncode == 1 and "error imapsync_failed: imapsync exited with status 16" in shown.stdout
+    assert shown.returncode == 1 and "error imapsync_failed: imapsync exited with status 161" in shown.stdout
+
+
+def test_a_remote_password_the_remote_refuses_fails_before_imapsync_starts(host):
+    wrong = "wr\u00f6ng'remote\"pw"
+    host.passwords.append(wrong)
+    name = host.define(remote_password=wrong)
+    done = host.ctl("run", name, "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "failed" and [e["kind"] for e in result["errors"]] == [Kind.AUTH_FAILED]
+    assert "remote server" in result["errors"][0]["detail"]
+    assert not host.record_path.exists() and host.secrets_dirs(name) == []  # imapsync never ran
+
+
+def test_messages_imapsync_leaves_behind_make_the_run_partial(host):
+    name = host.define()
+    host.env[fakeimapsync.ENV_STATS] = json.dumps({"not_copied": 3})
+    done = host.ctl("run", name, "--json")
+    result = json.loads(done.stdout)
+    assert result["status"] == "partial" and result["totals"]["copied"] == 5, result
+    assert [e["kind"] for e in result["errors"]] == [Kind.IMAPSYNC_FAILED]
+    assert "imapsync ended with 3 remote message(s) not on the local server" in result["errors"][0]["detail"]
+
+
+def test_a_master_password_the_local_server_refuses_fails_the_run_as_imapsync_does(host):
+    wrong = "wr\u00f6ng'master\"pw"
+    host.passwords.append(wrong)
+    host.env[fakeimapsync.ENV_LOGIN] = "1"
+    name = host.define(target={"master_password": wrong})
+    done = host.ctl("run", name, "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    record = host.record()
+    assert record["host1"]["ok"] is True and record["host2"]["ok"] is False  # refused by the real local server
+    assert result["status"] == "failed" and result["errors"][0]["kind"] == Kind.IMAPSYNC_FAILED
+    detail = result["errors"][0]["detail"]
+    assert detail.startswith("imapsync exited with status 162 (EXIT_AUTHENTICATION_FAILURE_USER2): ")
+    assert f"Host2 failure: Error login on [{host.local.host}] with user [{host.account.local_user}] auth [PLAIN]" in detail
+    assert "AUTHENTICATIONFAILED" in detail and host.secrets_dirs(name) == []
+    host.assert_clean(host.everything_written())
 
 
 def test_imapsync_errors_keep_the_counts_and_fail(host):
     name = host.define()
-    host.env["FAKE_IMAPSYNC_MODE"] = "errors"
+    host.env[fakeimapsync.ENV_MODE] = "errors"
     done = host.ctl("run", name, "--json")
     assert done.returncode == 1
     result = json.loads(done.stdout)
     assert result["status"] == "failed" and result["totals"]["copied"] == 5 and result["totals"]["errors"] == 2
     detail = result["errors"][0]["detail"]
-    assert detail.startswith("imapsync exited with status 111 (EXIT_WITH_ERRORS: exited with errors): ")
-    assert "Host2 folder INBOX: Could not append message #2" in detail and "Host2 folder Work" in detail
-    assert detail.count("Host2 folder INBOX") == 1  # imapsync lists its errors twice; the detail once
+    assert detail.startswith("imapsync exited with status 114 (EXIT_ERR_APPEND): ")
+    assert "- msg INBOX/2 {2048} could not append" in detail and "to folder Work: 9 NO [SERVERBUG]" in detail
+    assert detail.count("msg INBOX/2") == 1  # imapsync prints its errors twice (as they happen, then listed); the detail once
 
 
 @pytest.mark.parametrize("code, exit_code, status", [(0, 0, "success"), (1, 1, "failed"), (70, 1, "failed")])
 def test_exit_status_of_imapsync_and_of_imapsyncctl(host, code, exit_code, status):
     name = host.define()
-    host.env["FAKE_IMAPSYNC_EXIT"] = str(code)
+    host.env[fakeimapsync.ENV_EXIT] = str(code)
     done = host.ctl("run", name, "--json")
     assert done.returncode == exit_code, done.stdout + done.stderr
     result = json.loads(done.stdout)
@@ -397,7 +334,7 @@ def test_check_mode_runs_imapsync_dry_and_writes_nothing(host):
     assert private.parent == host.tmp_dir and record["passfile1"]["mode"] == 0o600 and record["passfile1"]["dir_mode"] == 0o700
     assert not private.exists() and list(host.tmp_dir.iterdir()) == []
     assert result["check_mode"] is True and result["status"] == "success"
-    assert result["totals"]["copied"] == 5 and result["totals"]["bytes"] == 0  # "(could be 5 without --dry mode)"
+    assert result["totals"]["copied"] == 5 and result["totals"]["bytes"] == 0  # "0 (could be 5 without dry mode)"
     assert engine_imapsync.NOTICE_DRY in result["notices"]
     assert not host.state_dir.exists()  # no log, no result, no lock file, no state
     text = host.ctl("run", name, "--check")
@@ -406,7 +343,7 @@ def test_check_mode_runs_imapsync_dry_and_writes_nothing(host):
 
 def test_a_second_run_is_skipped_and_stop_ends_imapsync_gracefully(host):
     name = host.define()
-    host.env["FAKE_IMAPSYNC_MODE"] = "sleep"
+    host.env[fakeimapsync.ENV_MODE] = "sleep"
     first = host.popen("run", name, "--json")
     try:
         record = host.wait_record()
@@ -427,7 +364,7 @@ def test_a_second_run_is_skipped_and_stop_ends_imapsync_gracefully(host):
         if first.poll() is None:
             first.kill()
     out, err = first.communicate(timeout=60)
-    assert_clean(out + err)
+    host.assert_clean(out + err)
     assert first.returncode == 0, err  # a stopped run is not a failure
     assert "SIGTERM received" in err
     result = json.loads(out)
@@ -438,7 +375,7 @@ def test_a_second_run_is_skipped_and_stop_ends_imapsync_gracefully(host):
     assert host.store.running_pid(name) is None
     assert host.store.last_result(name)["status"] == "success"
     assert "Got a signal TERM" in host.ctl("log", name).stdout
-    assert_clean(host.everything_written())
+    host.assert_clean(host.everything_written())
 
 
 def test_a_builtin_run_holding_the_lock_makes_the_imapsync_run_skip(host):
@@ -459,7 +396,7 @@ def test_a_builtin_run_holding_the_lock_makes_the_imapsync_run_skip(host):
 
 def test_a_run_killed_outright_keeps_the_task_locked_until_its_imapsync_ends(host):
     name = host.define()
-    host.env["FAKE_IMAPSYNC_MODE"] = "ignore-term"
+    host.env[fakeimapsync.ENV_MODE] = "ignore-term"
     first = host.popen("run", name)
     record = host.wait_record()
     first.kill()  # SIGKILL: no chance to clean up
@@ -472,7 +409,7 @@ def test_a_run_killed_outright_keeps_the_task_locked_until_its_imapsync_ends(hos
     finally:
         os.kill(record["pid"], signal.SIGKILL)
     wait_gone(record["pid"])
-    host.env["FAKE_IMAPSYNC_MODE"] = "done"
+    host.env[fakeimapsync.ENV_MODE] = "done"
     done = host.ctl("run", name, "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     assert host.secrets_dirs(name) == []  # the next run removed what the killed one left
@@ -480,13 +417,13 @@ def test_a_run_killed_outright_keeps_the_task_locked_until_its_imapsync_ends(hos
 
 def test_sigterm_to_imapsyncctl_ends_imapsync_and_removes_the_password_files(host):
     name = host.define()
-    host.env["FAKE_IMAPSYNC_MODE"] = "sleep"
+    host.env[fakeimapsync.ENV_MODE] = "sleep"
     run = host.popen("run", name, "--json")
     record = host.wait_record()
     private = Path(record["passfile1"]["path"]).parent
     run.send_signal(signal.SIGTERM)
     out, err = run.communicate(timeout=60)
-    assert_clean(out + err)
+    host.assert_clean(out + err)
     assert run.returncode == 0 and json.loads(out)["status"] == "success"
     wait_gone(record["pid"])
     assert not private.exists()
@@ -543,7 +480,7 @@ def test_a_definition_imapsync_cannot_run_is_refused_with_exit_2(host):
 def test_password_files_never_stay_after_runs(host):
     name = host.define()
     for mode, code in (("done", 0), ("authfail", 1), ("errors", 1)):
-        host.env["FAKE_IMAPSYNC_MODE"] = mode
+        host.env[fakeimapsync.ENV_MODE] = mode
         assert host.ctl("run", name).returncode == code
         assert host.secrets_dirs(name) == []
     for path in host.state_dir.rglob("*"):  # logs, last result, pid, lock: for root only

@@ -6,7 +6,9 @@ mail, sockets, state and log) and listens on free loopback ports only. Two kinds
 ``remote``
     Plays the foreign IMAP server: hierarchy separator ``/`` (``LAYOUT=fs`` maildir), STARTTLS on the
     plain port and implicit TLS on the IMAPS port with a self-signed certificate (``cert_path``),
-    ``Sent Items`` auto-created with ``\\Sent``, ``Trash``/``Drafts`` declared but not created.
+    ``Sent Items`` auto-created with ``\\Sent``, ``Trash``/``Drafts`` declared but not created. Given
+    ``master_user`` and ``master_password``, it also plays a NethServer whose whole mail is migrated without
+    the users' passwords: ``USER*MASTER`` logs in as USER with the master's password.
 
 ``local``
     Plays the NethServer 8 Dovecot: separator ``.`` (Maildir++), auto-created and subscribed
@@ -105,16 +107,25 @@ class DovecotServer:
     construction unless stated): ``kind``, ``host``, ``port`` (plain IMAP, offering STARTTLS when
     ``starttls``), ``ssl_port`` (IMAPS, None without TLS), ``lmtp_port`` (local kind, else None),
     ``separator``, ``mail_root``, ``home_root``, ``cert_path`` (None without TLS), ``config_path``,
-    ``log_path``, ``master_user``/``master_password``/``master_separator`` (local kind, else None),
+    ``log_path``, ``master_user``/``master_password``/``master_separator`` (the local kind always has the
+    master user ``vmail``; the remote kind only when given one, else None),
     ``sieve`` (whether imap_filter_sieve/LMTP Sieve are configured), ``users`` (name -> password),
     ``max_userip_connections`` (Dovecot's ``mail_max_userip_connections``: sessions per user and IP; the
     next login is refused with ``NO [LIMIT]``).
     """
 
     def __init__(self, kind: str, *, starttls: bool = True, sieve: bool = True, startup_timeout: float = 20.0,
-                 max_userip_connections: int = 200) -> None:
+                 max_userip_connections: int = 200, master_user: str | None = None,
+                 master_password: str | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+        if kind == "local":
+            master_user = master_user or MASTER_USER
+            master_password = MASTER_PASSWORD if master_password is None else master_password
+        if (master_user is None) != (master_password is None):
+            raise ValueError("a master user needs both master_user and master_password")
+        if master_user is not None and not _USERNAME_RE.match(master_user):
+            raise ValueError(f"unsupported master user name {master_user!r}")
         self.kind = kind
         self.starttls = starttls
         self.sieve = sieve and kind == "local"
@@ -125,9 +136,9 @@ class DovecotServer:
         self.port: int = 0
         self.ssl_port: int | None = None
         self.lmtp_port: int | None = None
-        self.master_user: str | None = MASTER_USER if kind == "local" else None
-        self.master_password: str | None = MASTER_PASSWORD if kind == "local" else None
-        self.master_separator: str | None = MASTER_SEPARATOR if kind == "local" else None
+        self.master_user: str | None = master_user
+        self.master_password: str | None = master_password
+        self.master_separator: str | None = MASTER_SEPARATOR if master_user is not None else None
         self.users: dict[str, str] = {}
         self.quotas: dict[str, str] = {}
         self._proc: subprocess.Popen | None = None
@@ -166,8 +177,8 @@ class DovecotServer:
         for directory in (self.mail_root, self.home_root):
             directory.mkdir(mode=0o750)
             os.chown(directory, self._uid, self._gid)
-        if kind == "local":
-            self.master_passwd_path.write_text(f"{MASTER_USER}:{{PLAIN.B64}}{_b64(MASTER_PASSWORD)}\n", encoding="utf-8")
+        if master_user is not None and master_password is not None:
+            self.master_passwd_path.write_text(f"{master_user}:{{PLAIN.B64}}{_b64(master_password)}\n", encoding="utf-8")
         if starttls:
             self._make_certificate()
 
@@ -232,7 +243,9 @@ class DovecotServer:
             return
         pgid = proc.pid
         if proc.poll() is None:
-            proc.terminate()
+            # The whole group at once: a master told alone waits about a second for its children to end, and
+            # the instance's mail is removed right after (stop) or was never used (a failed start).
+            self._killpg(pgid, signal.SIGTERM)
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -582,15 +595,6 @@ class DovecotServer:
                 "}",
                 "",
             ]
-            lines[lines.index("passdb {"):lines.index("passdb {")] = [
-                f"auth_master_user_separator = {MASTER_SEPARATOR}",
-                "passdb {",
-                "  driver = passwd-file",
-                f"  args = scheme=PLAIN username_format=%u {self.master_passwd_path}",
-                "  master = yes",
-                "  pass = yes",
-                "}",
-            ]
             lines += [
                 "service lmtp {",
                 "  inet_listener lmtp {",
@@ -606,6 +610,18 @@ class DovecotServer:
                 "protocol lmtp {",
                 "  auth_username_format = %Ln",
                 "  mail_plugins = $mail_plugins sieve" if self.sieve else "  mail_plugins = $mail_plugins",
+                "}",
+            ]
+        if self.master_user is not None:
+            # Dovecot's master users: "USER*MASTER" with MASTER's password logs in as USER (the master passdb
+            # checks the password, "pass = yes" then looks USER up in the ordinary passdb).
+            lines[lines.index("passdb {"):lines.index("passdb {")] = [
+                f"auth_master_user_separator = {self.master_separator}",
+                "passdb {",
+                "  driver = passwd-file",
+                f"  args = scheme=PLAIN username_format=%u {self.master_passwd_path}",
+                "  master = yes",
+                "  pass = yes",
                 "}",
             ]
         return "\n".join(lines) + "\n"
