@@ -1,4 +1,4 @@
-"""Integration-test harness for mailops.imap: throwaway Dovecot servers, mail seeding and snapshots, a cutting TCP proxy."""
+"""Integration-test harness for mailops.imap: throwaway Dovecot and Cyrus servers, mail seeding and snapshots, a cutting TCP proxy."""
 
 from __future__ import annotations
 
@@ -6,4 +6,4 @@ from .cyrus import CyrusError, CyrusServer, find_cyrus
 from .dovecot import DovecotError, DovecotServer, find_dovecot
 from .proxy import CuttingProxy
 
-__all__ = ["CuttingProxy", "DovecotError", "DovecotServer", "find_dovecot"]
+__all__ = ["CuttingProxy", "CyrusError", "CyrusServer", "DovecotError", "DovecotServer", "find_cyrus", "find_dovecot"]
