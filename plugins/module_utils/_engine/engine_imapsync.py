@@ -395,7 +395,8 @@ class ImapsyncRun:
 
     def _execute(self, argv: list[str], private: str, lock_fds: tuple[int, ...]) -> None:
         result = self.result
-        self.log(f"engine imapsync: {shlex.join(argv)}")  # password file paths only, never a password
+        # Password file paths only, never a password; the excludes carry the remote's namespace prefixes: printable.
+        self.log(printable(f"engine imapsync: {shlex.join(argv)}"))
         try:
             proc = subprocess.Popen(  # pylint: disable=consider-using-with
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=private,

@@ -528,6 +528,16 @@ def test_namespace_excludes_leave_exactly_the_users_folders(layout, engine):
     assert excluded_by(patterns, names, engine) == not_personal
 
 
+@pytest.mark.parametrize("engine", ["python", pytest.param("perl", marks=needs_perl)])
+def test_control_characters_of_a_hostile_prefix_reach_the_command_encoded(engine):
+    # Modified UTF-7 encodes them (RFC 3501, 5.1.3), as the server sends such names on the wire.
+    namespace = (("", "/"), ["sh\x1b[2Jared\x00/", "x\ny/"])
+    names = ["INBOX", "Sent", "sh\x1b[2Jared\x00/a", "x\ny/b", "shared/a"]
+    patterns = imapsync_cmd.namespace_excludes(namespace)
+    assert not any(ch < " " or ch == "\x7f" for pattern in patterns for ch in pattern)
+    assert excluded_by(patterns, names, engine) == {"sh\x1b[2Jared\x00/a", "x\ny/b"}
+
+
 def test_without_namespace_the_fixed_exclusions_of_nethserver_8_stay():
     assert imapsync_cmd.namespace_excludes(None) == list(imapsync_cmd.SHARED_EXCLUDES)
     assert imapsync_cmd.namespace_excludes((("", ""), None)) == list(imapsync_cmd.SHARED_EXCLUDES)
