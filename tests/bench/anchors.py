@@ -29,7 +29,7 @@ Public functions:
 - :func:`imapsync`: imapsync (when :func:`imapsync_binary` finds one on PATH) with the command line the engine
   renders for ``engine: imapsync`` (plugins/module_utils/_engine/imapsync_cmd.py ``render``: NethServer 8's flags
   ``--noauthmd5 --allowsizemismatch --skipsize --fastio1 --fastio2`` and the rest), passwords in 0600 files.
-- :func:`run_measured`: run a command as a child and measure it (wall, CPU, peak RSS).
+- :func:`run_measured`: run a command as a child and measure it (wall, CPU, peak RSS), through launcher.py.
 - :func:`name_mapping`: remote folder -> local folder by separator translation (what dsync and the floor do).
 
 dsync's settings (docs: Dovecot's "Migration with dsync" / imapc pages; ``doveadm-backup(1)``), chosen to give it
@@ -77,28 +77,25 @@ DSYNC_FEATURES = "rfc822.size fetch-headers"
 
 def run_measured(argv: list[str], workdir: Path, label: str, *, env: dict[str, str] | None = None,
                  timeout: float = CHILD_TIMEOUT_S) -> dict[str, t.Any]:
-    """Run *argv* as a child and wait for it with ``wait4``: ``{"wall_s", "cpu_s", "maxrss_kb", "returncode",
-    "stdout", "stderr"}`` (CPU: the child's user + system time, its reaped children's included; peak RSS: its
-    ``ru_maxrss``). Output goes to files in *workdir* (no pipe to drain while timing)."""
-    out_path, err_path = workdir / f"{label}.stdout", workdir / f"{label}.stderr"
+    """Run *argv* as a child measured by a small launcher (launcher.py): ``{"wall_s", "cpu_s",
+    "maxrss_kb", "returncode", "stdout", "stderr"}``: wall time from fork to exit, the child's user + system CPU and
+    its ``ru_maxrss`` from ``wait4`` (its reaped children's included). Why a launcher: Linux carries a process's
+    peak RSS across ``exec``, so a child forked straight from this (large) process would report this process's size
+    as its own peak; forked from the launcher, it starts from the launcher's few MiB. Output goes to files in
+    *workdir* (no pipe to drain while timing)."""
+    out_path, err_path, report_path = (workdir / f"{label}.{suffix}" for suffix in ("stdout", "stderr", "rusage"))
+    launcher = [sys.executable, "-I", "-S", str(Path(os.path.abspath(__file__)).parent / "launcher.py"), str(report_path),
+                str(int(timeout)), "--"]
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        started = time.perf_counter()
-        # pylint: disable-next=consider-using-with
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        try:
-            _pid, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen from waiting again
-    report = {
-        "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss,
-        "returncode": proc.returncode,
-        "stdout": out_path.read_text(encoding="utf-8", errors="replace"),
-        "stderr": err_path.read_text(encoding="utf-8", errors="replace"),
-    }
+        subprocess.run(launcher + argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, check=False,
+                       timeout=timeout + 60)
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        report_path.unlink()
+    except (OSError, ValueError) as exc:
+        raise AnchorFailure(f"{label}: the launcher did not report ({exc}): {err_path.read_text(errors='replace')[-2000:]}") from None
+    report["stdout"] = out_path.read_text(encoding="utf-8", errors="replace")
+    report["stderr"] = err_path.read_text(encoding="utf-8", errors="replace")
     out_path.unlink()
     err_path.unlink()
     return report
