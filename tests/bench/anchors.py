@@ -37,11 +37,14 @@ the same advantages as the engine:
 
 - ``imapc_ssl = starttls``, ``imapc_ssl_verify = yes``, ``ssl_client_ca_file = <remote CA>``: the engine's remote
   security (STARTTLS, certificate verified against the harness CA);
-- ``imapc_features = rfc822.size fetch-headers``: what Dovecot's migration documentation recommends: sizes from
-  RFC822.SIZE instead of reading bodies, and header fetches instead of whole messages where dsync needs headers
-  (its message identity over imapc is a hash of headers);
+- ``imapc_features = rfc822.size fetch-headers modseq``: the first two are what Dovecot's migration documentation
+  recommends (sizes from RFC822.SIZE instead of reading bodies; header fetches instead of whole messages where dsync
+  needs headers: its message identity over imapc is a hash of headers); ``modseq`` (Dovecot's imapc documentation:
+  access MODSEQ and HIGHESTMODSEQ; on by default from Dovecot 2.4) lets a re-run skip unchanged folders: measured
+  here (tmpfs, medians of 3), no-change 0.27 s with it vs 0.34 s without, the first run unchanged;
 - ``mail_prefetch_count = 20``: imapc reads this many messages ahead without waiting for each (the documentation's
   migration example; its description says 10..100 suits imapc), the counterpart of the engine's fetch thread;
+  measured here: first run 2.89 s with 0, 1.84 s with 20, 1.96 s with 100 (and 11 MiB more RSS);
 - ``mail_fsync``: NOT overridden (the migration examples pass ``-o mail_fsync=never``): dsync writes the local
   store itself, with the local server's setting, the same one the engine's APPENDs get through the server;
 - the remote user's own login (``imapc_user``/``imapc_password``), like the engine; no ``imapc_master_user``.
@@ -69,7 +72,7 @@ from pathlib import Path
 
 CHILD_TIMEOUT_S = 600.0
 DSYNC_PREFETCH = 20
-DSYNC_FEATURES = "rfc822.size fetch-headers"
+DSYNC_FEATURES = "rfc822.size fetch-headers modseq"
 
 
 # ---------------------------------------------------------------------- measuring a child process

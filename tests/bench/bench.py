@@ -392,6 +392,7 @@ class Variant:
     def measure(self, tool: str, scenario: str, rnd: int, account: Account, user: str,
                 snapshot: dict[str, list[t.Any]], expect: tuple[int, int] | None) -> None:
         label = f"{tool}-{scenario.replace('%', 'pc')}-{rnd}"
+        os.sync()  # untimed: the previous run's dirty pages are written now, not during this run (disk variant)
         report = self.run(tool, scenario, account, user, label, expect)
         tolerate = account.no_message_id if tool == "imapsync" else None
         verify(snapshot, self.local, user, report["mapping"], f"{tool} {scenario} (round {rnd + 1}, {self.name})", tolerate)
