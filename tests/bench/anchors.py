@@ -22,10 +22,11 @@ Public functions:
   local user is dsync's incremental mode (it compares both sides and copies what is missing).
 - :func:`floor`: the measured floor "fetch all bodies || append all": one thread FETCHes every message's
   ``BODY.PEEK[]`` (+ FLAGS, INTERNALDATE) of a folder with ``UID FETCH 1:*`` and a minimal raw reader, while
-  another streams them into one MULTIAPPEND per folder (LITERAL+). STARTTLS verified against the server's CA on
-  both sides, AUTHENTICATE PLAIN (SASL-IR), the master-user login on the local side, TCP_NODELAY; no state, no
-  identity, no checks beyond the tagged OKs, no size pre-pass, an unbounded queue between the threads: a lower
-  bound on what any IMAP-to-IMAP copy of the same mailbox can take.
+  another streams them into one MULTIAPPEND per folder (LITERAL+), every command pipelined (an answer is read only
+  once the next command is sent). STARTTLS verified against the server's CA on both sides, AUTHENTICATE PLAIN
+  (SASL-IR), the master-user login on the local side, TCP_NODELAY; no state, no identity, no checks beyond the
+  tagged OKs, no size pre-pass, an unbounded queue between the threads (so its peak RSS is no target): a lower
+  bound on what any IMAP-to-IMAP copy of the same mailbox can take. Its result is verified like every tool's.
 - :func:`imapsync`: imapsync (when :func:`imapsync_binary` finds one on PATH) with the command line the engine
   renders for ``engine: imapsync`` (plugins/module_utils/_engine/imapsync_cmd.py ``render``: NethServer 8's flags
   ``--noauthmd5 --allowsizemismatch --skipsize --fastio1 --fastio2`` and the rest), passwords in 0600 files.
@@ -56,6 +57,7 @@ dsync translates the hierarchy separator itself (remote ``/``, local ``.``); it 
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import os
 import queue
@@ -73,6 +75,9 @@ from pathlib import Path
 CHILD_TIMEOUT_S = 600.0
 DSYNC_PREFETCH = 20
 DSYNC_FEATURES = "rfc822.size fetch-headers modseq"
+# One MULTIAPPEND per folder: measured here the fastest (medians of 3, disk / tmpfs: 2.58 / 1.75 s, against 2.60 / 1.77
+# with 4 MiB batches, 2.69 / 1.82 with 1 MiB, 2.94 / 1.89 with 256 KiB), so the floor stays the lowest.
+FLOOR_BATCH_BYTES = sys.maxsize
 
 
 # ---------------------------------------------------------------------- measuring a child process
@@ -303,31 +308,47 @@ def _floor_run(spec: dict[str, t.Any]) -> dict[str, t.Any]:
     errors: list[BaseException] = []
 
     def append_all() -> None:
+        """Stream the queue into MULTIAPPENDs of at most about FLOOR_BATCH_BYTES, pipelined one command deep: the
+        answer to a command is read only once the next one is sent (the same thread: one TLS object is never read
+        and written at once)."""
         tag = None
+        weight = 0
+        pending: collections.deque[bytes] = collections.deque()
+
+        def sent(done: bytes) -> None:
+            pending.append(done)
+            while len(pending) > 1:
+                dst.finish(pending.popleft(), ok_codes=(b"[ALREADYEXISTS]",))
+
         try:
             while True:
                 item = work.get()
-                if item is None:
-                    return
-                if isinstance(item, bytes):  # a new folder: end the previous APPEND, create this one
-                    if tag is not None:
+                if item is None or isinstance(item, bytes) or (tag is not None and weight >= FLOOR_BATCH_BYTES):
+                    if tag is not None:  # end the open APPEND
                         dst.sock.sendall(b"\r\n")
-                        dst.finish(tag)
+                        sent(tag)
                         tag = None
-                    if item and item != b"INBOX":
-                        dst.command(b"CREATE " + _quoted(item), ok_codes=(b"[ALREADYEXISTS]",))
+                if item is None:
+                    while pending:
+                        dst.finish(pending.popleft(), ok_codes=(b"[ALREADYEXISTS]",))
+                    return
+                if isinstance(item, bytes):  # a new folder
+                    if item != b"INBOX":
+                        sent(dst.send_tagged(b"CREATE " + _quoted(item)))
                     target = item
                     continue
                 flags, date, body = item
                 head = b" (" + flags + b") " + date + b" {%d+}\r\n" % len(body)
                 if tag is None:
                     tag = dst.send_tagged(b"APPEND " + _quoted(target) + head[:-2])
+                    weight = 0
                     dst.sock.sendall(body)
                 elif len(body) < 65536:
                     dst.sock.sendall(head + body)  # one write: a small message is cheaper to copy than to send twice
                 else:
                     dst.sock.sendall(head)
                     dst.sock.sendall(body)
+                weight += len(body)
                 totals["copied"] += 1
                 totals["bytes"] += len(body)
         except BaseException as exc:  # pylint: disable=broad-exception-caught
@@ -364,7 +385,6 @@ def _floor_run(spec: dict[str, t.Any]) -> dict[str, t.Any]:
             if errors:
                 break
     finally:
-        work.put(b"")  # ends the last APPEND (an empty name is never created: see below)
         work.put(None)
         appender.join()
     if errors:
