@@ -614,7 +614,8 @@ def bench(args: argparse.Namespace, workdir: Path) -> int:
           "figure every ratio\nand target uses; inner s: the engine's time around sync.run / the floor's copy; CPU s: "
           "user+system CPU of that process\n(Dovecot's own work excluded, except dsync's, which is Dovecot); peak RSS: "
           "its ru_maxrss, the largest of the rounds;\nx dsync / x floor: process s over the anchor's in the same scenario. "
-          "floor = fetch all bodies || append all (anchors.py).")
+          "floor = fetch all bodies || append all (anchors.py).\nBefore every run the bench calls sync(2), untimed, so "
+          "that no run pays for the writeback of the one before; the disk variant still varies from run to run.")
     for note in notes:
         print(f"note: {note}")
     print("\ntargets (informational; only correctness fails the bench). +1% proportional means "
