@@ -357,14 +357,16 @@ def _floor_run(spec: dict[str, t.Any]) -> dict[str, t.Any]:
     appender = threading.Thread(target=append_all, name="floor-append")
     appender.start()
     mapping = {}
+    # Every EXAMINE and FETCH is sent at once (the server runs them in order): no round trip between folders.
+    tags = [(src.send_tagged(b"EXAMINE " + _quoted(name)), src.send_tagged(b"UID FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[])"))
+            for name in folders]
     try:
-        for name in folders:
+        for name, (examined, tag) in zip(folders, tags):
             target = b"INBOX" if name.upper() == b"INBOX" else lsep.join(
                 part.replace(lsep, b"_") for part in name.split(rsep))
             mapping[imap_utf7.decode(name)] = imap_utf7.decode(target)
             work.put(target)
-            src.command(b"EXAMINE " + _quoted(name))
-            tag = src.send_tagged(b"UID FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[])")
+            src.finish(examined)
             reader = src.reader
             while True:
                 line = reader.readline()
