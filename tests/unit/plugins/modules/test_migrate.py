@@ -354,9 +354,10 @@ def test_bulk_a_worker_that_dies_fails_that_account_only(tmp_path):
 
 
 def test_bulk_fails_when_any_account_failed_after_all_ran(tmp_path):
-    fake = by_user(tmp_path=tmp_path, results={"alice": outcome(copied=1),
-                    "bob": outcome(status="failed", errors=[("auth_failed", "The remote server refused the login of bob@x.")]),
-                    "carol": outcome(copied=2, errors=[("append_refused", "Over quota.")])})
+    fake = by_user(tmp_path=tmp_path, results={
+        "alice": outcome(copied=1),
+        "bob": outcome(status="failed", errors=[("auth_failed", "The remote server refused the login of bob@x.")]),
+        "carol": outcome(copied=2, errors=[("append_refused", "Over quota.")])})
     exc, warnings = run_args(tmp_path, bulk_args(), fake_run=fake)
     assert isinstance(exc, Fail)
     assert exc.kwargs["msg"] == ("1 of 3 account(s) failed (bob@x at imap.example.org -> bob: The remote server refused the login "
@@ -368,9 +369,10 @@ def test_bulk_fails_when_any_account_failed_after_all_ran(tmp_path):
 
 
 def test_bulk_partial_and_skipped(tmp_path):
-    fake = by_user(tmp_path=tmp_path, results={"alice": outcome(copied=1, errors=[("append_refused", "Over quota.")]),
-                    "bob": outcome(status="skipped", notices=["Another run of this task is active; this run was skipped."]),
-                    "carol": outcome()})
+    fake = by_user(tmp_path=tmp_path, results={
+        "alice": outcome(copied=1, errors=[("append_refused", "Over quota.")]),
+        "bob": outcome(status="skipped", notices=["Another run of this task is active; this run was skipped."]),
+        "carol": outcome()})
     exc, warnings = run_args(tmp_path, bulk_args(), fake_run=fake)
     assert not isinstance(exc, Fail)
     assert exc.kwargs["status"] == "partial" and "skipped" not in exc.kwargs
