@@ -10,7 +10,7 @@
 #   make unit         pytest tests/unit on that copy
 #   make integration  pytest tests/integration on that copy (real Dovecot)
 #   make dist         build the collection tarball into build/
-#   make bench        run tests/bench/bench.py
+#   make bench        tests/bench/bench.py: the engine vs dsync, the floor, the baseline (imapsync if on PATH), ~5 min
 #   make bench-role   the imapsync role with 500 tasks under a user manager (tests/bench/role_bench.py, root)
 #   make demo         two throwaway Dovecot servers, migrate.yml, the role under a user manager (tests/demo/demo.py)
 #   make clean        remove build output; make distclean also removes .venv
@@ -187,7 +187,9 @@ integration: deps collection
 dist: deps collection
 	cd $(COLL) && $(VENV)/bin/ansible-galaxy collection build --force --output-path $(BUILD)
 
-# The benchmark (tests/bench/bench.py; real Dovecot servers, like the integration tests).
+# The benchmark (tests/bench/bench.py; real Dovecot servers, like the integration tests): every tool x scenario (first,
+# no-change, +1 %, 2x), 3 interleaved rounds, mail stores on disk (Dovecot's default mail_fsync) and on tmpfs, every run
+# verified. Options: BENCH_ARGS='--variants disk --tools engine,dsync,floor --repeat 5 --no-double --profile'.
 bench: deps collection
 	cd $(COLL) && $(TEST_ENV) $(VENV_PY) tests/bench/bench.py $(BENCH_ARGS)
 

@@ -4,7 +4,9 @@ One connection per side, no identity matching, no state, strictly sequential: fo
 FETCH the sizes, then repeatedly FETCH a batch (BODY.PEEK[] FLAGS INTERNALDATE, batches bounded to
 about 4 MB) and MULTIAPPEND it locally before fetching the next one. Folder names are translated
 (separator) but special-use folders are not mapped; TLS and logins are done exactly as the engine
-does them (STARTTLS verified against a CA file, AUTHENTICATE PLAIN, master user on the local side).
+does them (STARTTLS verified against a CA file, AUTHENTICATE PLAIN, master user on the local side), and imaplib's
+debug copy turned off as the engine turns it off (plugins/module_utils/_engine/imap.py ``Connection._connect``):
+imapclient sets imaplib's debug level to 5, and imaplib then builds a text copy of every response, bodies included.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ UID_CHUNK = 1000
 def _connect(host: str, port: int, security: str, ca_file: str | None, timeout: float = 120.0) -> IMAPClient:
     context = ssl.create_default_context(cafile=ca_file) if security in ("starttls", "ssl") else None
     client = IMAPClient(host, port=port, ssl=security == "ssl", ssl_context=context, timeout=timeout)
+    client._imap.debug = 0  # pylint: disable=protected-access  # no text copy of every response (module doc)
     if security == "starttls":
         client.starttls(context)
     client.normalise_times = False  # keep INTERNALDATE offsets, as the engine does

@@ -4,7 +4,8 @@ Usage: ``python runner.py SPEC.json``. SPEC: {"mode": "engine"|"baseline", "task
 "state_path": str, "remote": {...}, "local": {...}, "profile": str|null}. The last stdout line is
 ``RUNNER_JSON {...}``: the run's own wall time (around sync.run / the baseline only), the process's peak
 RSS (VmHWM, read by this process itself at the end, so it is the engine's alone), the RSS before the run,
-and the engine's result. With "profile", every thread is profiled with cProfile and the statistics are
+and the engine's result. The parent (bench.py ``run_child``) measures the whole process too (wall, CPU and peak
+RSS from ``wait4``, through launcher.py): the figures its table compares. With "profile", every thread is profiled with cProfile and the statistics are
 dumped to PROFILE.<thread>.pstats.
 """
 

@@ -84,6 +84,20 @@ def test_starttls_can_be_disabled():
             client.logout()
 
 
+def test_mail_fsync_default_or_never(account):
+    """Test servers skip fsync (mail_fsync = never); mail_fsync=None keeps Dovecot's default, which the bench's disk
+    variant measures (tests/bench/bench.py), and such a server stores and serves mail alike."""
+    assert account.local_server.doveadm("config", "-h", "mail_fsync").stdout.strip() == "never"
+    with DovecotServer("local", mail_fsync=None) as server:
+        assert server.doveadm("config", "-h", "mail_fsync").stdout.strip() == "optimized"
+        server.add_user("fsyncuser", "pw")
+        mail.seed(server, "fsyncuser", "pw", "INBOX", [(mail.make_message("kept"), (b"\\Seen",), WHEN)])
+        [record] = mail.snapshot(server, "fsyncuser", "pw")["INBOX"]
+        assert record.flags == frozenset({"\\Seen"})
+    with pytest.raises(ValueError):
+        DovecotServer("local", mail_fsync="sometimes")
+
+
 def test_local_master_login_both_ways(account):
     server = account.local_server
     assert server.master_user == "vmail" and not server.master_password.isascii()

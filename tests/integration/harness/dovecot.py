@@ -111,12 +111,13 @@ class DovecotServer:
     master user ``vmail``; the remote kind only when given one, else None),
     ``sieve`` (whether imap_filter_sieve/LMTP Sieve are configured), ``users`` (name -> password),
     ``max_userip_connections`` (Dovecot's ``mail_max_userip_connections``: sessions per user and IP; the
-    next login is refused with ``NO [LIMIT]``).
+    next login is refused with ``NO [LIMIT]``), ``mail_fsync`` (Dovecot's setting: ``never`` by default, fast and
+    enough for throwaway mail; None leaves Dovecot's own default, ``optimized``, as a production server has it).
     """
 
     def __init__(self, kind: str, *, starttls: bool = True, sieve: bool = True, startup_timeout: float = 20.0,
                  max_userip_connections: int = 200, master_user: str | None = None,
-                 master_password: str | None = None) -> None:
+                 master_password: str | None = None, mail_fsync: str | None = "never") -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
         if kind == "local":
@@ -124,6 +125,8 @@ class DovecotServer:
             master_password = MASTER_PASSWORD if master_password is None else master_password
         if (master_user is None) != (master_password is None):
             raise ValueError("a master user needs both master_user and master_password")
+        if mail_fsync not in (None, "never", "optimized", "always"):
+            raise ValueError(f"mail_fsync must be None, never, optimized or always, not {mail_fsync!r}")
         if master_user is not None and not _USERNAME_RE.match(master_user):
             raise ValueError(f"unsupported master user name {master_user!r}")
         self.kind = kind
@@ -131,6 +134,7 @@ class DovecotServer:
         self.sieve = sieve and kind == "local"
         self.startup_timeout = startup_timeout
         self.max_userip_connections = max_userip_connections
+        self.mail_fsync = mail_fsync
         self.host = LOOPBACK
         self.separator = "/" if kind == "remote" else "."
         self.port: int = 0
@@ -508,7 +512,7 @@ class DovecotServer:
             "mail_gid = dovecot",
             f"first_valid_uid = {self._uid}",
             f"mail_location = {mail_location}",
-            "mail_fsync = never",
+            *([f"mail_fsync = {self.mail_fsync}"] if self.mail_fsync is not None else []),
             f"mail_max_userip_connections = {self.max_userip_connections}",
             "",
         ]
