@@ -595,7 +595,8 @@ def _child(spec: dict[str, t.Any], workdir: Path, label: str, script: str) -> di
     return report
 
 
-def scenarios(args: argparse.Namespace, workdir: Path) -> int:
+def scenarios(args: argparse.Namespace, workdir: Path) -> dict[str, t.Any]:
+    """Run the scenarios asked for, print the table and the targets; what SCENARIOS_JSON reports."""
     if find_dovecot() is None:
         raise BenchFailure("the dovecot binary was not found; run `make deps` as root (dovecot-imapd) first")
     mail_dir, where = mail_stores(args.mail_on_disk)
@@ -636,8 +637,7 @@ def scenarios(args: argparse.Namespace, workdir: Path) -> int:
         bench.print_profile(title, paths, ("tottime", "cumulative"))
     run.out["targets"] = [{"text": text, "target": target, "pass": ok} for text, target, ok in run.targets]
     run.out["correct"] = True
-    print("SCENARIOS_JSON " + json.dumps(run.out, sort_keys=True), flush=True)
-    return 0
+    return run.out
 
 
 def main() -> int:
@@ -661,12 +661,14 @@ def main() -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mailops-scenarios-") as tmp:
         try:
-            rc = scenarios(args, Path(tmp))
+            out = scenarios(args, Path(tmp))
+            rc = 0
         except BenchFailure as exc:
             print(f"\nSCENARIOS FAILED: {exc}", file=sys.stderr, flush=True)
-            print("SCENARIOS_JSON " + json.dumps({"correct": False, "error": str(exc)[:4000]}), flush=True)
+            out = {"correct": False, "error": str(exc)[:4000]}
             rc = 1
     log(f"total scenarios time {time.perf_counter() - started:.1f} s")
+    print("SCENARIOS_JSON " + json.dumps(out, sort_keys=True), flush=True)
     return rc
 
 
