@@ -3,15 +3,18 @@
 """What ``mailops.imap.migrate`` does on the host: one inline run, one defined task, or many accounts.
 
 The module itself only builds the AnsibleModule; this module maps the engine's results onto Ansible's
-(``changed``, check mode, diff, warnings, failure). Many accounts run in threads, ``parallel`` at a time,
-each an independent run of the engine with its own state (the inline key of :func:`config.state_key`).
+(``changed``, check mode, diff, warnings, failure). Many accounts run ``parallel`` at a time, each an
+independent run of the engine with its own state (the inline key of :func:`config.state_key`): with
+``parallel: 1`` one after the other in this process, else each in a worker process of its own (forked, so that
+the accounts use every core and no secret leaves memory), which hands its result back through a pipe.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import datetime
 import os
+import pickle
+import selectors
 import signal
 import threading
 import time
@@ -153,11 +156,128 @@ def run_defined(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
 
 def run_accounts(accounts: t.Sequence[Account], target: config.Target, state_dir: str, check_mode: bool,
                  parallel: int) -> list[RunResult]:
-    """Run every account, ``parallel`` at a time; the results in the order of ``accounts``."""
+    """Run every account, ``parallel`` at a time; the results in the order of ``accounts``.
+
+    With one at a time the accounts run in this process; else each runs in a forked worker process
+    (:func:`_run_in_workers`): threads of one process would share one core for the engine's Python work."""
     workers = max(1, min(parallel, len(accounts)))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailops-account") as pool:
-        futures = [pool.submit(run_inline_account, account.task, target, state_dir, check_mode) for account in accounts]
-        return [future.result() for future in futures]
+    if workers == 1:
+        return [run_inline_account(account.task, target, state_dir, check_mode) for account in accounts]
+    return _run_in_workers(accounts, target, state_dir, check_mode, workers)
+
+
+class _Worker:
+    """One account's worker process: its pid, the read end of its result pipe and what it sent so far."""
+
+    def __init__(self, index: int, pid: int, fd: int) -> None:
+        self.index = index
+        self.pid = pid
+        self.fd = fd
+        self.chunks: list[bytes] = []
+
+    def outcome(self, wait_status: int, check_mode: bool) -> RunResult:
+        """The account's result as the worker sent it, or a failed result saying how the worker ended without one."""
+        data = b"".join(self.chunks)
+        if os.WIFEXITED(wait_status) and os.WEXITSTATUS(wait_status) == 0 and data:
+            try:
+                outcome = pickle.loads(data)  # nosec B301 - written by our own forked worker, not by a server
+            except Exception:  # pylint: disable=broad-exception-caught
+                outcome = None
+            if isinstance(outcome, RunResult):
+                return outcome
+        if os.WIFSIGNALED(wait_status):
+            signum = os.WTERMSIG(wait_status)
+            try:
+                name = signal.Signals(signum).name
+            except ValueError:
+                name = f"signal {signum}"
+            detail = (f"The account's worker process was killed by {name} before it returned a result (SIGKILL is what the "
+                      "kernel's out-of-memory killer sends); its state was saved after each batch, so run the migration "
+                      "again, with a lower parallel if the host is short of memory.")
+        else:
+            detail = (f"The account's worker process ended (exit status {os.waitstatus_to_exitcode(wait_status)}) without "
+                      "returning a result; run the migration again, and report it with the host's log if it repeats.")
+        return _failed_result(Kind.INTERNAL_ERROR, detail, check_mode)
+
+
+def _worker_main(write_fd: int, account: Account, target: config.Target, state_dir: str, check_mode: bool) -> t.NoReturn:
+    """The body of a forked worker: run the account, write its pickled result to ``write_fd``, leave with os._exit
+    (the parent's exit handlers and buffered output belong to the parent)."""
+    code = 1
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        outcome = run_inline_account(account.task, target, state_dir, check_mode)
+        try:
+            data = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            data = pickle.dumps(_failed_result(
+                Kind.INTERNAL_ERROR, f"The account's result could not be handed back by its worker process "
+                f"({type(exc).__name__}); report it, with the host's Python version.", check_mode))
+        view = memoryview(data)
+        while view:
+            view = view[os.write(write_fd, view):]
+        code = 0
+    finally:
+        os._exit(code)  # pylint: disable=protected-access
+
+
+def _run_in_workers(accounts: t.Sequence[Account], target: config.Target, state_dir: str, check_mode: bool,
+                    workers: int) -> list[RunResult]:
+    """Each account in a forked worker process, ``workers`` at a time; the results in the order of ``accounts``.
+
+    This process runs no thread while it forks (the workers must not inherit a lock held by another thread): it
+    forks, reads the workers' pipes and reaps them. A worker that dies (killed, out of memory) is that account's
+    failure. If this process is terminated (SIGTERM) or interrupted, the running workers are terminated and reaped
+    before it leaves; their state was saved after each batch."""
+    outcomes: list[RunResult | None] = [None] * len(accounts)
+    queue = list(enumerate(accounts))
+    queue.reverse()
+    running: dict[int, _Worker] = {}  # by read fd
+    selector = selectors.DefaultSelector()
+
+    def terminate(signum: int, _frame: t.Any) -> t.NoReturn:
+        raise SystemExit(128 + signum)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set a signal handler
+    previous = signal.signal(signal.SIGTERM, terminate) if in_main_thread else None
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                index, account = queue.pop()
+                read_fd, write_fd = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # the worker
+                    os.close(read_fd)
+                    for fd in running:
+                        os.close(fd)
+                    _worker_main(write_fd, account, target, state_dir, check_mode)
+                os.close(write_fd)
+                running[read_fd] = _Worker(index, pid, read_fd)
+                selector.register(read_fd, selectors.EVENT_READ, running[read_fd])
+            for key, _events in selector.select():
+                worker = t.cast(_Worker, key.data)
+                chunk = os.read(worker.fd, 1 << 16)
+                if chunk:
+                    worker.chunks.append(chunk)
+                    continue
+                selector.unregister(worker.fd)
+                os.close(worker.fd)
+                del running[worker.fd]
+                _pid, wait_status = os.waitpid(worker.pid, 0)
+                outcomes[worker.index] = worker.outcome(wait_status, check_mode)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        for worker in running.values():
+            try:
+                os.kill(worker.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for worker in running.values():
+            os.waitpid(worker.pid, 0)
+            os.close(worker.fd)
+        selector.close()
+    return [t.cast(RunResult, outcome) for outcome in outcomes]
 
 
 def aggregate(accounts: t.Sequence[Account], outcomes: t.Sequence[RunResult], check_mode: bool, started: str,

@@ -4,8 +4,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import stat
+import time
 import typing as t
 from unittest import mock
 
@@ -257,16 +260,32 @@ def bulk_args(**changes):
     return data
 
 
-def by_user(results):
-    """A fake sync.run answering per local user."""
+def by_user(results, tmp_path):
+    """A fake sync.run answering per local user. With ``parallel`` above 1 it runs in the accounts' worker processes,
+    so each call is recorded as a line of JSON in tmp_path/calls.jsonl (see :func:`calls`)."""
     def run(task, target, state_path, **kwargs):
+        started = time.monotonic()
         made = results[task.local_user]
-        return made() if callable(made) else made
+        made = made() if callable(made) else made
+        record = {"local_user": task.local_user, "folders": task.folders, "remote_port": task.remote_port,
+                  "validate_certs": task.validate_certs, "state_path": state_path, "check_mode": kwargs["check_mode"],
+                  "pid": os.getpid(), "started": started, "ended": time.monotonic()}
+        with open(tmp_path / "calls.jsonl", "a", encoding="utf-8") as log:
+            log.write(json.dumps(record) + "\n")
+        return made
     return mock.MagicMock(side_effect=run)
 
 
+def calls(tmp_path):
+    """The calls of the fake sync.run of :func:`by_user` (in any process), by local user; then the log is emptied."""
+    path = tmp_path / "calls.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+    path.unlink(missing_ok=True)
+    return {record["local_user"]: record for record in records}
+
+
 def test_bulk_runs_every_account_with_its_own_state_and_aggregates(tmp_path):
-    fake = by_user({"alice": outcome(copied=1), "bob": outcome(copied=2), "carol": outcome(copied=0)})
+    fake = by_user(tmp_path=tmp_path, results={"alice": outcome(copied=1), "bob": outcome(copied=2), "carol": outcome(copied=0)})
     exc, warnings = run_args(tmp_path, bulk_args(folders="all", validate_certs=False), fake_run=fake, diff=True)
     assert not isinstance(exc, Fail), exc.kwargs
     res = exc.kwargs
@@ -278,67 +297,89 @@ def test_bulk_runs_every_account_with_its_own_state_and_aggregates(tmp_path):
     assert [a["totals"]["copied"] for a in res["accounts"]] == [1, 2, 0]
     assert set(result.RunResult(None, False).as_dict()) <= set(res["accounts"][0])
     assert [d["before_header"] for d in res["diff"]] == [a["account"] for a in res["accounts"]]
-    tasks = {call.args[0].local_user: call.args[0] for call in fake.call_args_list}
-    assert tasks["bob"].folders == "all_except" and tasks["alice"].folders == "all", "an account's own value wins"
-    assert tasks["carol"].remote_port == 10143 and tasks["alice"].remote_port == 143
-    assert all(t.validate_certs is False for t in tasks.values()), "the call's value is the default of every account"
-    state_paths = {call.args[2] for call in fake.call_args_list}
+    tasks = calls(tmp_path)
+    assert tasks["bob"]["folders"] == "all_except" and tasks["alice"]["folders"] == "all", "an account's own value wins"
+    assert tasks["carol"]["remote_port"] == 10143 and tasks["alice"]["remote_port"] == 143
+    assert all(t["validate_certs"] is False for t in tasks.values()), "the call's value is the default of every account"
+    state_paths = {t["state_path"] for t in tasks.values()}
     assert len(state_paths) == 3 and all(os.path.basename(p).startswith("inline-") for p in state_paths)
     assert warnings == []
     assert SECRET not in repr(res) and "B0b'pw" not in repr(res)
 
 
-def test_bulk_runs_parallel_accounts_at_a_time(tmp_path):
-    import threading
-    import time
+def _peak(records):
+    """The most calls that overlapped in time."""
+    events = sorted([(r["started"], 1) for r in records] + [(r["ended"], -1) for r in records], key=lambda e: (e[0], e[1]))
+    active = peak = 0
+    for _when, step in events:
+        active += step
+        peak = max(peak, active)
+    return peak
 
-    lock = threading.Lock()
-    active, peak = [0], [0]
 
+def test_bulk_runs_parallel_accounts_at_a_time_each_in_its_own_process(tmp_path):
     def slow():
-        with lock:
-            active[0] += 1
-            peak[0] = max(peak[0], active[0])
-        time.sleep(0.15)
-        with lock:
-            active[0] -= 1
+        time.sleep(0.3)
         return outcome(copied=1)
 
     accounts = [{"local_user": f"u{i}", "remote_user": f"u{i}@x", "remote_password": "p"} for i in range(5)]
-    fake = by_user({f"u{i}": slow for i in range(5)})
+    fake = by_user(tmp_path=tmp_path, results={f"u{i}": slow for i in range(5)})
     exc, _warnings = run_args(tmp_path, bulk_args(accounts=accounts, parallel=2), fake_run=fake)
     assert exc.kwargs["summary"]["success"] == 5
-    assert peak[0] == 2, "two accounts at a time, no more"
-    peak[0] = 0
-    run_args(tmp_path, bulk_args(accounts=accounts, parallel=1), fake_run=by_user({f"u{i}": slow for i in range(5)}))
-    assert peak[0] == 1
+    assert [a["account"].rsplit(" ", 1)[-1] for a in exc.kwargs["accounts"]] == [f"u{i}" for i in range(5)]
+    records = list(calls(tmp_path).values())
+    assert len(records) == 5 and _peak(records) == 2, "two accounts at a time, no more"
+    pids = {r["pid"] for r in records}
+    assert len(pids) == 5 and os.getpid() not in pids, "each account in a worker process of its own"
+
+    run_args(tmp_path, bulk_args(accounts=accounts, parallel=1), fake_run=by_user(tmp_path=tmp_path, results={f"u{i}": slow for i in range(5)}))
+    records = list(calls(tmp_path).values())
+    assert len(records) == 5 and _peak(records) == 1
+    assert {r["pid"] for r in records} == {os.getpid()}, "one at a time: in the module's process"
+
+
+def test_bulk_a_worker_that_dies_fails_that_account_only(tmp_path):
+    def killed():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    fake = by_user(tmp_path=tmp_path, results={"alice": outcome(copied=1), "bob": killed, "carol": outcome(copied=2)})
+    exc, _warnings = run_args(tmp_path, bulk_args(parallel=3), fake_run=fake)
+    assert isinstance(exc, Fail)
+    assert [a["status"] for a in exc.kwargs["accounts"]] == ["success", "failed", "success"]
+    bob = exc.kwargs["accounts"][1]
+    assert bob["errors"][0]["kind"] == "internal_error"
+    assert bob["errors"][0]["detail"].startswith("The account's worker process was killed by SIGKILL before it returned a result")
+    assert exc.kwargs["msg"].startswith("1 of 3 account(s) failed (bob@x at imap.example.org -> bob: The account's worker")
+    assert exc.kwargs["totals"]["copied"] == 3
 
 
 def test_bulk_fails_when_any_account_failed_after_all_ran(tmp_path):
-    fake = by_user({"alice": outcome(copied=1),
-                    "bob": outcome(status="failed", errors=[("auth_failed", "The remote server refused the login of bob@x.")]),
-                    "carol": outcome(copied=2, errors=[("append_refused", "Over quota.")])})
+    fake = by_user(tmp_path=tmp_path, results={
+        "alice": outcome(copied=1),
+        "bob": outcome(status="failed", errors=[("auth_failed", "The remote server refused the login of bob@x.")]),
+        "carol": outcome(copied=2, errors=[("append_refused", "Over quota.")])})
     exc, warnings = run_args(tmp_path, bulk_args(), fake_run=fake)
     assert isinstance(exc, Fail)
     assert exc.kwargs["msg"] == ("1 of 3 account(s) failed (bob@x at imap.example.org -> bob: The remote server refused the login "
                                  "of bob@x.). The other accounts ran; see accounts for each result.")
     assert exc.kwargs["status"] == "failed" and exc.kwargs["changed"] is True
     assert [a["status"] for a in exc.kwargs["accounts"]] == ["success", "failed", "partial"]
-    assert fake.call_count == 3
+    assert set(calls(tmp_path)) == {"alice", "bob", "carol"}
     assert any("ended partial" in w for w in warnings)
 
 
 def test_bulk_partial_and_skipped(tmp_path):
-    fake = by_user({"alice": outcome(copied=1, errors=[("append_refused", "Over quota.")]),
-                    "bob": outcome(status="skipped", notices=["Another run of this task is active; this run was skipped."]),
-                    "carol": outcome()})
+    fake = by_user(tmp_path=tmp_path, results={
+        "alice": outcome(copied=1, errors=[("append_refused", "Over quota.")]),
+        "bob": outcome(status="skipped", notices=["Another run of this task is active; this run was skipped."]),
+        "carol": outcome()})
     exc, warnings = run_args(tmp_path, bulk_args(), fake_run=fake)
     assert not isinstance(exc, Fail)
     assert exc.kwargs["status"] == "partial" and "skipped" not in exc.kwargs
     assert "bob@x at imap.example.org -> bob: Another run of this task is active; this run was skipped." in warnings
     assert any("1 account(s) were skipped" in w for w in warnings)
 
-    all_busy = by_user({u: outcome(status="skipped") for u in ("alice", "bob", "carol")})
+    all_busy = by_user(tmp_path=tmp_path, results={u: outcome(status="skipped") for u in ("alice", "bob", "carol")})
     exc, _warnings = run_args(tmp_path, bulk_args(), fake_run=all_busy)
     assert exc.kwargs["status"] == "skipped" and exc.kwargs["skipped"] is True and exc.kwargs["changed"] is False
 
@@ -347,7 +388,7 @@ def test_bulk_an_unexpected_error_fails_that_account_only(tmp_path):
     def boom():
         raise RuntimeError("something odd")
 
-    fake = by_user({"alice": outcome(copied=1), "bob": boom, "carol": outcome()})
+    fake = by_user(tmp_path=tmp_path, results={"alice": outcome(copied=1), "bob": boom, "carol": outcome()})
     exc, _warnings = run_args(tmp_path, bulk_args(), fake_run=fake)
     assert isinstance(exc, Fail)
     bob = exc.kwargs["accounts"][1]
@@ -357,22 +398,23 @@ def test_bulk_an_unexpected_error_fails_that_account_only(tmp_path):
 
 
 def test_bulk_check_mode_writes_nothing(tmp_path):
-    fake = by_user({u: outcome(copied=1, check_mode=True) for u in ("alice", "bob", "carol")})
+    fake = by_user(tmp_path=tmp_path, results={u: outcome(copied=1, check_mode=True) for u in ("alice", "bob", "carol")})
     exc, _warnings = run_args(tmp_path, bulk_args(), fake_run=fake, check_mode=True)
     assert exc.kwargs["check_mode"] is True and exc.kwargs["changed"] is True
-    assert all(call.kwargs["check_mode"] is True for call in fake.call_args_list)
+    records = calls(tmp_path)
+    assert len(records) == 3 and all(record["check_mode"] is True for record in records.values())
     assert not (tmp_path / "state").exists()
 
 
 def test_bulk_exclude_warning_once(tmp_path):
-    fake = by_user({u: outcome() for u in ("alice", "bob", "carol")})
+    fake = by_user(tmp_path=tmp_path, results={u: outcome() for u in ("alice", "bob", "carol")})
     _exc, warnings = run_args(tmp_path, bulk_args(exclude=["^Junk$"]), fake_run=fake)
     assert warnings == ["exclude is ignored for 2 account(s) whose folders is not all_except (alice@x at imap.example.org -> "
                         "alice, carol@x at imap.example.org -> carol); use folders: all_except to exclude folders."]
 
 
 def test_bulk_bad_account_fails_before_anything(tmp_path):
-    fake = by_user({})
+    fake = by_user(tmp_path=tmp_path, results={})
     exc, _warnings = run_args(tmp_path, bulk_args(accounts=[ACCOUNTS[0], {"local_user": "x", "remote_user": "y"}]), fake_run=fake)
     assert isinstance(exc, Fail) and exc.kwargs["msg"].startswith("accounts entry 2: remote_password is required")
     fake.assert_not_called()
