@@ -10,7 +10,8 @@
 #   make unit         pytest tests/unit on that copy
 #   make integration  pytest tests/integration on that copy (real Dovecot)
 #   make dist         build the collection tarball into build/
-#   make bench        tests/bench/bench.py: the engine vs dsync, the floor, the baseline (imapsync if on PATH), ~5 min
+#   make bench        tests/bench/bench.py (the engine vs dsync, the floor, the baseline, imapsync if on PATH; ~5 min),
+#                     then tests/bench/scenarios.py (50,000 messages, 300 folders, bulk, ansible-playbook; ~5 min)
 #   make bench-role   the imapsync role with 500 tasks under a user manager (tests/bench/role_bench.py, root)
 #   make demo         two throwaway Dovecot servers, migrate.yml, the role under a user manager (tests/demo/demo.py)
 #   make clean        remove build output; make distclean also removes .venv
@@ -52,6 +53,7 @@ SANITY_ARGS ?=
 LINT_ARGS ?=
 MYPY_ARGS ?=
 BENCH_ARGS ?=
+SCENARIOS_ARGS ?=
 
 .PHONY: test deps system-deps cyrus-deps venv ansible-test-get-pip collection sanity lint typecheck generate unit integration dist bench demo clean distclean
 
@@ -192,6 +194,7 @@ dist: deps collection
 # verified. Options: BENCH_ARGS='--variants disk --tools engine,dsync,floor --repeat 5 --no-double --profile'.
 bench: deps collection
 	cd $(COLL) && $(TEST_ENV) $(VENV_PY) tests/bench/bench.py $(BENCH_ARGS)
+	cd $(COLL) && $(TEST_ENV) $(VENV_PY) tests/bench/scenarios.py $(SCENARIOS_ARGS)
 
 # The imapsync role with 500 tasks on one host (tests/bench/role_bench.py): first apply and re-apply timed, under a
 # private systemd user manager (as root, like the integration tests). E.g. make bench-role BENCH_ROLE_ARGS='--tasks 1000'
