@@ -27,9 +27,11 @@ import traceback
 import typing as t
 
 from . import errors
+from . import fetchparse
+from .fetchparse import ServerViolation
 from .folders import Namespace
 from .imapclient_compat import MAX_LINE, Client, Refused, Transport, append as raw_append, create as raw_create
-from .imapclient_compat import list_returning, transport, uid_filter_sieve
+from .imapclient_compat import end_command, list_returning, start_command, transport, uid_filter_sieve
 from .text import printable
 
 try:
@@ -60,6 +62,8 @@ MAX_MESSAGE = 256 * 1024 * 1024
 # Untagged responses that no later command reads (imaplib keeps them until a SELECT): dropped when a command starts.
 _NEVER_READ_LATER = ("EXPUNGE", "EXISTS", "RECENT", "VANISHED")
 _IO_CHUNK = 65536
+# FETCH items whose responses the engine reads itself (fetchparse.py) rather than through imapclient.
+_RAW_ITEMS = frozenset({"BODY.PEEK[]", "FLAGS", "INTERNALDATE", "RFC822.SIZE"})
 
 # RFC 3501 flag: "\" atom (system flag) or atom (keyword); atom-chars exclude SP, CTLs, 8-bit and ( ) { % * " \ ].
 _FLAG_RE = re.compile(rb'\\?[^\x00-\x20\x7f-\xff(){%*"\\\]]+')
@@ -148,10 +152,6 @@ def split_flags(raw: t.Any) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
         value = flag if isinstance(flag, bytes) else str(flag).encode("utf-8", "surrogateescape")
         (valid if _FLAG_RE.fullmatch(value) else dropped).append(value)
     return tuple(valid), tuple(dropped)
-
-
-class ServerViolation(Exception):
-    """A server sent what no well-behaved server sends (a literal or a response list beyond the bounds)."""
 
 
 class _Stalled(socket.timeout):
@@ -247,6 +247,9 @@ class _IMAP4(Transport):
     # -- imaplib's I/O (its private hooks: imapclient_compat.Transport) --------------------------------------
     def create_socket(self) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), self._wait())
+        # Commands and their answers are small writes that wait for each other: without this, Nagle's algorithm holds
+        # each one until the peer's delayed ACK (about 40 ms on Linux).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._tls_context is not None:
             try:
                 return self._handshake(sock, self._tls_context)
@@ -715,14 +718,31 @@ class Connection:
         for part in chunks(sorted(uids)):
             with self.guard("fetching messages"):
                 if sizes is None:
-                    out.update(self.client.fetch(part, items, modifiers))
+                    out.update(self._fetch_part(part, items, modifiers))
                     continue
                 # A body may be larger than announced (some servers under-report RFC822.SIZE): any body up to the
                 # largest message copied is read, and the command may exceed what was announced by one such body.
                 announced = sum(sizes.get(uid, 0) for uid in part)
                 with transport(self.client).bodies(MAX_MESSAGE, announced + 65536 * len(part) + MAX_MESSAGE):
-                    out.update(self.client.fetch(part, items, modifiers))
+                    out.update(self._fetch_part(part, items, modifiers))
         return out
+
+    def _fetch_part(self, uids: list[int], items: list[str], modifiers: list[str] | None) -> dict[int, dict[bytes, t.Any]]:
+        """One ``UID FETCH``: the engine's own items read by fetchparse.read_fetch (values as it gives them: INTERNALDATE
+        the RFC 3501 string), any other through imapclient."""
+        if modifiers or not all(item in _RAW_ITEMS for item in items):
+            return t.cast(dict[int, dict[bytes, t.Any]], self.client.fetch(uids, items, modifiers))
+        got: dict[int, dict[bytes, t.Any]] = {}
+        imap, tag = start_command(self.client, b"UID FETCH " + uid_set(uids) + b" (" + " ".join(items).encode("ascii") + b")")
+        try:
+            fetchparse.read_fetch(imap, tag, set(uids), got)
+        except fetchparse.Refused as exc:
+            raise imaplib.IMAP4.error(f"fetch failed: {exc.words}") from None
+        except fetchparse.Lost as exc:
+            raise imaplib.IMAP4.abort(str(exc)) from None
+        finally:
+            end_command(imap, tag)
+        return got
 
     def store(self, uids: t.Sequence[int], flags: t.Sequence[bytes], add: bool) -> None:
         flags = split_flags(flags)[0]
@@ -756,7 +776,8 @@ class Connection:
             self.client.expunge()
 
     def append_many(self, folder: str, messages: list[tuple[bytes, tuple[bytes, ...], t.Any]]) -> list[int] | None:
-        """APPEND (MULTIAPPEND when several and offered) without copying message bytes.
+        """APPEND (MULTIAPPEND when several and offered) of (body, flags, INTERNALDATE) each, the date a datetime or
+        the string of a FETCH (fetchparse.internaldate; anything else is left out), large bodies without copying them.
 
         Returns the local UIDs from APPENDUID, or None when the server gave none; raises AppendRefused when the server
         says NO (the engine records it as an ``append_refused`` error of the message).
@@ -775,6 +796,8 @@ class Connection:
             head = b" (" + b" ".join(split_flags(flags)[0]) + b")"
             if isinstance(date, datetime.datetime):
                 head += b' "' + datetime_to_INTERNALDATE(date).encode("ascii") + b'"'
+            elif (stamp := fetchparse.internaldate(date)) is not None:
+                head += b' "' + stamp + b'"'
             parts.append((head, body))
         with self.guard(f"appending to '{printable(folder)}'"):
             try:
