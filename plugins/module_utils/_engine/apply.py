@@ -24,6 +24,8 @@ from .text import printable
 
 BATCH_BYTES = 4 * 1024 * 1024  # a FETCH/APPEND batch, in message bytes
 BATCH_COUNT = 250  # messages per batch at most
+FIRST_BATCH_BYTES = 256 * 1024  # the first batch of a transfer (apply.batches ``ramp``)
+FIRST_BATCH_COUNT = 16
 
 _DELETED = b"\\Deleted"
 
@@ -35,20 +37,30 @@ def _head(body: bytes) -> bytes:
     return body[:end] if end >= 0 else body[:65536]
 
 
-def batches(uids: list[int], sizes: t.Mapping[int, int]) -> list[list[int]]:
-    """``uids`` in order, cut into batches of at most BATCH_BYTES message bytes (one message at least) and BATCH_COUNT."""
+def batches(uids: list[int], sizes: t.Mapping[int, int], ramp: bool = False) -> list[list[int]]:
+    """``uids`` in order, cut into batches of at most BATCH_BYTES message bytes (one message at least) and BATCH_COUNT.
+
+    With ``ramp`` (a transfer that fetches a batch while the previous one is appended), the batches grow from
+    FIRST_BATCH_BYTES and FIRST_BATCH_COUNT, each twice the previous, and shrink again towards the end, none more than
+    half of what remains: the first append starts after a small fetch, and the last one, which nothing overlaps, is small.
+    """
     out: list[list[int]] = []
-    current: list[int] = []
-    weight = 0
-    for uid in uids:
-        size = sizes[uid]
-        if current and (weight + size > BATCH_BYTES or len(current) >= BATCH_COUNT):
-            out.append(current)
-            current, weight = [], 0
-        current.append(uid)
-        weight += size
-    if current:
-        out.append(current)
+    left_bytes, left = sum(sizes[uid] for uid in uids), len(uids)
+    grow_bytes, grow = min(FIRST_BATCH_BYTES, BATCH_BYTES), min(FIRST_BATCH_COUNT, BATCH_COUNT)
+    start = 0
+    while start < len(uids):
+        most_bytes, most = BATCH_BYTES, BATCH_COUNT
+        if ramp:
+            most_bytes = min(grow_bytes, max(FIRST_BATCH_BYTES, left_bytes // 2))
+            most = min(grow, max(FIRST_BATCH_COUNT, left // 2))
+            grow_bytes, grow = min(2 * grow_bytes, BATCH_BYTES), min(2 * grow, BATCH_COUNT)
+        end, weight = start, 0
+        while end < len(uids) and (end == start or (weight + sizes[uids[end]] <= most_bytes and end - start < most)):
+            weight += sizes[uids[end]]
+            end += 1
+        out.append(uids[start:end])
+        left_bytes, left = left_bytes - weight, left - (end - start)
+        start = end
     return out
 
 
@@ -259,7 +271,7 @@ class Applier(Outcome):
     def _transfer(self, ctx: FolderRun, plan: CopyPlan, advance: bool) -> list[int]:
         """Fetch batch n+1 on the remote while batch n is appended locally; checkpoint every batch."""
         uids, sizes, remote = plan.copy, plan.sizes, ctx.remote
-        todo = batches(uids, sizes)
+        todo = batches(uids, sizes, ramp=True)
         if len(todo) == 1:  # nothing to overlap with
             data = remote.fetch(todo[0], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], sizes=sizes)
             return self._append_batch(ctx, todo[0], data, advance)
