@@ -135,7 +135,7 @@ def _parse(texts: list[bytes], literals: list[bytes], start: int) -> list[t.Any]
         if match is None or match.end() == pos:
             raise ServerViolation("it sent a FETCH response that cannot be read")
         pos = match.end()
-        opening, closing, quoted, atom = match.groups()
+        opening, _closing, quoted, atom = match.groups()
         if atom is not None:
             stack[-1].append(atom)
         elif quoted is not None:
@@ -144,8 +144,7 @@ def _parse(texts: list[bytes], literals: list[bytes], start: int) -> list[t.Any]
             if len(stack) >= _MAX_DEPTH:
                 raise ServerViolation("it sent a FETCH response nested too deep")
             stack.append([])
-        else:
-            assert closing is not None
+        else:  # ")"
             done = stack.pop()
             if not stack:
                 if text[pos:].strip(b" ") or part != len(literals):

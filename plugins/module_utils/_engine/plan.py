@@ -27,6 +27,7 @@ from .state import FolderState, State
 from .text import printable
 
 WINDOW = 2000  # UIDs considered at a time: memory stays flat whatever the size of a folder
+COPY_WINDOW = 8000  # UIDs considered at a time by copies() without identity matching (a UID and a size each)
 
 _RECENT = b"\\RECENT"
 
@@ -327,9 +328,11 @@ class Planner:
         retry = sorted(u for u in ctx.failed if u < start)  # refused last time: try again
         rstat = ctx.rstat
         if ctx.pool is None:
-            # UIDs and sizes together (Mailbox.size_windows), one command a window.
+            # UIDs and sizes together (Mailbox.size_windows), one command a window; larger windows than WINDOW: each
+            # ends with a transfer's last append, which nothing overlaps (apply.Applier._transfer).
             found: t.Iterable[dict[int, int] | list[int]] = itertools.chain(
-                chunks(retry, WINDOW), ctx.remote.size_windows(start, rstat["UIDNEXT"], rstat["MESSAGES"], window=WINDOW))
+                chunks(retry, COPY_WINDOW),
+                ctx.remote.size_windows(start, rstat["UIDNEXT"], rstat["MESSAGES"], window=COPY_WINDOW))
         else:
             found = self._first_pass(ctx, itertools.chain(
                 chunks(retry, WINDOW), ctx.remote.uid_windows(start, rstat["UIDNEXT"], rstat["MESSAGES"], window=WINDOW)), ctx.pool)

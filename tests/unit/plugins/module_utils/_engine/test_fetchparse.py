@@ -180,7 +180,7 @@ def test_a_literal_beyond_the_bound_is_refused_before_it_is_read(serve):
 def test_bodies_beyond_what_was_announced_break_the_bytes_bound(serve, monkeypatch):
     monkeypatch.setattr(imap, "MAX_MESSAGE", 1000)
     monkeypatch.setattr(imap, "MAX_RESPONSE_BYTES", 1000)
-    session, _responder = serve(scripted(*(body_response(1, 1, b"x" * 900) for _ in range(100))))
+    session, _responder = serve(scripted(*[body_response(1, 1, b"x" * 900)] * 100))
     with pytest.raises(errors.SyncError) as caught:
         session.fetch([1], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], sizes={1: 10})
     assert caught.value.kind == errors.PROTOCOL_ERROR and "bytes in answer to one command" in caught.value.message
