@@ -23,7 +23,7 @@ from .result import RunResult
 from .text import printable
 
 BATCH_BYTES = 4 * 1024 * 1024  # a FETCH/APPEND batch, in message bytes
-BATCH_COUNT = 250  # messages per batch at most
+BATCH_COUNT = 1000  # messages per batch at most: each APPEND costs the local server a commit (Dovecot maildir: a sync)
 FIRST_BATCH_BYTES = 256 * 1024  # the first batch of a transfer (apply.batches ``ramp``)
 FIRST_BATCH_COUNT = 16
 

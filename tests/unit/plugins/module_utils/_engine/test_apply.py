@@ -25,10 +25,10 @@ def test_batches_keep_every_message_once_in_order_within_the_bounds(ramp):
 
 
 def test_the_ramp_starts_and_ends_small():
-    uids = list(range(1, 2001))
+    uids = list(range(1, 6001))
     cut = apply.batches(uids, dict.fromkeys(uids, 3000), ramp=True)
     counts = [len(batch) for batch in cut]
-    assert counts[:5] == [16, 32, 64, 128, 250]
+    assert counts[:5] == [16, 32, 64, 128, 256]
     assert max(counts) == apply.BATCH_COUNT and counts[-1] <= apply.FIRST_BATCH_COUNT
-    assert apply.batches(uids, dict.fromkeys(uids, 3000)) == [uids[i:i + 250] for i in range(0, 2000, 250)]
+    assert apply.batches(uids, dict.fromkeys(uids, 3000)) == [uids[i:i + 1000] for i in range(0, 6000, 1000)]
     assert apply.batches([9], {9: 12_000_000}, ramp=True) == [[9]]  # a message above every bound: a batch of its own
