@@ -30,8 +30,8 @@ from . import errors
 from . import fetchparse
 from .fetchparse import ServerViolation
 from .folders import Namespace
-from .imapclient_compat import MAX_LINE, Client, Refused, Transport, append as raw_append, create as raw_create
-from .imapclient_compat import end_command, list_returning, start_command, transport, uid_filter_sieve
+from .imapclient_compat import MAX_LINE, Client, Refused, Transport, append as raw_append
+from .imapclient_compat import create_subscribe_status, end_command, list_returning, start_command, transport, uid_filter_sieve
 from .text import printable
 
 try:
@@ -500,6 +500,7 @@ class Connection:
         self.client: t.Any = None
         self.selected: str | None = None
         self.selected_readonly = True
+        self._created: tuple[str, dict[str, int]] | None = None  # a folder just created and its status (see create)
         self._connect()
 
     # -- connection and login -------------------------------------------------------------------
@@ -673,10 +674,7 @@ class Connection:
                 if self.has("LIST-STATUS"):
                     returns += f" STATUS ({' '.join(self._status_items())})"
                 listed, status_lines = list_returning(self.client, returns)
-                for line in status_lines:
-                    name, items = parse_response([line])[-2:]
-                    name = decode_utf7(name) if isinstance(name, bytes) else str(name)
-                    statuses[name] = {k.decode().upper(): int(v) for k, v in zip(items[::2], items[1::2])}
+                statuses = self._statuses(status_lines)
             else:
                 listed = self.client.list_folders()
         result = []
@@ -686,9 +684,14 @@ class Connection:
         return result, statuses
 
     def status(self, folder: str) -> dict[str, int]:
+        """STATUS: MESSAGES, UIDNEXT, UIDVALIDITY (and HIGHESTMODSEQ with CONDSTORE). The status of a folder this
+        connection has just created was read with its CREATE (:meth:`create`): that is the answer, once."""
+        created, self._created = self._created, None
+        if created is not None and created[0] == folder:
+            return created[1]
         with self.guard(f"reading the status of '{printable(folder)}'"):
             raw = self.client.folder_status(folder, self._status_items())
-        return {k.decode().upper(): int(v) for k, v in raw.items()}
+            return {k.decode().upper(): int(v) for k, v in raw.items()}
 
     def select(self, folder: str, readonly: bool) -> dict[str, int]:
         with self.guard(f"opening folder '{printable(folder)}'"):
@@ -701,17 +704,23 @@ class Connection:
         return out
 
     def create(self, folder: str) -> None:
-        """Create and subscribe a folder. A folder that exists already counts as created: ``NO [ALREADYEXISTS]``
-        (the OK of an earlier CREATE was lost with its connection), or, from a server without RFC 5530 codes, any NO
-        after which the folder is listed."""
+        """Create and subscribe a folder, reading its status in the same round trip (CREATE, SUBSCRIBE and STATUS
+        pipelined; the status is the answer of the next :meth:`status` of the folder, which then costs no round
+        trip). A folder that exists already counts as created: ``NO [ALREADYEXISTS]`` (the OK of an earlier CREATE
+        was lost with its connection), or, from a server without RFC 5530 codes, any NO after which the folder is
+        listed. A refused SUBSCRIBE is ignored; a STATUS the server did not answer for the folder is asked again by
+        :meth:`status`."""
+        self._created = None
         with self.guard(f"creating folder {folder!r}"):
-            typ, data = raw_create(self.client, folder)
+            (typ, data), _subscribed, (status_typ, status_data) = create_subscribe_status(
+                self.client, folder, self._status_items())
             if typ != "OK":
                 words = _text(data)
                 if response_code(words) != "ALREADYEXISTS" and not self._listed(folder):
                     raise imaplib.IMAP4.error(f"create failed: {words}")
-            with contextlib.suppress(imaplib.IMAP4.error):
-                self.client.subscribe_folder(folder)
+            status = self._statuses(status_data).get(folder) if status_typ == "OK" else None
+        if status is not None and {"MESSAGES", "UIDNEXT", "UIDVALIDITY"} <= status.keys():
+            self._created = (folder, status)
 
     def _listed(self, folder: str) -> bool:
         return any(name == folder for _flags, _sep, name in self.client.list_folders("", folder))
@@ -860,6 +869,16 @@ class Connection:
             return None
         uids = parse_uid_set(match.group(2))
         return uids if len(uids) == len(messages) else None
+
+    @staticmethod
+    def _statuses(lines: list[t.Any]) -> dict[str, dict[str, int]]:
+        """Untagged STATUS responses (of LIST-STATUS, or of a STATUS command): folder name -> item -> value."""
+        statuses: dict[str, dict[str, int]] = {}
+        for line in lines:
+            name, items = parse_response([line])[-2:]
+            name = decode_utf7(name) if isinstance(name, bytes) else str(name)
+            statuses[name] = {k.decode().upper(): int(v) for k, v in zip(items[::2], items[1::2])}
+        return statuses
 
 
 class AppendRefused(Exception):

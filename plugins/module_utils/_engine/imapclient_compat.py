@@ -10,9 +10,9 @@ in-process IMAP responder; tests/integration/test_engine.py and test_inbox.py ag
   ``starttls``'s body, ``_MAXLINE``) call public-named methods that imap._IMAP4 overrides;
 - :class:`Client`: imapclient's IMAPClient on a given transport (``_create_IMAP4``, ``_timeout``);
 - :func:`transport`: the imaplib connection under a client (``_imap``);
-- :func:`list_returning`, :func:`create`, :func:`uid_filter_sieve`, :func:`append`: the commands imapclient has no
-  public method for (LIST ... RETURN, a CREATE that keeps the server's words, UID FILTER SIEVE, a MULTIAPPEND that
-  streams literals);
+- :func:`list_returning`, :func:`create_subscribe_status`, :func:`uid_filter_sieve`, :func:`append`: the commands
+  imapclient has no public method for (LIST ... RETURN, CREATE + SUBSCRIBE + STATUS pipelined keeping the server's
+  words, UID FILTER SIEVE, a MULTIAPPEND that streams literals);
 - :func:`start_command`, :func:`end_command`: a command whose responses the engine reads itself (fetchparse.py).
 """
 
@@ -112,12 +112,6 @@ def list_returning(client: t.Any, returns: str) -> tuple[list[t.Any], list[t.Any
     return client._proc_folder_list(data), status_lines  # pylint: disable=protected-access
 
 
-def create(client: t.Any, folder: str) -> tuple[str, list[t.Any]]:
-    """CREATE ``folder`` (encoded as imapclient encodes names): the server's answer, NO included, not raised."""
-    typ, data = transport(client).create(client._normalise_folder(folder))  # pylint: disable=protected-access
-    return typ, data
-
-
 def uid_filter_sieve(client: t.Any, uids: str) -> tuple[str, list[t.Any]]:
     """``UID FILTER SIEVE DELIVERY UID <uids>`` on the selected folder: the server's answer (FILTERED responses dropped)."""
     imap = transport(client)
@@ -186,3 +180,25 @@ def append(client: t.Any, folder: str, messages: t.Sequence[tuple[bytes, bytes]]
         raise
     except imaplib.IMAP4.error as exc:
         raise Refused(str(exc)) from None
+
+
+def create_subscribe_status(client: t.Any, folder: str, items: t.Sequence[str]) -> list[tuple[str, list[t.Any]]]:
+    """CREATE, SUBSCRIBE and ``STATUS folder (items)`` sent together and answered in one round trip (the server runs
+    them in order, RFC 3501 5.5): the three answers, a NO or BAD returned, not raised; every answer is read before this
+    returns. STATUS's answer when OK holds the untagged STATUS responses instead of the tagged text."""
+    imap = transport(client)
+    name = client._normalise_folder(folder)  # pylint: disable=protected-access
+    imap.untagged_responses.pop("STATUS", None)
+    sent = [("CREATE", imap._command("CREATE", name)), ("SUBSCRIBE", imap._command("SUBSCRIBE", name)),  # pylint: disable=protected-access
+            ("STATUS", imap._command("STATUS", name, f"({' '.join(items)})"))]  # pylint: disable=protected-access
+    answers: list[tuple[str, list[t.Any]]] = []
+    for command, tag in sent:
+        try:
+            answers.append(imap._command_complete(command, tag))  # pylint: disable=protected-access
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as exc:  # BAD: imaplib raises it
+            answers.append(("BAD", [str(exc)]))
+    if answers[2][0] == "OK":
+        answers[2] = ("OK", [d for d in imap.untagged_responses.pop("STATUS", []) if d])
+    return answers

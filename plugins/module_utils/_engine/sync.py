@@ -291,10 +291,14 @@ class Syncer:
         ctx = FolderRun(folder=plan, result=fr, remote=remote, local=local, state=state)
         planner, outcome = self.planner, self.outcome
         exists = plan.local in self.local_names
+        selected = False
         if planner.open(ctx, self.remote_status.pop(plan.remote, None) if first else None,
                         (self.local_status.pop(plan.local, None) if first and exists else None), exists):
-            outcome.create_folder(ctx)
-            if not self.check:
+            if self.check:
+                outcome.create_folder(ctx)
+            else:
+                self._create_while_selecting(ctx)
+                selected = True
                 self.local_names.add(plan.local)
         if first:
             fr.local_before = ctx.lstat["MESSAGES"] if ctx.lstat and not fr.created else 0
@@ -302,7 +306,8 @@ class Syncer:
             return  # nothing new, no flag to read, nothing to delete
         if not ctx.usable:
             outcome.reset_state(ctx)
-        planner.select_remote(ctx)
+        if not selected:
+            planner.select_remote(ctx)
         for flags in planner.flag_updates(ctx):
             outcome.flags(ctx, flags)
         # Local messages the state does not account for (a first run into a non-empty folder, lost state,
@@ -321,3 +326,24 @@ class Syncer:
                 outcome.delete(ctx, doomed)
         if not self.stop.is_set():
             outcome.finish(ctx)
+
+    def _create_while_selecting(self, ctx: FolderRun) -> None:
+        """Create the local folder (the local server's work: CREATE, SUBSCRIBE, STATUS) while the remote folder is
+        opened (the remote server's: SELECT), each on its own connection, at the same time. A new folder always needs
+        the remote one opened: no state can match a folder that did not exist."""
+        failed: list[BaseException] = []
+
+        def create() -> None:
+            try:
+                self.outcome.create_folder(ctx)
+            except BaseException as exc:  # pylint: disable=broad-exception-caught  # raised below, in the run's thread
+                failed.append(exc)
+
+        worker = threading.Thread(target=create, name="mailops-imap-create", daemon=True)
+        worker.start()
+        try:
+            self.planner.select_remote(ctx)
+        finally:
+            worker.join()  # the local connection is the run's again (a failure of the SELECT goes on after this)
+        if failed:
+            raise failed[0]

@@ -56,6 +56,9 @@ class Responder(threading.Thread):
                     conn.sendall(b"* 3 EXISTS\r\n* OK [UIDVALIDITY 9] ok\r\n* OK [UIDNEXT 4] ok\r\n" + tag + b" OK [READ-WRITE] selected\r\n")
                 elif verb == b"SUBSCRIBE":
                     conn.sendall(tag + b" OK subscribed\r\n")
+                elif verb == b"STATUS":
+                    name = rest.split(b" ")[1]
+                    conn.sendall(b"* STATUS " + name + b" (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 77)\r\n" + tag + b" OK status\r\n")
                 elif verb == b"UID" and b"FILTER" in rest:
                     answer = b" NO script failed\r\n" if b"UID 9" in rest else b" OK filtered\r\n"
                     conn.sendall(b"* 1 FILTERED (UID 3)\r\n" + tag + answer)
@@ -130,6 +133,17 @@ def test_create_keeps_the_servers_words_and_an_existing_folder_counts_as_created
     session.create("New")
     session.create("Old")  # NO [ALREADYEXISTS]
     assert [c for c in responder.commands if c.startswith(b"CREATE")] == [b'CREATE "New"', b'CREATE "Old"']
+
+
+def test_create_subscribes_and_reads_the_status_in_the_same_round_trip(connect):
+    session, responder = connect()
+    session.create("Old")  # NO [ALREADYEXISTS]: the folder exists, its status counts
+    assert responder.commands[-3:] == [b'CREATE "Old"', b'SUBSCRIBE "Old"', b'STATUS "Old" (MESSAGES UIDNEXT UIDVALIDITY)']
+    sent = len(responder.commands)
+    assert session.status("Old") == {"MESSAGES": 0, "UIDNEXT": 1, "UIDVALIDITY": 77}
+    assert len(responder.commands) == sent, "the status read with CREATE costs no command"
+    assert session.status("Old") == {"MESSAGES": 0, "UIDNEXT": 1, "UIDVALIDITY": 77}
+    assert responder.commands[sent:] == [b'STATUS "Old" (MESSAGES UIDNEXT UIDVALIDITY)'], "it is used once"
 
 
 def test_uid_filter_sieve_answers_none_or_the_servers_words(connect):
