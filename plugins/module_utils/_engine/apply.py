@@ -40,26 +40,20 @@ def _head(body: bytes) -> bytes:
 def batches(uids: list[int], sizes: t.Mapping[int, int], ramp: bool = False) -> list[list[int]]:
     """``uids`` in order, cut into batches of at most BATCH_BYTES message bytes (one message at least) and BATCH_COUNT.
 
-    With ``ramp`` (a transfer that fetches a batch while the previous one is appended), the batches grow from
-    FIRST_BATCH_BYTES and FIRST_BATCH_COUNT, each twice the previous, and shrink again towards the end, none more than
-    half of what remains: the first append starts after a small fetch, and the last one, which nothing overlaps, is small.
+    With ``ramp`` (the first transfer of a folder, which fetches a batch while the previous one is appended), the
+    batches grow from FIRST_BATCH_BYTES and FIRST_BATCH_COUNT, each twice the previous: the first append starts after a
+    small fetch. Only then: each batch costs the local server a commit (Dovecot maildir: a sync of the folder).
     """
     out: list[list[int]] = []
-    left_bytes, left = sum(sizes[uid] for uid in uids), len(uids)
-    grow_bytes, grow = min(FIRST_BATCH_BYTES, BATCH_BYTES), min(FIRST_BATCH_COUNT, BATCH_COUNT)
+    most_bytes, most = (min(FIRST_BATCH_BYTES, BATCH_BYTES), min(FIRST_BATCH_COUNT, BATCH_COUNT)) if ramp else (BATCH_BYTES, BATCH_COUNT)
     start = 0
     while start < len(uids):
-        most_bytes, most = BATCH_BYTES, BATCH_COUNT
-        if ramp:
-            most_bytes = min(grow_bytes, max(FIRST_BATCH_BYTES, left_bytes // 2))
-            most = min(grow, max(FIRST_BATCH_COUNT, left // 2))
-            grow_bytes, grow = min(2 * grow_bytes, BATCH_BYTES), min(2 * grow, BATCH_COUNT)
         end, weight = start, 0
         while end < len(uids) and (end == start or (weight + sizes[uids[end]] <= most_bytes and end - start < most)):
             weight += sizes[uids[end]]
             end += 1
         out.append(uids[start:end])
-        left_bytes, left = left_bytes - weight, left - (end - start)
+        most_bytes, most = min(2 * most_bytes, BATCH_BYTES), min(2 * most, BATCH_COUNT)
         start = end
     return out
 
@@ -271,7 +265,7 @@ class Applier(Outcome):
     def _transfer(self, ctx: FolderRun, plan: CopyPlan, advance: bool) -> list[int]:
         """Fetch batch n+1 on the remote while batch n is appended locally; checkpoint every batch."""
         uids, sizes, remote = plan.copy, plan.sizes, ctx.remote
-        todo = batches(uids, sizes, ramp=True)
+        todo = batches(uids, sizes, ramp=ctx.last_luid == 0)  # nothing stored by this attempt yet: its first transfer
         if len(todo) == 1:  # nothing to overlap with
             data = remote.fetch(todo[0], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], sizes=sizes)
             return self._append_batch(ctx, todo[0], data, advance)
