@@ -23,7 +23,9 @@ from .result import RunResult
 from .text import printable
 
 BATCH_BYTES = 4 * 1024 * 1024  # a FETCH/APPEND batch, in message bytes
-BATCH_COUNT = 250  # messages per batch at most
+BATCH_COUNT = 1000  # messages per batch at most: each APPEND costs the local server a commit (Dovecot maildir: a sync)
+FIRST_BATCH_BYTES = 256 * 1024  # the first batch of a transfer (apply.batches ``ramp``)
+FIRST_BATCH_COUNT = 16
 
 _DELETED = b"\\Deleted"
 
@@ -35,20 +37,24 @@ def _head(body: bytes) -> bytes:
     return body[:end] if end >= 0 else body[:65536]
 
 
-def batches(uids: list[int], sizes: t.Mapping[int, int]) -> list[list[int]]:
-    """``uids`` in order, cut into batches of at most BATCH_BYTES message bytes (one message at least) and BATCH_COUNT."""
+def batches(uids: list[int], sizes: t.Mapping[int, int], ramp: bool = False) -> list[list[int]]:
+    """``uids`` in order, cut into batches of at most BATCH_BYTES message bytes (one message at least) and BATCH_COUNT.
+
+    With ``ramp`` (the first transfer of a folder, which fetches a batch while the previous one is appended), the
+    batches grow from FIRST_BATCH_BYTES and FIRST_BATCH_COUNT, each twice the previous: the first append starts after a
+    small fetch. Only then: each batch costs the local server a commit (Dovecot maildir: a sync of the folder).
+    """
     out: list[list[int]] = []
-    current: list[int] = []
-    weight = 0
-    for uid in uids:
-        size = sizes[uid]
-        if current and (weight + size > BATCH_BYTES or len(current) >= BATCH_COUNT):
-            out.append(current)
-            current, weight = [], 0
-        current.append(uid)
-        weight += size
-    if current:
-        out.append(current)
+    most_bytes, most = (min(FIRST_BATCH_BYTES, BATCH_BYTES), min(FIRST_BATCH_COUNT, BATCH_COUNT)) if ramp else (BATCH_BYTES, BATCH_COUNT)
+    start = 0
+    while start < len(uids):
+        end, weight = start, 0
+        while end < len(uids) and (end == start or (weight + sizes[uids[end]] <= most_bytes and end - start < most)):
+            weight += sizes[uids[end]]
+            end += 1
+        out.append(uids[start:end])
+        most_bytes, most = min(2 * most_bytes, BATCH_BYTES), min(2 * most, BATCH_COUNT)
+        start = end
     return out
 
 
@@ -259,7 +265,7 @@ class Applier(Outcome):
     def _transfer(self, ctx: FolderRun, plan: CopyPlan, advance: bool) -> list[int]:
         """Fetch batch n+1 on the remote while batch n is appended locally; checkpoint every batch."""
         uids, sizes, remote = plan.copy, plan.sizes, ctx.remote
-        todo = batches(uids, sizes)
+        todo = batches(uids, sizes, ramp=ctx.last_luid == 0)  # nothing stored by this attempt yet: its first transfer
         if len(todo) == 1:  # nothing to overlap with
             data = remote.fetch(todo[0], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], sizes=sizes)
             return self._append_batch(ctx, todo[0], data, advance)

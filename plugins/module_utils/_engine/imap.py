@@ -27,9 +27,11 @@ import traceback
 import typing as t
 
 from . import errors
+from . import fetchparse
+from .fetchparse import ServerViolation
 from .folders import Namespace
 from .imapclient_compat import MAX_LINE, Client, Refused, Transport, append as raw_append
-from .imapclient_compat import create_subscribe_status, list_returning, transport, uid_filter_sieve
+from .imapclient_compat import create_subscribe_status, end_command, list_returning, start_command, transport, uid_filter_sieve
 from .text import printable
 
 try:
@@ -60,6 +62,10 @@ MAX_MESSAGE = 256 * 1024 * 1024
 # Untagged responses that no later command reads (imaplib keeps them until a SELECT): dropped when a command starts.
 _NEVER_READ_LATER = ("EXPUNGE", "EXISTS", "RECENT", "VANISHED")
 _IO_CHUNK = 65536
+# UIDs in one ``UID FETCH a:b (RFC822.SIZE)`` of Connection.size_windows: its responses stay far below MAX_RESPONSES.
+SIZE_SPAN = 32_000
+# FETCH items whose responses the engine reads itself (fetchparse.py) rather than through imapclient.
+_RAW_ITEMS = frozenset({"BODY.PEEK[]", "FLAGS", "INTERNALDATE", "RFC822.SIZE"})
 
 # RFC 3501 flag: "\" atom (system flag) or atom (keyword); atom-chars exclude SP, CTLs, 8-bit and ( ) { % * " \ ].
 _FLAG_RE = re.compile(rb'\\?[^\x00-\x20\x7f-\xff(){%*"\\\]]+')
@@ -150,10 +156,6 @@ def split_flags(raw: t.Any) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
     return tuple(valid), tuple(dropped)
 
 
-class ServerViolation(Exception):
-    """A server sent what no well-behaved server sends (a literal or a response list beyond the bounds)."""
-
-
 class _Stalled(socket.timeout):
     """A response delivered less than PROGRESS_BYTES in a whole timeout period."""
 
@@ -186,6 +188,7 @@ class _IMAP4(Transport):
         self._received = 0  # bytes received since the current command was sent
         self._responses = 0  # untagged responses kept since then
         self._reader: io.BufferedReader | None = None
+        self._sock_timeout: float | None = None  # what the socket's timeout was last set to (None: not known)
         super().__init__(host, port, timeout)
 
     # -- time --------------------------------------------------------------------------------------------
@@ -208,13 +211,22 @@ class _IMAP4(Transport):
         self._window = time.monotonic()
         self._window_bytes = 0
 
+    def _bound_socket(self) -> None:
+        """Give the socket's next operation at most what :meth:`_wait` allows; the timeout already set stays when it is
+        not above that and not 10 % below (setting it costs system calls: this runs once per TLS record read)."""
+        wait = self._wait()
+        if self._sock_timeout is None or not 0.9 * wait <= self._sock_timeout <= wait:
+            self.sock.settimeout(wait)
+            self._sock_timeout = wait
+
     def recv_into(self, buffer: t.Any) -> int:
         while True:
-            self.sock.settimeout(self._wait())
+            self._bound_socket()
             try:
                 count = self.sock.recv_into(buffer)
                 break
             except socket.timeout:
+                self._sock_timeout = None
                 continue  # _wait decides whether that was the end
         self._received += count
         if self._received > self.budget:
@@ -247,6 +259,9 @@ class _IMAP4(Transport):
     # -- imaplib's I/O (its private hooks: imapclient_compat.Transport) --------------------------------------
     def create_socket(self) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), self._wait())
+        # Commands and their answers are small writes that wait for each other: without this, Nagle's algorithm holds
+        # each one until the peer's delayed ACK (about 40 ms on Linux).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._tls_context is not None:
             try:
                 return self._handshake(sock, self._tls_context)
@@ -257,6 +272,7 @@ class _IMAP4(Transport):
 
     def open(self, host: str = "", port: int = 143, timeout: float | None = None) -> None:  # 143: imaplib.IMAP4_PORT
         super().open(host, port, timeout)
+        self._sock_timeout = None
         self._reader = io.BufferedReader(_Raw(self), _IO_CHUNK)
 
     def read(self, size: int) -> bytes:
@@ -277,13 +293,14 @@ class _IMAP4(Transport):
         view = memoryview(data)
         self._progress()  # a command sent: its answer has a full period to start
         for start in range(0, len(view), _IO_CHUNK):
-            self.sock.settimeout(self._wait())
+            self._bound_socket()
             self.sock.sendall(view[start:start + _IO_CHUNK])
             self._progress()
 
     def wrap_tls(self, context: ssl.SSLContext) -> None:
         """STARTTLS: a bounded handshake; whatever the server sent before TLS is dropped."""
         self.sock = self._handshake(self.sock, context)
+        self._sock_timeout = None
         self._reader = io.BufferedReader(_Raw(self), _IO_CHUNK)
 
     def command_started(self) -> None:
@@ -442,6 +459,32 @@ def _login_refused(ep: Endpoint, words: str) -> errors.SyncError:
 
 def _has_non_ascii(text: str) -> bool:
     return any(ord(ch) > 127 for ch in text)
+
+
+_Found = t.TypeVar("_Found")
+
+
+def _spans(low: int, uidnext: int, messages: int, window: int, read: t.Callable[[int, int], list[_Found]],
+           largest: int | None = None) -> t.Iterator[list[_Found]]:
+    """``read(first, last)`` over [low, uidnext) in spans that follow the folder's density (UIDNEXT / MESSAGES), so
+    that a sparse UID space costs few commands and a dense one never gives much more than ``window`` at once; each
+    span at most ``largest`` UIDs when given."""
+    seen = 0
+    span = window
+    low = max(low, 1)  # UID 0 does not exist (and servers refuse it in a set)
+    while low < uidnext:
+        remaining = max(1, messages - seen)
+        density_span = window * max(1, (uidnext - low) // remaining)
+        span = max(window, min(span * 2, density_span)) if seen else max(window, density_span)
+        if largest is not None:
+            span = min(span, largest)
+        high = min(low + span, uidnext) - 1
+        found = read(low, high)
+        seen += len(found)
+        yield found
+        if len(found) > 2 * window:
+            span = max(window, span // 4)
+        low = high + 1
 
 
 class Connection:
@@ -700,21 +743,26 @@ class Connection:
         The span of each search follows the folder's density (UIDNEXT / MESSAGES), so a sparse UID space costs
         few searches and a dense one never returns much more than ``window`` UIDs at once.
         """
-        seen = 0
-        span = window
-        low = max(low, 1)  # UID 0 does not exist (and servers refuse it in a set)
-        while low < uidnext:
-            remaining = max(1, messages - seen)
-            density_span = window * max(1, (uidnext - low) // remaining)
-            span = max(window, min(span * 2, density_span)) if seen else max(window, density_span)
-            high = min(low + span, uidnext) - 1
-            uids = self.search_uids(list(criteria or []) + ["UID", f"{low}:{high}"])
-            uids = [u for u in uids if low <= u <= high]
-            seen += len(uids)
+        def search(first: int, last: int) -> list[int]:
+            return [u for u in self.search_uids(list(criteria or []) + ["UID", f"{first}:{last}"]) if first <= u <= last]
+
+        for uids in _spans(low, uidnext, messages, window, search):
             yield from chunks(uids, window)
-            if len(uids) > 2 * window:
-                span = max(window, span // 4)
-            low = high + 1
+
+    def size_windows(self, low: int, uidnext: int, messages: int, window: int = 2000) -> t.Iterator[dict[int, int]]:
+        """The messages in [low, uidnext) with their RFC822.SIZE, at most ``window`` at a time, ascending, a span of
+        UIDs at a time (:meth:`sizes_between`; spans as in :meth:`uid_windows`, at most SIZE_SPAN UIDs each)."""
+        for found in _spans(low, uidnext, messages, window, self.sizes_between, SIZE_SPAN):
+            for start in range(0, len(found), window):
+                yield dict(found[start:start + window])
+
+    def sizes_between(self, first: int, last: int) -> list[tuple[int, int]]:
+        """(UID, RFC822.SIZE) of the messages with UIDs from ``first`` to ``last``, ascending: one ``UID FETCH
+        first:last (RFC822.SIZE)`` names the UIDs that exist and their sizes (a SEARCH and a FETCH otherwise)."""
+        got: dict[int, dict[bytes, t.Any]] = {}
+        with self.guard("fetching messages"):
+            self._read_fetch(b"%d:%d" % (first, last), b"RFC822.SIZE", range(first, last + 1), got)
+        return sorted((uid, data[b"RFC822.SIZE"]) for uid, data in got.items() if b"RFC822.SIZE" in data)
 
     def fetch(self, uids: t.Sequence[int], items: list[str], modifiers: list[str] | None = None,
               sizes: t.Mapping[int, int] | None = None) -> dict[int, dict[bytes, t.Any]]:
@@ -724,14 +772,35 @@ class Connection:
         for part in chunks(sorted(uids)):
             with self.guard("fetching messages"):
                 if sizes is None:
-                    out.update(self.client.fetch(part, items, modifiers))
+                    out.update(self._fetch_part(part, items, modifiers))
                     continue
                 # A body may be larger than announced (some servers under-report RFC822.SIZE): any body up to the
                 # largest message copied is read, and the command may exceed what was announced by one such body.
                 announced = sum(sizes.get(uid, 0) for uid in part)
                 with transport(self.client).bodies(MAX_MESSAGE, announced + 65536 * len(part) + MAX_MESSAGE):
-                    out.update(self.client.fetch(part, items, modifiers))
+                    out.update(self._fetch_part(part, items, modifiers))
         return out
+
+    def _fetch_part(self, uids: list[int], items: list[str], modifiers: list[str] | None) -> dict[int, dict[bytes, t.Any]]:
+        """One ``UID FETCH``: the engine's own items read by fetchparse.read_fetch (values as it gives them: INTERNALDATE
+        the RFC 3501 string), any other through imapclient."""
+        if modifiers or not all(item in _RAW_ITEMS for item in items):
+            return t.cast(dict[int, dict[bytes, t.Any]], self.client.fetch(uids, items, modifiers))
+        got: dict[int, dict[bytes, t.Any]] = {}
+        self._read_fetch(uid_set(uids), " ".join(items).encode("ascii"), set(uids), got)
+        return got
+
+    def _read_fetch(self, uids: bytes, items: bytes, wanted: t.Container[int], out: dict[int, dict[bytes, t.Any]]) -> None:
+        """``UID FETCH uids (items)``, its responses read by fetchparse.read_fetch into ``out`` (within a guard)."""
+        imap, tag = start_command(self.client, b"UID FETCH " + uids + b" (" + items + b")")
+        try:
+            fetchparse.read_fetch(imap, tag, wanted, out)
+        except fetchparse.Refused as exc:
+            raise imaplib.IMAP4.error(f"fetch failed: {exc.words}") from None
+        except fetchparse.Lost as exc:
+            raise imaplib.IMAP4.abort(str(exc)) from None
+        finally:
+            end_command(imap, tag)
 
     def store(self, uids: t.Sequence[int], flags: t.Sequence[bytes], add: bool) -> None:
         flags = split_flags(flags)[0]
@@ -765,7 +834,8 @@ class Connection:
             self.client.expunge()
 
     def append_many(self, folder: str, messages: list[tuple[bytes, tuple[bytes, ...], t.Any]]) -> list[int] | None:
-        """APPEND (MULTIAPPEND when several and offered) without copying message bytes.
+        """APPEND (MULTIAPPEND when several and offered) of (body, flags, INTERNALDATE) each, the date a datetime or
+        the string of a FETCH (fetchparse.internaldate; anything else is left out), large bodies without copying them.
 
         Returns the local UIDs from APPENDUID, or None when the server gave none; raises AppendRefused when the server
         says NO (the engine records it as an ``append_refused`` error of the message).
@@ -784,6 +854,8 @@ class Connection:
             head = b" (" + b" ".join(split_flags(flags)[0]) + b")"
             if isinstance(date, datetime.datetime):
                 head += b' "' + datetime_to_INTERNALDATE(date).encode("ascii") + b'"'
+            elif (stamp := fetchparse.internaldate(date)) is not None:
+                head += b' "' + stamp + b'"'
             parts.append((head, body))
         with self.guard(f"appending to '{printable(folder)}'"):
             try:

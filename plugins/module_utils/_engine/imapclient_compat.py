@@ -12,7 +12,8 @@ in-process IMAP responder; tests/integration/test_engine.py and test_inbox.py ag
 - :func:`transport`: the imaplib connection under a client (``_imap``);
 - :func:`list_returning`, :func:`create_subscribe_status`, :func:`uid_filter_sieve`, :func:`append`: the commands
   imapclient has no public method for (LIST ... RETURN, CREATE + SUBSCRIBE + STATUS pipelined keeping the server's
-  words, UID FILTER SIEVE, a MULTIAPPEND that streams literals).
+  words, UID FILTER SIEVE, a MULTIAPPEND that streams literals);
+- :func:`start_command`, :func:`end_command`: a command whose responses the engine reads itself (fetchparse.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ try:
     import imapclient
 except ImportError:  # pragma: no cover - imap.py reports the missing library
     imapclient = None
+
+# A message body up to this size is written together with its APPEND head (LITERAL+).
+_JOIN_BELOW = 16384
 
 MAX_LINE: int = imaplib._MAXLINE  # type: ignore[attr-defined]  # pylint: disable=protected-access
 
@@ -116,6 +120,22 @@ def uid_filter_sieve(client: t.Any, uids: str) -> tuple[str, list[t.Any]]:
     return typ, data
 
 
+def start_command(client: t.Any, command: bytes) -> tuple[t.Any, bytes]:
+    """Send ``command`` (without tag and CRLF) under a new tag: the transport, whose responses the caller reads up to
+    the tagged completion, and the tag, for :func:`end_command` afterwards."""
+    imap = transport(client)
+    for typ in ("OK", "NO", "BAD"):  # as imaplib's _command: these untagged responses belong to one command
+        imap.untagged_responses.pop(typ, None)
+    tag: bytes = imap._new_tag()  # pylint: disable=protected-access
+    imap.send(tag + b" " + command + b"\r\n")
+    return imap, tag
+
+
+def end_command(imap: t.Any, tag: bytes) -> None:
+    """The command sent with ``tag`` is complete (its responses read by the caller): imaplib forgets it."""
+    imap.tagged_commands.pop(tag, None)
+
+
 class Refused(Exception):
     """The server said NO to an APPEND; ``words`` is what it said."""
 
@@ -126,22 +146,34 @@ class Refused(Exception):
 
 def append(client: t.Any, folder: str, messages: t.Sequence[tuple[bytes, bytes]], literal_plus: bool) -> tuple[str, list[t.Any]]:
     """One APPEND of several messages (MULTIAPPEND), each ``(head, body)`` with ``head`` the flags and date part, the
-    bodies sent as literals without copying them (LITERAL+ when ``literal_plus``). The server's tagged answer; raises
+    bodies sent as literals (LITERAL+ when ``literal_plus``), large ones without copying them. The server's tagged answer; raises
     :class:`Refused` when it says NO (before a literal, or at the end)."""
     imap = transport(client)
     tag = imap._new_tag()  # pylint: disable=protected-access
-    imap.send(tag + b" APPEND " + client._normalise_folder(folder))  # pylint: disable=protected-access
+    pending = tag + b" APPEND " + client._normalise_folder(folder)  # pylint: disable=protected-access
     for head, body in messages:
         if literal_plus:
-            imap.send(head + b" {" + str(len(body)).encode() + b"+}\r\n")
+            # One write per message: its head, and the body with it when small (a copy of a few KiB costs less than a
+            # write); a larger body is written on its own, never copied.
+            pending += head + b" {" + str(len(body)).encode() + b"+}\r\n"
+            if len(body) <= _JOIN_BELOW:
+                pending += body
+            else:
+                imap.send(pending)
+                imap.send(body)
+                pending = b""
         else:
-            imap.send(head + b" {" + str(len(body)).encode() + b"}\r\n")
+            imap.send(pending + head + b" {" + str(len(body)).encode() + b"}\r\n")
             while imap._get_response():  # pylint: disable=protected-access
                 if imap.tagged_commands.get(tag):
                     _typ, data = imap.tagged_commands.pop(tag)
                     raise Refused(data)
-        imap.send(body)
-    imap.send(b"\r\n")
+            imap.send(body)
+            pending = b""
+        if len(pending) >= _JOIN_BELOW:
+            imap.send(pending)
+            pending = b""
+    imap.send(pending + b"\r\n")
     try:
         return imap._command_complete("APPEND", tag)  # type: ignore[no-any-return]  # pylint: disable=protected-access
     except imaplib.IMAP4.abort:

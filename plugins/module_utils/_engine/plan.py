@@ -27,6 +27,7 @@ from .state import FolderState, State
 from .text import printable
 
 WINDOW = 2000  # UIDs considered at a time: memory stays flat whatever the size of a folder
+COPY_WINDOW = 8000  # UIDs considered at a time by copies() without identity matching (a UID and a size each)
 
 _RECENT = b"\\RECENT"
 
@@ -56,6 +57,9 @@ class Mailbox(t.Protocol):
     def uid_windows(self, low: int, uidnext: int, messages: int, criteria: list[t.Any] | None = None,
                     window: int = 2000) -> t.Iterator[list[int]]:
         """The UIDs in [low, uidnext) matching ``criteria``, at most ``window`` at a time."""
+
+    def size_windows(self, low: int, uidnext: int, messages: int, window: int = 2000) -> t.Iterator[dict[int, int]]:
+        """The messages in [low, uidnext) with their RFC822.SIZE, at most ``window`` at a time, ascending."""
 
     def fetch(self, uids: t.Sequence[int], items: list[str], modifiers: list[str] | None = None,
               sizes: t.Mapping[int, int] | None = None) -> dict[int, dict[bytes, t.Any]]:
@@ -322,16 +326,22 @@ class Planner:
         fs = ctx.fs if ctx.usable else None
         start = fs.remote_uidnext if fs is not None else 1
         retry = sorted(u for u in ctx.failed if u < start)  # refused last time: try again
-        windows: t.Iterable[list[int]] = itertools.chain(
-            chunks(retry, WINDOW), ctx.remote.uid_windows(start, ctx.rstat["UIDNEXT"], ctx.rstat["MESSAGES"], window=WINDOW))
-        if ctx.pool is not None:
-            windows = self._first_pass(ctx, windows, ctx.pool)
-        for uids in windows:
+        rstat = ctx.rstat
+        if ctx.pool is None:
+            # UIDs and sizes together (Mailbox.size_windows), one command a window; larger windows than WINDOW: each
+            # ends with a transfer's last append, which nothing overlaps (apply.Applier._transfer).
+            found: t.Iterable[dict[int, int] | list[int]] = itertools.chain(
+                chunks(retry, COPY_WINDOW),
+                ctx.remote.size_windows(start, rstat["UIDNEXT"], rstat["MESSAGES"], window=COPY_WINDOW))
+        else:
+            found = self._first_pass(ctx, itertools.chain(
+                chunks(retry, WINDOW), ctx.remote.uid_windows(start, rstat["UIDNEXT"], rstat["MESSAGES"], window=WINDOW)), ctx.pool)
+        for window in found:
             if self.stop.is_set():
                 return
-            uids = self._unknown(ctx, fs, uids)
+            uids = self._unknown(ctx, fs, list(window))
             if uids:
-                yield self._window(ctx, uids)
+                yield self._window(ctx, uids, window if isinstance(window, dict) else None)
 
     def unseen(self, ctx: FolderRun) -> t.Iterator[CopyPlan]:
         """INBOX retrieval: the unseen remote messages, a window at a time; those an earlier run transferred (an
@@ -352,8 +362,9 @@ class Planner:
             window.known = known
             yield window
 
-    def _window(self, ctx: FolderRun, uids: list[int]) -> CopyPlan:
-        """Which of ``uids`` are present locally already (by identity, when the state cannot tell) and which to copy."""
+    def _window(self, ctx: FolderRun, uids: list[int], known_sizes: t.Mapping[int, int] | None = None) -> CopyPlan:
+        """Which of ``uids`` are present locally already (by identity, when the state cannot tell) and which to copy;
+        ``known_sizes``: their sizes, read with the UIDs (else fetched here)."""
         present: dict[int, int] = {}
         pool = ctx.pool
         if pool is not None:
@@ -374,6 +385,8 @@ class Planner:
                     luid = pool.take(remote_ids[ruid])
                 if luid is not None:
                     present[ruid] = luid
+        elif known_sizes is not None:
+            sizes = {uid: known_sizes[uid] for uid in uids}
         else:
             sizes = {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in ctx.remote.fetch(uids, ["RFC822.SIZE"]).items()}
         limit = ctx.local.max_message()

@@ -169,6 +169,12 @@ class Session:
         return sorted(uid for uid, msg in box.messages.items() if _matches(uid, msg, list(criteria)))
 
     uid_windows = imap.Connection.uid_windows  # the engine's own windowing over search_uids
+    size_windows = imap.Connection.size_windows  # and over sizes_between
+
+    def sizes_between(self, first: int, last: int) -> list[tuple[int, int]]:
+        box = self._box()
+        self._log("FETCH", box.name)
+        return sorted((uid, len(msg.body)) for uid, msg in box.messages.items() if first <= uid <= last)
 
     def fetch(self, uids: t.Sequence[int], items: list[str], modifiers: list[str] | None = None,
               sizes: t.Mapping[int, int] | None = None) -> dict[int, dict[bytes, t.Any]]:
