@@ -15,7 +15,7 @@ import pytest
 from harness import mail
 from harness.proxy import CuttingProxy
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, folders, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, folders, plan, sync
 
 TZ = datetime.timezone(datetime.timedelta(hours=2))
 D1 = datetime.datetime(2023, 5, 17, 9, 30, 12, tzinfo=TZ)
@@ -218,6 +218,12 @@ def _look_alikes(pad: int = 0) -> tuple[bytes, bytes]:
     return first, second
 
 
+def small_windows(monkeypatch, size: int) -> None:
+    """The planner's windows of UIDs (plan.WINDOW, and plan.COPY_WINDOW without identity matching) at ``size``."""
+    monkeypatch.setattr(plan, "WINDOW", size)
+    monkeypatch.setattr(plan, "COPY_WINDOW", size)
+
+
 def _bodies(account) -> list[bytes]:
     infos = mail.messages(account.local_server, account.local_user, None, "INBOX", master=True, with_body=True)
     return sorted(info.body for info in infos)
@@ -227,7 +233,7 @@ def _bodies(account) -> list[bytes]:
                          ids=["one window", "look-alikes in different windows", "5 MiB look-alikes"])
 def test_look_alikes_deleted_locally_then_lost_state_restores_the_deleted_one_without_duplicate(
         account, tmp_path, monkeypatch, window, pad):
-    monkeypatch.setattr(sync, "WINDOW", window)
+    small_windows(monkeypatch, window)
     srv, user, pw = account.remote_server, account.remote_user, account.remote_password
     first, second = _look_alikes(pad)
     fillers = [mail.make_message(f"filler {i}", date=D2) for i in range(3)]
@@ -249,7 +255,7 @@ def test_look_alikes_deleted_locally_then_lost_state_restores_the_deleted_one_wi
 
 @pytest.mark.parametrize("window", [2000, 1], ids=["one window", "a window each"])
 def test_true_twins_still_match_by_multiplicity(account, tmp_path, monkeypatch, window):
-    monkeypatch.setattr(sync, "WINDOW", window)
+    small_windows(monkeypatch, window)
     srv, user, pw = account.remote_server, account.remote_user, account.remote_password
     twin = mail.make_message("True twin", date=D1)
     first, second = _look_alikes()
@@ -534,7 +540,7 @@ def test_appended_but_not_checkpointed_is_not_appended_again(account, tmp_path):
 
 def test_small_windows_over_sparse_uids(account, tmp_path, monkeypatch):
     """Folders are processed a window of UIDs at a time; with tiny windows and gaps in the UIDs nothing is missed."""
-    monkeypatch.setattr(sync, "WINDOW", 3)
+    small_windows(monkeypatch, 3)
     srv, user, pw = account.remote_server, account.remote_user, account.remote_password
     uids = mail.seed(srv, user, pw, "INBOX", [(mail.make_message(f"w{i}", date=D1), (), D1) for i in range(40)])
     mail.delete_messages(srv, user, pw, "INBOX", [u for u in uids if u % 3 == 0 or 10 < u < 25])
