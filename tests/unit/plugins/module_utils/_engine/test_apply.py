@@ -32,3 +32,11 @@ def test_the_ramp_starts_small():
     assert counts[5:] == [512, 1000, 1000, 1000, 1000, 992]
     assert apply.batches(uids, dict.fromkeys(uids, 3000)) == [uids[i:i + 1000] for i in range(0, 6000, 1000)]
     assert apply.batches([9], {9: 12_000_000}, ramp=True) == [[9]]  # a message above every bound: a batch of its own
+
+
+def test_a_small_transfer_is_one_batch_even_with_the_ramp():
+    uids = list(range(1, 21))
+    assert apply.batches(uids, dict.fromkeys(uids, 3000), ramp=True) == [uids]  # 60 KB: one MULTIAPPEND
+    more = list(range(1, 101))
+    assert len(apply.batches(more, dict.fromkeys(more, 3000), ramp=True)) > 1  # 300 KB: the ramp starts small
+
