@@ -21,7 +21,7 @@ import typing as t
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def _status_kb(field: str) -> int:
+def status_kb(field: str) -> int:
     with open("/proc/self/status", encoding="ascii") as handle:
         for line in handle:
             if line.startswith(field + ":"):
@@ -86,7 +86,7 @@ def main() -> int:
 
         task = config.parse_task(spec["task"])
         target = config.parse_target(spec["target"])
-        out["rss_before_kb"] = _status_kb("VmRSS")
+        out["rss_before_kb"] = status_kb("VmRSS")
         profilers = _start_profiling() if spec.get("profile") else None
         cpu0 = _cpu_s()
         started = time.perf_counter()
@@ -99,7 +99,7 @@ def main() -> int:
     elif spec["mode"] == "baseline":
         import baseline
 
-        out["rss_before_kb"] = _status_kb("VmRSS")
+        out["rss_before_kb"] = status_kb("VmRSS")
         cpu0 = _cpu_s()
         started = time.perf_counter()
         out["result"] = baseline.run(spec["remote"], spec["local"])
@@ -107,7 +107,7 @@ def main() -> int:
         out["cpu_s"] = _cpu_s() - cpu0
     else:
         raise SystemExit(f"unknown mode {spec['mode']!r}")
-    out["vmhwm_kb"] = _status_kb("VmHWM")
+    out["vmhwm_kb"] = status_kb("VmHWM")
     print("RUNNER_JSON " + json.dumps(out), flush=True)
     return 0
 

@@ -16,13 +16,7 @@ import sys
 import time
 import typing as t
 
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
+from runner import status_kb  # tests/bench/runner.py (this script's directory is first on sys.path)
 
 
 def _cpu_s(who: int) -> float:
@@ -42,14 +36,14 @@ def main() -> int:
     target = config.parse_target(spec["target"])
     accounts = [Account(label=f"accounts entry {index + 1}", task=config.parse_task(dict(task, target=target.name)))
                 for index, task in enumerate(spec["accounts"])]
-    out: dict[str, t.Any] = {"mode": "bulk", "parallel": spec["parallel"], "rss_before_kb": _status_kb("VmRSS")}
+    out: dict[str, t.Any] = {"mode": "bulk", "parallel": spec["parallel"], "rss_before_kb": status_kb("VmRSS")}
     cpu0 = _cpu_s(resource.RUSAGE_SELF) + _cpu_s(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     outcomes = _migrate.run_accounts(accounts, target, spec["state_dir"], False, spec["parallel"])
     out["elapsed_s"] = time.perf_counter() - started
     out["cpu_s"] = _cpu_s(resource.RUSAGE_SELF) + _cpu_s(resource.RUSAGE_CHILDREN) - cpu0
     out["children_cpu_s"] = _cpu_s(resource.RUSAGE_CHILDREN)
-    out["vmhwm_kb"] = _status_kb("VmHWM")
+    out["vmhwm_kb"] = status_kb("VmHWM")
     out["children_maxrss_kb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
     out["results"] = [dict(outcome.as_dict(), local_user=account.task.local_user) for account, outcome in zip(accounts, outcomes)]
     print("RUNNER_JSON " + json.dumps(out), flush=True)

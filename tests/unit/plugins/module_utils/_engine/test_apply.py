@@ -39,4 +39,3 @@ def test_a_small_transfer_is_one_batch_even_with_the_ramp():
     assert apply.batches(uids, dict.fromkeys(uids, 3000), ramp=True) == [uids]  # 60 KB: one MULTIAPPEND
     more = list(range(1, 101))
     assert len(apply.batches(more, dict.fromkeys(more, 3000), ramp=True)) > 1  # 300 KB: the ramp starts small
-

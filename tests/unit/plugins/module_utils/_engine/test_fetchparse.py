@@ -7,64 +7,39 @@ that are numbers, INTERNALDATE in the RFC 3501 form that goes back into APPEND).
 from __future__ import annotations
 
 import socket
-import threading
 import typing as t
 
 import pytest
 
 from ansible_collections.mailops.imap.plugins.module_utils._engine import errors, fetchparse, imap
+from ansible_collections.mailops.imap.tests.unit.plugins.module_utils._engine import responder
 
 CAPS = b"IMAP4rev1 LITERAL+ MULTIAPPEND UIDPLUS AUTH=PLAIN"
 DATE = b"01-Jan-2024 10:00:00 +0100"
 
 
-class Responder(threading.Thread):
-    """A scripted IMAP server for one connection: logs in, selects, and answers each UID FETCH with ``answer(tag,
-    command)``, then closes the connection if ``hangup``; records the commands."""
+class Responder(responder.Responder):
+    """Logs in, selects, and answers each UID FETCH with ``answer(tag, command)``, then closes the connection if
+    ``hangup``; records the APPEND lines."""
 
     def __init__(self, answer: t.Callable[[bytes, bytes], bytes], hangup: bool) -> None:
-        super().__init__(daemon=True)
+        super().__init__(CAPS)
         self.answer = answer
         self.hangup = hangup
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.commands: list[bytes] = []
         self.appends: list[bytes] = []
 
-    def run(self) -> None:
-        conn, _addr = self.listener.accept()
-        with conn, conn.makefile("rb") as reader:
-            conn.sendall(b"* OK [CAPABILITY " + CAPS + b"] ready\r\n")
-            while True:
-                line = reader.readline()
-                if not line:
-                    return
-                tag, _sp, rest = line.rstrip(b"\r\n").partition(b" ")
-                self.commands.append(rest)
-                verb = rest.split(b" ")[0].upper()
-                if verb == b"AUTHENTICATE":
-                    conn.sendall(b"+ \r\n")
-                    reader.readline()
-                    conn.sendall(tag + b" OK [CAPABILITY " + CAPS + b"] logged in\r\n")
-                elif verb == b"CAPABILITY":
-                    conn.sendall(b"* CAPABILITY " + CAPS + b"\r\n" + tag + b" OK done\r\n")
-                elif verb in (b"SELECT", b"EXAMINE"):
-                    conn.sendall(b"* 3 EXISTS\r\n* OK [UIDVALIDITY 9] ok\r\n* OK [UIDNEXT 4] ok\r\n" + tag + b" OK selected\r\n")
-                elif verb == b"UID" and b" FETCH " in rest:
-                    conn.sendall(self.answer(tag, rest))
-                    if self.hangup:
-                        return
-                elif verb == b"APPEND":
-                    self.appends.append(line)
-                    size = int(line[line.rindex(b"{") + 1:line.rindex(b"+}")])
-                    reader.read(size)
-                    reader.readline()
-                    conn.sendall(tag + b" OK [APPENDUID 9 1] appended\r\n")
-                elif verb == b"LOGOUT":
-                    conn.sendall(b"* BYE bye\r\n" + tag + b" OK bye\r\n")
-                    return
-                else:
-                    conn.sendall(tag + b" BAD unknown\r\n")
+    def handle(self, conn: socket.socket, reader: t.Any, tag: bytes, verb: bytes, rest: bytes, line: bytes) -> bool:
+        if verb == b"UID" and b" FETCH " in rest:
+            conn.sendall(self.answer(tag, rest))
+            return not self.hangup
+        if verb == b"APPEND":
+            self.appends.append(line)
+            size = int(line[line.rindex(b"{") + 1:line.rindex(b"+}")])
+            reader.read(size)
+            reader.readline()
+            conn.sendall(tag + b" OK [APPENDUID 9 1] appended\r\n")
+            return True
+        return super().handle(conn, reader, tag, verb, rest, line)
 
 
 @pytest.fixture

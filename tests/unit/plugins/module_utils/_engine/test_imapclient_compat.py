@@ -8,67 +8,45 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
 import typing as t
 
 import pytest
 
 from ansible_collections.mailops.imap.plugins.module_utils._engine import imap, imapclient_compat
+from ansible_collections.mailops.imap.tests.unit.plugins.module_utils._engine import responder
 
 CAPS = b"IMAP4rev1 LITERAL+ MULTIAPPEND UIDPLUS SPECIAL-USE LIST-STATUS FILTER=SIEVE AUTH=PLAIN"
 
 
-class Responder(threading.Thread):
-    """A scripted IMAP server for one connection: answers the commands the engine sends, records them."""
+class Responder(responder.Responder):
+    """Answers the commands the engine sends (LIST, CREATE, SUBSCRIBE, STATUS, UID FILTER, APPEND), records them."""
+
+    selected = b"OK [READ-WRITE] selected"
 
     def __init__(self, caps: bytes = CAPS) -> None:
-        super().__init__(daemon=True)
-        self.caps = caps
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.commands: list[bytes] = []
+        super().__init__(caps)
         self.appended: list[bytes] = []
 
-    def run(self) -> None:
-        conn, _addr = self.listener.accept()
-        with conn, conn.makefile("rb") as reader:
-            conn.sendall(b"* OK [CAPABILITY " + self.caps + b"] ready\r\n")
-            while True:
-                line = reader.readline()
-                if not line:
-                    return
-                tag, _sp, rest = line.rstrip(b"\r\n").partition(b" ")
-                self.commands.append(rest)
-                verb = rest.split(b" ")[0].upper()
-                if verb == b"AUTHENTICATE":
-                    conn.sendall(b"+ \r\n")
-                    reader.readline()
-                    conn.sendall(tag + b" OK [CAPABILITY " + self.caps + b"] logged in\r\n")
-                elif verb == b"CAPABILITY":
-                    conn.sendall(b"* CAPABILITY " + self.caps + b"\r\n" + tag + b" OK done\r\n")
-                elif verb == b"LIST":
-                    conn.sendall(b'* LIST (\\HasNoChildren \\Sent) "/" Sent\r\n* STATUS Sent (MESSAGES 2 UIDNEXT 7 UIDVALIDITY 9)\r\n'
-                                 b'* LIST (\\HasNoChildren) "/" INBOX\r\n' + tag + b" OK listed\r\n")
-                elif verb == b"CREATE":
-                    answer = b" NO [ALREADYEXISTS] exists\r\n" if b"Old" in rest else b" OK created\r\n"
-                    conn.sendall(tag + answer)
-                elif verb in (b"SELECT", b"EXAMINE"):
-                    conn.sendall(b"* 3 EXISTS\r\n* OK [UIDVALIDITY 9] ok\r\n* OK [UIDNEXT 4] ok\r\n" + tag + b" OK [READ-WRITE] selected\r\n")
-                elif verb == b"SUBSCRIBE":
-                    conn.sendall(tag + b" OK subscribed\r\n")
-                elif verb == b"STATUS":
-                    name = rest.split(b" ")[1]
-                    conn.sendall(b"* STATUS " + name + b" (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 77)\r\n" + tag + b" OK status\r\n")
-                elif verb == b"UID" and b"FILTER" in rest:
-                    answer = b" NO script failed\r\n" if b"UID 9" in rest else b" OK filtered\r\n"
-                    conn.sendall(b"* 1 FILTERED (UID 3)\r\n" + tag + answer)
-                elif verb == b"APPEND":
-                    self._append(conn, reader, tag, line)
-                elif verb == b"LOGOUT":
-                    conn.sendall(b"* BYE bye\r\n" + tag + b" OK bye\r\n")
-                    return
-                else:
-                    conn.sendall(tag + b" BAD unknown\r\n")
+    def handle(self, conn: socket.socket, reader: t.Any, tag: bytes, verb: bytes, rest: bytes, line: bytes) -> bool:
+        if verb == b"LIST":
+            conn.sendall(b'* LIST (\\HasNoChildren \\Sent) "/" Sent\r\n* STATUS Sent (MESSAGES 2 UIDNEXT 7 UIDVALIDITY 9)\r\n'
+                         b'* LIST (\\HasNoChildren) "/" INBOX\r\n' + tag + b" OK listed\r\n")
+        elif verb == b"CREATE":
+            answer = b" NO [ALREADYEXISTS] exists\r\n" if b"Old" in rest else b" OK created\r\n"
+            conn.sendall(tag + answer)
+        elif verb == b"SUBSCRIBE":
+            conn.sendall(tag + b" OK subscribed\r\n")
+        elif verb == b"STATUS":
+            name = rest.split(b" ")[1]
+            conn.sendall(b"* STATUS " + name + b" (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 77)\r\n" + tag + b" OK status\r\n")
+        elif verb == b"UID" and b"FILTER" in rest:
+            answer = b" NO script failed\r\n" if b"UID 9" in rest else b" OK filtered\r\n"
+            conn.sendall(b"* 1 FILTERED (UID 3)\r\n" + tag + answer)
+        elif verb == b"APPEND":
+            self._append(conn, reader, tag, line)
+        else:
+            return super().handle(conn, reader, tag, verb, rest, line)
+        return True
 
     def _append(self, conn: socket.socket, reader: t.Any, tag: bytes, line: bytes) -> None:
         bodies = []
