@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import errno
 import imaplib
 import io
@@ -37,7 +36,6 @@ from .text import printable
 try:
     import imapclient  # noqa: F401  pylint: disable=unused-import
     from imapclient.response_parser import parse_response
-    from imapclient.datetime_util import datetime_to_INTERNALDATE
     from imapclient.imap_utf7 import decode as decode_utf7
 except ImportError:  # pragma: no cover - depends on the host
     HAS_IMAPCLIENT = False
@@ -834,8 +832,8 @@ class Connection:
             self.client.expunge()
 
     def append_many(self, folder: str, messages: list[tuple[bytes, tuple[bytes, ...], t.Any]]) -> list[int] | None:
-        """APPEND (MULTIAPPEND when several and offered) of (body, flags, INTERNALDATE) each, the date a datetime or
-        the string of a FETCH (fetchparse.internaldate; anything else is left out), large bodies without copying them.
+        """APPEND (MULTIAPPEND when several and offered) of (body, flags, INTERNALDATE) each, the date as the engine's
+        FETCH gives it (fetchparse.internaldate; anything else is left out), large bodies without copying them.
 
         Returns the local UIDs from APPENDUID, or None when the server gave none; raises AppendRefused when the server
         says NO (the engine records it as an ``append_refused`` error of the message).
@@ -852,9 +850,7 @@ class Connection:
         parts = []
         for body, flags, date in messages:
             head = b" (" + b" ".join(split_flags(flags)[0]) + b")"
-            if isinstance(date, datetime.datetime):
-                head += b' "' + datetime_to_INTERNALDATE(date).encode("ascii") + b'"'
-            elif (stamp := fetchparse.internaldate(date)) is not None:
+            if (stamp := fetchparse.internaldate(date)) is not None:
                 head += b' "' + stamp + b'"'
             parts.append((head, body))
         with self.guard(f"appending to '{printable(folder)}'"):
