@@ -34,12 +34,11 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from imapclient import IMAPClient
 
 from . import mail
-from .dovecot import LOOPBACK, free_port
+from .dovecot import LOOPBACK, ServerProcess, free_port
 
 CACHE_ROOT = Path("/var/cache/mailops-imap-tests/cyrus")
 ADMIN_USER = "cyrusadmin"
@@ -154,7 +153,7 @@ def _holds_socket(pid: int, inode: str) -> bool:
     return False
 
 
-class CyrusServer:
+class CyrusServer(ServerProcess):
     """A private Cyrus IMAP instance in one of the :data:`LAYOUTS`, as a context manager (or :meth:`start`/:meth:`stop`).
 
     Attributes: ``layout`` (:class:`Layout`), ``host``, ``port`` (plain IMAP, valid once started), ``ssl_port``
@@ -191,24 +190,8 @@ class CyrusServer:
         self.stderr_path = self.root / "master.out"
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> CyrusServer:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return f"<CyrusServer {self.layout.name} {self.host}:{self.port} running={self.running}>"
-
-    @property
-    def running(self) -> bool:
-        """True while the Cyrus master process is alive."""
-        return self._proc is not None and self._proc.poll() is None
 
     # ------------------------------------------------------------------ lifecycle
 

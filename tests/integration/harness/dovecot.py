@@ -35,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 LOOPBACK = "127.0.0.1"
 MASTER_USER = "vmail"
@@ -100,7 +101,37 @@ def _live_group_members(pgid: int) -> list[int]:
     return members
 
 
-class DovecotServer:
+class ServerProcess:
+    """What the harness's servers (DovecotServer, cyrus.CyrusServer) share around their master process: used as a
+    context manager, a server is started on entry (and stopped again if starting fails) and stopped on exit; it is
+    running while its master process is alive. Subclasses give :meth:`start` and :meth:`stop`."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True while the master process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+
+class DovecotServer(ServerProcess):
     """A private Dovecot instance started with ``dovecot -F -c FILE`` as a subprocess.
 
     Use as a context manager or call :meth:`start` and :meth:`stop`. Attributes (valid after
@@ -188,24 +219,8 @@ class DovecotServer:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> DovecotServer:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return f"<DovecotServer {self.kind} {self.host}:{self.port} ssl_port={self.ssl_port} running={self.running}>"
-
-    @property
-    def running(self) -> bool:
-        """True while the dovecot master process is alive."""
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> DovecotServer:
         """Start the instance and wait until every listener answers; retry on a port race."""
