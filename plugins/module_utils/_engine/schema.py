@@ -26,7 +26,7 @@ import ipaddress
 import re
 import typing as t
 
-from . import deletion
+from . import deletion, presets
 from .errors import ConfigError
 from .hazard import exclude_hazard
 
@@ -394,6 +394,15 @@ class Task:  # pylint: disable=too-many-instance-attributes
         defaults=frozenset(), derived=True,
         doc=("The TCP port of the remote server (NethServer 8 I(IMAP TCP Port)), 1 to 65535.",
              "Defaults to 993 with O(~remote_security=ssl), otherwise 143."))
+    remote_provider: str = declare(  # the rule: _engine/presets.py
+        presets.NONE, type="str", check=presets.check, choices=presets.CHOICES, faces=ALL_TASK_FACES,
+        doc=("A provider preset (docs/oauth2.md \"Provider presets\"): the defaults of the fields the task does not give.",
+             "V(microsoft365) (Exchange Online): O(~remote_host=outlook.office365.com), O(~remote_security=ssl), port 993.",
+             "V(google) (Gmail, Google Workspace): O(~remote_host=imap.gmail.com), O(~remote_security=ssl), port 993, "
+             "O(~folders=all_except), and O(~exclude) gains the patterns of Gmail's virtual folders C([Gmail]/All Mail), "
+             "C([Gmail]/Important) and C([Gmail]/Starred), whose messages are all in other folders too (a message "
+             "archived without a label is only in C(All Mail): label such messages before the migration).",
+             "V(none) gives no default."))
     validate_certs: bool = declare(
         True, type="bool", check=_bool, faces=ALL_TASK_FACES,
         doc=("Whether the remote server's TLS certificate is verified.",))
@@ -560,6 +569,7 @@ def parse_task(data: t.Mapping[str, t.Any], declared: bool = True) -> Task:
     """
     data = {k: v for k, v in data.items() if v is not None}
     _unknown("task", data, TASK_FIELDS)
+    data = presets.apply(data)
     values = _checked(Task, data, "")
     values["remote_port"] = port_by_security(values["remote_port"], values["remote_security"])
     values["delete_remote_days"] = check_delete_days(values["delete_remote"], values["delete_remote_days"])
