@@ -368,11 +368,10 @@ class Task:  # pylint: disable=too-many-instance-attributes
                               "remote users.",),
                Face.TASK: ("It is stored apart from the definition, readable by root only, and never shown in a diff.",),
                Face.ROLE_TASK: ("Stored readable by the owner of O(imapsync_config_dir) only.",)})
-    remote_host: str = declare(  # "" is not given (a default only for the order of the fields: in messages too)
-        "", type="str", check=check_host, faces=ALL_TASK_FACES, needed=True, required=frozenset({Face.ROLE_TASK}),
-        defaults=frozenset(),
+    remote_host: str = declare(  # "" is not given; not `needed`: a remote_provider gives it (presets.apply), else parse_task refuses ""
+        "", type="str", check=check_host, faces=ALL_TASK_FACES, defaults=frozenset(),
         doc=("The remote IMAP server (NethServer 8 I(IMAP server)), given as a hostname (internationalised names too), "
-             "an IPv4 or an IPv6 address.",))
+             "an IPv4 or an IPv6 address.", "Required unless O(~remote_provider) gives it."))
     name: str | None = declare(
         None, type="str", check=_task_name, faces=DEFINED_TASK_FACES,
         required=frozenset({Face.TASK_ELEMENT, Face.ROLE_TASK}),

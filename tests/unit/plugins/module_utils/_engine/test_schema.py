@@ -83,7 +83,7 @@ def test_defaults_of_the_specs_are_the_dataclass_defaults():
 
 
 def test_needed_fields_are_the_required_ones_after_the_merge():
-    assert _argspec.REQUIRED_TASK_OPTIONS == ("local_user", "remote_user", "remote_password", "remote_host")
+    assert _argspec.REQUIRED_TASK_OPTIONS == ("local_user", "remote_user", "remote_password")
     assert _definitions_spec.TASK_REQUIRED_WHEN_PRESENT == list(_argspec.REQUIRED_TASK_OPTIONS)
     assert _definitions_spec.TARGET_REQUIRED_WHEN_PRESENT == ["master_password"]
 
