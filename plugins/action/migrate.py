@@ -48,13 +48,23 @@ def _spec_errors(validation: t.Any, prefix: str = "") -> list[str]:
     return messages
 
 
+# The task fields whose values are secrets (the schema's no_log fields: the remote password, an OAuth2 client secret).
+SECRET_FIELDS = tuple(name for name, option in migrate_argument_spec().items() if option.get("no_log"))
+
+
+def _secrets_in(values: t.Any) -> set[str]:
+    """The secrets of one dictionary of task fields (given, even if it fails validation)."""
+    if not isinstance(values, dict):
+        return set()
+    return {str(values[name]) for name in SECRET_FIELDS if values.get(name) not in (None, "")}
+
+
 def _secrets_of(accounts: t.Any) -> set[str]:
-    """The passwords of accounts (also of rows that fail validation), to mask them in any message."""
-    found = set()
+    """The secrets of accounts (also of rows that fail validation), to mask them in any message."""
+    found: set[str] = set()
     if isinstance(accounts, list):
         for account in accounts:
-            if isinstance(account, dict) and account.get("remote_password") not in (None, ""):
-                found.add(str(account["remote_password"]))
+            found |= _secrets_in(account)
     return found
 
 
@@ -72,8 +82,7 @@ def prepare_migrate_args(args: t.Mapping[str, t.Any], accounts_csv: tuple[list[d
     no_log_values = _secrets_of(args.get("accounts"))
     if accounts_csv is not None:
         no_log_values |= _secrets_of(accounts_csv[0])
-    if isinstance(args.get("remote_password"), str):
-        no_log_values.add(args["remote_password"])
+    no_log_values |= _secrets_in(args)
     if isinstance(args.get("target"), dict) and isinstance(args["target"].get("master_password"), str):
         no_log_values.add(args["target"]["master_password"])
 

@@ -271,7 +271,7 @@ from ansible_collections.mailops.imap.plugins.module_utils import _definitions a
 from ansible_collections.mailops.imap.plugins.module_utils import _definitions_spec as spec
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config, imapsync_cmd, runner, sync
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
-from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store, check_name
+from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store, check_name, task_secret
 
 KIND = "tasks"
 
@@ -344,7 +344,7 @@ def single(module: AnsibleModule, store: Store) -> None:
             if task.exclude and task.folders != "all_except":
                 module.warn(f"exclude is ignored with folders: {task.folders}; use folders: all_except to exclude folders.")
             _check_imapsync(task, targets)
-            change = defs.plan_present(store, KIND, name, task.public(), task.remote_password)
+            change = defs.plan_present(store, KIND, name, task.public(), task_secret(task))
 
             if targets.missing(task.target):
                 if not module.check_mode:
@@ -451,7 +451,7 @@ def bulk(module: AnsibleModule, store: Store) -> None:
                     " No definition was saved (validate: true)."
                 failed["errors"] = [dict(e, task=p["task"]) for e, p in zip(failed["errors"], failures)]
                 module.fail_json(**failed)
-        change = defs.plan_bulk(store, KIND, [(str(task.name), task.public(), task.remote_password) for task in parsed],
+        change = defs.plan_bulk(store, KIND, [(str(task.name), task.public(), task_secret(task)) for task in parsed],
                                 params["purge"])
     except ConfigError as exc:
         module.fail_json(msg=str(exc))

@@ -4,8 +4,9 @@
 
 The command line is :func:`imapsync_cmd.render`'s (its refusals, :func:`imapsync_cmd.check_expressible`, are
 this engine's :meth:`ImapsyncEngine.check`), with the remote's namespaces read first (:func:`read_namespace`: imapsync
-cannot tell the user's folders from shared ones by itself); the two passwords go in files of mode 0600 inside a private
-directory (0700) that exists only while imapsync runs; the run holds the same per-task and per-account locks as
+cannot tell the user's folders from shared ones by itself); the two passwords (or, with an OAuth2 ``remote_auth``, the
+remote access token, renewed in its file before it expires while imapsync runs: :meth:`ImapsyncRun._keep_token_fresh`)
+go in files of mode 0600 inside a private directory (0700) that exists only while imapsync runs; the run holds the same per-task and per-account locks as
 builtin runs (:meth:`store.Store.run_locks`); imapsync's output goes to the run log (and the terminal) line by
 line with both passwords masked; its exit status and its end-of-run statistics are mapped onto the result. The
 program is ``imapsync`` from ``PATH``, or the one that ``$MAILOPS_IMAP_IMAPSYNC`` names (a path or a command name).
@@ -30,7 +31,7 @@ from . import errors, files, imapsync_cmd, sync
 from .config import Target, Task
 from .contract import Kind, Status
 from .folders import Namespace
-from .imap import Connection
+from .imap import Connection, Endpoint
 from .result import RunResult
 from .store import Store
 from .text import printable
@@ -43,6 +44,8 @@ ProgressFn = t.Callable[[str], None]
 ENV_IMAPSYNC = "MAILOPS_IMAP_IMAPSYNC"  # the imapsync program to run: a path, or a command name looked up in PATH
 STOP_GRACE_S = 30.0  # after SIGTERM, how long imapsync may take to print its statistics and end before SIGKILL
 INTERRUPT_GRACE_S = 5.0  # the same after a second Ctrl-C, or any error of this process while imapsync runs
+TOKEN_CHECK_S = 60.0  # while imapsync runs, how often the remote token source is asked whether its token was renewed
+TOKEN_FILE = "oauthaccesstoken1"  # the name of the access token's file in the run's private directory
 MASK = "MASKED"  # what imapsync itself prints in place of a password
 
 # Variables through which imapsync 2.229 would take a password ("You can also pass the passwords in the environment
@@ -285,15 +288,16 @@ class ImapsyncResult(RunResult):
         return totals
 
 
-def read_namespace(task: Task, target: Target) -> Namespace:
+def read_namespace(task: Task, target: Target, remote: Endpoint | None = None) -> Namespace:
     """The remote account's namespaces (imap.Connection.namespace), read with the task's own remote login.
 
     imapsync cannot tell the user's folders from other users' and shared ones (issue: a Cyrus remote names them
     ``Other Users/...``, or gives the shared namespace the empty prefix), so the run reads them first and the command
     excludes them (imapsync_cmd.namespace_excludes). Raises errors.SyncError (auth_failed, tls_failed, ...): the run
-    fails with the builtin engine's words before imapsync starts.
+    fails with the builtin engine's words before imapsync starts. ``remote``: the remote endpoint to log in with (the
+    run's, so that its token source is asked once), else the task's.
     """
-    connection = Connection(sync.endpoints(task, target)[0])
+    connection = Connection(remote if remote is not None else sync.endpoints(task, target)[0])
     try:
         return connection.namespace()
     finally:
@@ -308,6 +312,22 @@ def write_secret(directory: str, name: str, secret: str) -> str:
         os.fchmod(handle.fileno(), 0o600)
         handle.write(secret.encode("utf-8", "surrogateescape") + b"\n")
     return path
+
+
+def replace_secret(directory: str, name: str, secret: str) -> str:
+    """Replace the file ``name`` of ``directory`` by one holding ``secret`` (:func:`write_secret`, then a rename: a
+    reader sees the old file or the new one, whole, and the new one never has a wider mode than 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        write_secret(directory, os.path.basename(tmp), secret)
+        os.replace(tmp, os.path.join(directory, name))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return os.path.join(directory, name)
 
 
 def _signal_group(proc: subprocess.Popen, signum: int) -> None:
@@ -339,6 +359,9 @@ class ImapsyncRun:
         self.stop = request.stop or threading.Event()
         self.on_locked = request.on_locked
         self.secrets = [s for s in (self.task.remote_password, self.target.master_password) if s]
+        self.remote = sync.endpoints(self.task, self.target)[0]
+        self.token: str | None = None  # the access token in the private directory's TOKEN_FILE, if any
+        self._scrub = scrubber(self.secrets)  # rebuilt when the token is renewed (_keep_token_fresh)
         self.result = ImapsyncResult(task=self.name, check_mode=self.check_mode)
         self.stopped = False
 
@@ -350,13 +373,15 @@ class ImapsyncRun:
         locks = self.store.run_locks(self.name, self.task, create=not self.check_mode)
         try:
             try:
-                if not sync.begin(locks, result, sync.endpoints(self.task, self.target)[0], self.on_locked):
+                if not sync.begin(locks, result, self.remote, self.on_locked):
                     return result
             except errors.SyncError as exc:
                 return self._failed(exc, self.store.state_dir)
             try:
-                namespace = read_namespace(self.task, self.target)
-            except errors.SyncError as exc:
+                namespace = read_namespace(self.task, self.target, self.remote)
+                if self.remote.token is not None:
+                    self._add_token(self.remote.token.token())  # the token the namespace login used (a grant's cache)
+            except errors.SyncError as exc:  # oauth.TokenError too: the token endpoint's or the token source's words
                 return result.fail(exc.kind, exc.message)
             where = tempfile.gettempdir() if self.check_mode else self.store.runs_dir(self.name)
             try:
@@ -368,7 +393,10 @@ class ImapsyncRun:
                 return self._failed(exc, where)
             try:
                 try:
-                    passfile1 = write_secret(private, "passfile1", self.task.remote_password)
+                    if self.token is not None:
+                        passfile1 = write_secret(private, TOKEN_FILE, self.token)
+                    else:
+                        passfile1 = write_secret(private, "passfile1", self.task.remote_password)
                     passfile2 = write_secret(private, "passfile2", self.target.master_password)
                 except OSError as exc:
                     return self._failed(exc, private)
@@ -386,6 +414,38 @@ class ImapsyncRun:
         finally:
             locks.release()
         return result
+
+    def _add_token(self, token: str) -> None:
+        """Make ``token`` the run's access token: masked in imapsync's output from now on, as the passwords are."""
+        self.token = token
+        if token not in self.secrets:
+            self.secrets.append(token)
+            self._scrub = scrubber(self.secrets)
+
+    def _keep_token_fresh(self, private: str, ended: threading.Event) -> None:
+        """While imapsync runs, ask the remote token source every TOKEN_CHECK_S whether its token changed (a grant renews
+        its token in the last 5 minutes or 10 % of its life; a token file or command gives what it holds now) and
+        replace the token file when it did. imapsync 2.229 reads the file once, at its login (docs/oauth2.md "engine:
+        imapsync"); a later imapsync, or a reconnection that reads it, gets a valid token. A failure is logged, not
+        fatal: imapsync's session does not need a new token."""
+        source = self.remote.token
+        if source is None:
+            return
+        while not ended.wait(TOKEN_CHECK_S):
+            try:
+                token = source.token()
+            except errors.SyncError as exc:
+                self.log(printable(f"engine imapsync: the access token could not be renewed: {exc.message}"))
+                continue
+            if token == self.token:
+                continue
+            self._add_token(token)
+            try:
+                replace_secret(private, TOKEN_FILE, token)
+            except OSError as exc:
+                self.log(f"engine imapsync: the renewed access token could not be written ({exc.strerror}).")
+                continue
+            self.log(f"engine imapsync: renewed the access token in {os.path.join(private, TOKEN_FILE)}")
 
     def _failed(self, exc: BaseException, where: str) -> RunResult:
         """The run fails before imapsync starts: its locks, private directory or password files cannot be used
@@ -408,15 +468,17 @@ class ImapsyncRun:
                         f"an executable program (and its interpreter, perl, is installed), or set ${ENV_IMAPSYNC}.")
             return
         stats = Statistics()
-        scrub = scrubber(self.secrets)
         ended = threading.Event()
         watcher = threading.Thread(target=self._stop_when_asked, args=(proc, ended), name="mailops-imapsync-stop", daemon=True)
         watcher.start()
+        refresher = threading.Thread(target=self._keep_token_fresh, args=(private, ended), name="mailops-imapsync-token",
+                                     daemon=True)
+        refresher.start()
         returncode: int | None = None
         try:
             if proc.stdout is not None:
                 for raw in proc.stdout:
-                    line = scrub(raw)
+                    line = self._scrub(raw)
                     stats.feed(line)
                     if line.strip():
                         self.log(printable(line))  # imapsync prints what the servers said: folder names, responses
@@ -433,6 +495,7 @@ class ImapsyncRun:
             if proc.stdout is not None:
                 proc.stdout.close()
             watcher.join()
+            refresher.join()
         if returncode is not None:
             self._conclude(returncode, stats)
 

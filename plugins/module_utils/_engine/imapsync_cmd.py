@@ -5,7 +5,8 @@
 Pure Python, no Ansible imports. :func:`check_expressible` refuses, when a task is defined, every task option
 that upstream imapsync 2.229 cannot express equivalently (one sentence per option, naming it, the reason and
 the fix); :func:`render` returns the argument vector. The vector never contains a password: only the paths of
-the password files (``--passfile1``, ``--passfile2``), which hold the password on their first line.
+the password files (``--passfile1``, ``--passfile2``), which hold the password on their first line, and with an OAuth2
+``remote_auth`` the path of the access token's file (``--oauthaccesstoken1``).
 
 Sources (cited next to each rendered flag):
 
@@ -79,6 +80,10 @@ LIMITATIONS = (
     "(--tlsN), so a server that refuses it stops the run (\"Can not go to tls encryption\") instead of "
     "falling back to plain text, and security: none disables the opportunistic upgrade (--nosslN --notlsN).",
     "Results: imapsync prints a text summary; the JSON result of the builtin engine is not produced.",
+    "OAuth2: imapsync logs in to the remote with SASL XOAUTH2 only (a server that offers only OAUTHBEARER refuses "
+    "it), and 2.229 reads its --oauthaccesstoken1 file once: the run renews the file before the token expires, but a "
+    "connection imapsync reopens after the token expired fails. Keep such runs shorter than a token's life (about an "
+    "hour with Entra ID and Google), or use engine: builtin, which gets a valid token at every reconnection.",
 )
 
 
@@ -336,11 +341,18 @@ def _encryption(side: str, security: str, host: str, validate_certs: bool, ca_fi
     return args
 
 
+def uses_token(task: Task) -> bool:
+    """Whether the remote login is an OAuth2 access token (any ``remote_auth`` but ``password``): imapsync then gets it
+    in a file through ``--oauthaccesstoken1`` instead of a password through ``--passfile1``."""
+    return task.remote_auth != "password"
+
+
 def render(task: Task, target: Target, passfile1: str, passfile2: str, namespace: Namespace | None = None) -> list[str]:
     """The imapsync 2.229 argument vector of ``task`` into ``target`` (refused first: see check_expressible).
 
-    ``passfile1`` holds the remote password and ``passfile2`` the target's master password, each on the first
-    line of its file; the vector carries only these paths, never a password. Each item is one argument for
+    ``passfile1`` holds the remote password (or, when :func:`uses_token`, the remote access token) and ``passfile2``
+    the target's master password, each on the first line of its file; the vector carries only these paths, never a
+    password nor a token. Each item is one argument for
     ``execve`` (no shell): regexes, names and paths reach imapsync unchanged. ``namespace`` is the remote's
     (imap.Connection.namespace): what is not the user's is excluded (namespace_excludes).
     """
@@ -357,8 +369,15 @@ def render(task: Task, target: Target, passfile1: str, passfile2: str, namespace
         "--host1", remote,
         "--port1", str(task.remote_port),
         "--user1", task.remote_user,
-        "--passfile1", passfile1,
     ]
+    if uses_token(task):
+        # README 2.229, OPTIONS/credentials: --oauthaccesstoken1 takes the access token, or a file holding it on its
+        # first line, and logs in with SASL XOAUTH2 as --user1 (no password then). Only the file's path is on the
+        # command line; engine_imapsync.py keeps the file fresh, but 2.229 reads it once (docs/oauth2.md "engine:
+        # imapsync"). --authmech1 XOAUTH2 states the mechanism: imapsync has no OAUTHBEARER.
+        argv += ["--authmech1", "XOAUTH2", "--oauthaccesstoken1", passfile1]
+    else:
+        argv += ["--passfile1", passfile1]
     argv += _encryption("1", task.remote_security, remote, task.validate_certs, task.ca_file)
     argv += [
         # README 2.229, OPTIONS/credentials and OPTIONS/authentication: "--authuser2 str : User to auth with on

@@ -7,7 +7,7 @@ Layout (both directories relocatable, for tests and unprivileged users)::
     config_dir/targets/NAME.json           mail target, without its secret   0600 (directory 0700)
     config_dir/tasks/NAME.json             sync task, without its secret     0600 (directory 0700)
     config_dir/secrets/targets/NAME        the target's master password      0600 (directories 0700)
-    config_dir/secrets/tasks/NAME          the task's remote password        0600
+    config_dir/secrets/tasks/NAME          the task's secret (:func:`task_secret`) 0600
     state_dir/tasks/NAME.sqlite            the task's sync state (+ .lock)   0600 (directories 0700)
     state_dir/KEY.sqlite                   an inline migrate's state (+ .lock; KEY: config.state_key)
     state_dir/locks/SHA256.lock            an account's run lock             0600
@@ -15,7 +15,7 @@ Layout (both directories relocatable, for tests and unprivileged users)::
     state_dir/runs/NAME/YYYYmmddTHHMMSSZ.log   human logs of the last runs   0600
     state_dir/runs/NAME/pid                the process of the running run
     state_dir/runs/NAME/current            the log file name of the running run
-    state_dir/runs/NAME/.secrets-XXXXXXXX  an imapsync run's password files, while it runs (0700)
+    state_dir/runs/NAME/.secrets-XXXXXXXX  an imapsync run's password and token files, while it runs (0700)
 
 Every write is atomic (a temporary file in the same directory, fsync, rename). Secrets never go anywhere
 else: not in the definitions, not in the logs, not in the results. Definitions say which remote account
@@ -71,6 +71,23 @@ def atomic_write(path: str, data: bytes, mode: int) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+# The field of a task whose value is its secret file, by remote_auth (docs/oauth2.md): the client secret of a
+# client-credentials grant, else the remote password ("" for a token source that has no secret: a token file or
+# command, a service account's key file, a certificate -- those are files on the host, stored as paths).
+SECRET_FIELD_BY_AUTH = {"client_credentials": "remote_oauth_client_secret"}
+PASSWORD_FIELD = "remote_password"
+
+
+def secret_field(remote_auth: t.Any) -> str:
+    """The field of a task with ``remote_auth`` that its secret file holds."""
+    return SECRET_FIELD_BY_AUTH.get(str(remote_auth or "password"), PASSWORD_FIELD)
+
+
+def task_secret(task: config.Task) -> str:
+    """What the secret file of ``task`` holds: the value of its :func:`secret_field` ("" when it has none)."""
+    return getattr(task, secret_field(task.remote_auth)) or ""
 
 
 def check_name(kind: str, name: t.Any) -> str:
@@ -254,7 +271,10 @@ class Store:
         public, secret = self.read("tasks", name)
         if public is None:
             raise ConfigError(f"The sync task {name!r} is not defined in {self.config_dir}; define it with mailops.imap.sync_task.")
-        return config.parse_task(dict(public, remote_password=secret or "", name=name), declared=False)
+        # A hand-edited definition holding a secret key gets it replaced (or removed) by the secret file's.
+        data = {key: value for key, value in public.items() if key not in (PASSWORD_FIELD, *SECRET_FIELD_BY_AUTH.values())}
+        data[secret_field(public.get("remote_auth"))] = secret or ""
+        return config.parse_task(dict(data, name=name), declared=False)
 
     # -- runs ---------------------------------------------------------------------------------------------
     def run_records(self, task: str) -> str:

@@ -5,7 +5,9 @@
 * records what it was given (argument vector, content and mode of its password files, environment, session,
   open file descriptors) in the JSON file ``$FAKE_IMAPSYNC_RECORD`` (:func:`read_record`);
 * with ``FAKE_IMAPSYNC_LOGIN=1``, really logs in as imapsync 2.229 does: to host1 with IMAP LOGIN as
-  ``--user1`` and the first line of ``--passfile1`` (after STARTTLS with ``--tls1``, over TLS with ``--ssl1``),
+  ``--user1`` and the first line of ``--passfile1`` (after STARTTLS with ``--tls1``, over TLS with ``--ssl1``), or
+  with ``--oauthaccesstoken1 FILE`` by AUTHENTICATE XOAUTH2 as ``--user1`` with the first line of FILE, read once at
+  the start (as 2.229 does; ``record["oauthaccesstoken1"]``),
   to host2 with AUTHENTICATE PLAIN (authorization identity ``--user2``, authentication identity
   ``--authuser2``, password from ``--passfile2``), with the TLS settings of ``--sslargsN``. On host1 it lists
   the folders and examines INBOX (``record["host1"]``: what the account it reached holds). A refused login
@@ -185,6 +187,24 @@ class _Imap:
             return self._answer(tag)[1]
         return line
 
+    def authenticate_xoauth2(self, user: str, token: str) -> str:
+        """AUTHENTICATE XOAUTH2 as Mail::IMAPClient sends it (no initial response: the string after the "+"); after an
+        error challenge, the empty response that ends the exchange."""
+        self.tag += 1
+        tag = str(self.tag)
+        self._send(f"{tag} AUTHENTICATE XOAUTH2\r\n".encode())
+        line = self._line()
+        if not line.startswith("+"):
+            return line
+        self._send(base64.b64encode(f"user={user}\x01auth=Bearer {token}\x01\x01".encode("utf-8")) + b"\r\n")
+        line = self._line()
+        if line.startswith("+"):  # the server's error challenge (JSON): answer it empty, then read the NO
+            self._send(b"\r\n")
+            return self._answer(tag)[1]
+        if line.startswith(tag + " "):
+            return line
+        return self._answer(tag)[1]
+
     def close(self) -> None:
         try:
             self.command(b"LOGOUT")
@@ -217,9 +237,13 @@ class Fake:
         self.stats = dict(DEFAULT_STATS, **json.loads(os.environ.get(ENV_STATS) or "{}"))
         self.record: dict = {
             "argv": argv, "pid": os.getpid(), "pgid": os.getpgid(0), "sid": os.getsid(0), "cwd": os.getcwd(),
-            "env": dict(os.environ), "passfile1": self.passfile("--passfile1"), "passfile2": self.passfile("--passfile2"),
+            "env": dict(os.environ), "passfile2": self.passfile("--passfile2"),
             "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")),
         }
+        # The remote credential: a password file, or an OAuth2 access token's file (never the token itself here).
+        self.oauth = "--oauthaccesstoken1" in self.args
+        self.record["oauthaccesstoken1" if self.oauth else "passfile1"] = self.passfile(
+            "--oauthaccesstoken1" if self.oauth else "--passfile1")
         self.failures: list[tuple[int, str, str]] = []  # (exit status, its name, the error line)
 
     # -- arguments ----------------------------------------------------------------------------------------
@@ -238,8 +262,10 @@ class Fake:
                 "dir_mode": stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode), "uid": info.st_uid}
 
     def password(self, side: str) -> str:
-        # imapsync's --passfileN: "It must contain the password on the first line" (the line end removed).
-        return self.record[f"passfile{side}"]["content"].split("\n", 1)[0]
+        # imapsync's --passfileN: "It must contain the password on the first line" (the line end removed); the
+        # token of --oauthaccesstoken1 FILE too.
+        key = "oauthaccesstoken1" if side == "1" and self.oauth else f"passfile{side}"
+        return self.record[key]["content"].split("\n", 1)[0]
 
     def save(self) -> None:
         tmp = self.record_path + ".tmp"
@@ -256,7 +282,7 @@ class Fake:
         print("$RCSfile: imapsync,v $ $Revision: 2.229 $ $Date: 2022/09/14 18:08:24 $ ")
         print("Command line used, run by /usr/bin/perl:")
         print(" ".join(self.argv))
-        print("Host1: will try to use LOGIN authentication on host1")
+        print(f"Host1: will try to use {'XOAUTH2' if self.oauth else 'LOGIN'} authentication on host1")
         print("Host2: will try to use PLAIN authentication on host2")
         print(f"Host1: IMAP server [{self.value('--host1')}] port [{self.value('--port1')}] user [{self.value('--user1')}]")
         print(f"Host2: IMAP server [{self.value('--host2')}] port [{self.value('--port2')}] user [{self.value('--user2')}]")
@@ -341,15 +367,19 @@ class Fake:
         imap = self.connect_or_fail("1", user)
         if imap is None:
             return
+        mech = "XOAUTH2" if self.oauth else "LOGIN"
         try:
-            print(f"Host1: {host} says it has CAPABILITY for AUTHENTICATE LOGIN")
-            _untagged, answer = imap.command(b"LOGIN", _quote(user), _quote(self.password("1")))
-            login = {"user": user, "ok": _ok(answer), "answer": answer, "security": self.tls("1")[0]}
+            print(f"Host1: {host} says it has CAPABILITY for AUTHENTICATE {mech}")
+            if self.oauth:
+                answer = imap.authenticate_xoauth2(user, self.password("1"))
+            else:
+                _untagged, answer = imap.command(b"LOGIN", _quote(user), _quote(self.password("1")))
+            login = {"user": user, "ok": _ok(answer), "answer": answer, "security": self.tls("1")[0], "mech": mech}
             self.record["host1"] = login
             if not login["ok"]:
-                self.refused("1", host, user, "", "LOGIN", answer, 161, "EXIT_AUTHENTICATION_FAILURE_USER1")
+                self.refused("1", host, user, "", mech, answer, 161, "EXIT_AUTHENTICATION_FAILURE_USER1")
                 return
-            print(f"Host1: success login on [{host}] with user [{user}] auth [LOGIN] or [LOGIN]")
+            print(f"Host1: success login on [{host}] with user [{user}] auth [{mech}] or [LOGIN]")
             listed, _answer = imap.command(b"LIST", b'""', b'"*"')
             login["folders"] = sorted(_listed_name(line) for line in listed if line.startswith("* LIST "))
             print(f"Host1: found {len(login['folders'])} folders.")
