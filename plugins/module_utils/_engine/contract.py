@@ -47,6 +47,7 @@ class Kind(_Word):
     CONNECT_FAILED = "connect_failed"
     TLS_FAILED = "tls_failed"
     AUTH_FAILED = "auth_failed"
+    TOKEN_FAILED = "token_failed"  # remote_auth with a token source: no OAuth2 token (the endpoint, file or command failed)
     STARTTLS_UNSUPPORTED = "starttls_unsupported"
     TIMEOUT = "timeout"
     SERVER_BUSY = "server_busy"  # refused for now (RFC 5530 LIMIT at login, UNAVAILABLE, INUSE), still after the retries
@@ -68,7 +69,7 @@ class Kind(_Word):
 
 # The kinds whose failure stops the run at once, whatever folder it happened in (no other folder can work).
 RUN_STOPPERS: frozenset[Kind] = frozenset({
-    Kind.AUTH_FAILED, Kind.TLS_FAILED, Kind.CONNECT_FAILED, Kind.TIMEOUT, Kind.STARTTLS_UNSUPPORTED,
+    Kind.AUTH_FAILED, Kind.TOKEN_FAILED, Kind.TLS_FAILED, Kind.CONNECT_FAILED, Kind.TIMEOUT, Kind.STARTTLS_UNSUPPORTED,
     Kind.MISSING_LIBRARY, Kind.STATE_ERROR, Kind.SERVER_BUSY,
 })
 

@@ -29,6 +29,7 @@ from . import errors
 from . import fetchparse
 from .fetchparse import ServerViolation
 from .folders import Namespace
+from .oauth import TokenSource
 from .imapclient_compat import MAX_LINE, Client, Refused, Transport, append as raw_append
 from .imapclient_compat import create_subscribe_status, end_command, list_returning, start_command, transport, uid_filter_sieve
 from .text import printable
@@ -93,6 +94,8 @@ class Endpoint:
     password: str = dataclasses.field(repr=False)
     authzid: str | None = None  # log in as this user with the credentials of ``user`` (master user)
     login_user: str | None = None  # the LOGIN fallback's user name (``user*master``)
+    # remote_auth with a token source (oauth.token_source): log in with its OAuth2 token instead of ``password``
+    token: TokenSource | None = dataclasses.field(default=None, repr=False, compare=False)
     timeout: float = dataclasses.field(default_factory=lambda: DEFAULT_TIMEOUT)
 
 

@@ -11,7 +11,7 @@ written into ``roles/imapsync/meta/argument_specs.yml`` by ``tests/update_genera
 
 Adding a task option is one ``dataclasses.field`` of :class:`Task` (plus what the engines do with it).
 Rules that involve two fields are one function each (:func:`port_by_security`, :func:`check_delete_days`,
-:func:`check_interval`, :func:`check_exclude_hazards`).
+:func:`check_interval`, :func:`check_exclude_hazards`, :func:`check_remote_auth`).
 
 Pure Python, no Ansible imports: the same code runs in modules (through AnsiballZ) and on hosts
 (``imapsyncctl``). Every check raises :class:`ConfigError` with a sentence that names the field, the cause and the
@@ -26,7 +26,7 @@ import ipaddress
 import re
 import typing as t
 
-from . import deletion, presets
+from . import deletion, oauth, presets
 from .errors import ConfigError
 from .hazard import exclude_hazard
 
@@ -37,6 +37,9 @@ SCHEDULE_CHOICES = ("manual", "interval")
 ENGINE_CHOICES = ("builtin", "imapsync")
 DELIVERY_CHOICES = ("imap", "lmtp")
 FLAG_SYNC_CHOICES = ("all", "changed_folders")
+REMOTE_AUTH_CHOICES = ("password",) + oauth.SOURCES  # password, then the token sources of _engine/oauth.py
+DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
+DEFAULT_SCOPES = {"client_credentials": "https://outlook.office365.com/.default", "service_account": "https://mail.google.com/"}
 INTERVAL_MAX = 1440  # minutes: one run a day at least
 
 # Whole strings only: \Z, not $ (which also matches before a trailing line feed: "t1\n").
@@ -162,14 +165,19 @@ def _task_name(field: str, value: t.Any) -> str | None:
     return name
 
 
-def _remote_password(field: str, value: t.Any) -> str:
-    if value is None or value == "":
-        raise ConfigError(f"{field} is required; give the remote account's password.")
-    return str(value)  # exactly as given: any characters
-
-
 def _secret(field: str, value: t.Any) -> str:  # pylint: disable=unused-argument
     return "" if value is None else str(value)
+
+
+def _optional_url(field: str, value: t.Any) -> str | None:
+    """An https URL (a token endpoint's base), without the trailing slash."""
+    url = _optional_text(field, value)
+    if url is None:
+        return None
+    url = url.strip().rstrip("/")
+    if not re.fullmatch(r"https://[^\s/?#]+(/[^\s?#]*)?", url):
+        raise ConfigError(f"{field}: {value!r} is not an https URL; give one such as {DEFAULT_AUTHORITY}.")
+    return url
 
 
 def _optional_port(field: str, value: t.Any) -> int | None:
@@ -236,6 +244,55 @@ def check_interval(schedule: str, interval: t.Any) -> int | None:
     if schedule == "interval" and interval is None:
         raise ConfigError(f"interval_minutes is required with schedule: interval; give a number of minutes from 1 to {INTERVAL_MAX}.")
     return _optional_interval("interval_minutes", interval)
+
+
+# The fields of each token source (remote_auth); remote_password is the field of remote_auth: password.
+AUTH_FIELDS: dict[str, tuple[str, ...]] = {
+    "password": ("remote_password",),
+    "token_file": ("remote_token_file",),
+    "token_command": ("remote_token_command",),
+    "client_credentials": ("remote_oauth_client_id", "remote_oauth_client_secret", "remote_oauth_certificate",
+                           "remote_oauth_tenant", "remote_oauth_authority", "remote_oauth_scope", "remote_oauth_ca_file"),
+    "service_account": ("remote_oauth_key_file", "remote_oauth_scope", "remote_oauth_ca_file"),
+}
+_AUTH_REQUIRED: dict[str, tuple[str, ...]] = {
+    "password": ("remote_password",),
+    "token_file": ("remote_token_file",),
+    "token_command": ("remote_token_command",),
+    "client_credentials": ("remote_oauth_client_id", "remote_oauth_tenant"),
+    "service_account": ("remote_oauth_key_file",),
+}
+
+
+def check_remote_auth(values: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The rule of ``remote_auth`` and the fields of its token source: each source's required fields given, a field of
+    another source refused (a password given with a token source is a mix-up, not a fallback), exactly one of a
+    client secret and a certificate, and the defaults of authority and scope filled in for the source that has them.
+
+    ``values`` are the checked fields (None or "" where not given); returns the fields of the remote authentication.
+    """
+    auth = values["remote_auth"]
+    given = {name for names in AUTH_FIELDS.values() for name in names if values.get(name) not in (None, "")}
+    for name in sorted(given - set(AUTH_FIELDS[auth])):
+        owners = " or ".join(f"remote_auth: {source}" for source, names in AUTH_FIELDS.items() if name in names)
+        raise ConfigError(f"{name} is a field of {owners}, not of remote_auth: {auth}; remove it or change remote_auth.")
+    for name in _AUTH_REQUIRED[auth]:
+        if name not in given:
+            what = "the remote account's password" if name == "remote_password" else "a value"
+            raise ConfigError(f"{name} is required with remote_auth: {auth}; give {what}.")
+    out = {name: values.get(name) for names in AUTH_FIELDS.values() for name in names}
+    out["remote_password"] = values.get("remote_password") or ""
+    if auth == "client_credentials":
+        secret, certificate = "remote_oauth_client_secret" in given, "remote_oauth_certificate" in given
+        if secret == certificate:
+            raise ConfigError("remote_auth: client_credentials needs exactly one of remote_oauth_client_secret and "
+                              f"remote_oauth_certificate; {'both were' if secret else 'neither was'} given.")
+        out["remote_oauth_authority"] = values.get("remote_oauth_authority") or DEFAULT_AUTHORITY
+    if auth == "token_command":
+        oauth.command_words("remote_token_command", values["remote_token_command"])  # ConfigError when it cannot split
+    if auth in DEFAULT_SCOPES:
+        out["remote_oauth_scope"] = values.get("remote_oauth_scope") or DEFAULT_SCOPES[auth]
+    return out
 
 
 def check_exclude_hazards(given: t.Any, folders: str) -> None:
@@ -360,14 +417,83 @@ class Task:  # pylint: disable=too-many-instance-attributes
         doc=("The login of the remote account (NethServer 8 I(Remote user)).",
              "For a NethServer or Dovecot remote with a master user, V(user*vmail) with the master password works."))
     remote_password: str = declare(
-        "", repr_=False, type="str", check=_remote_password, faces=ALL_TASK_FACES, no_log=True, needed=True,
-        required=frozenset({Face.ROLE_TASK}), defaults=frozenset(),
+        "", repr_=False, type="str", check=_secret, faces=ALL_TASK_FACES, no_log=True, defaults=frozenset(),
         doc=("The password of the remote account (NethServer 8 I(Remote password)). Any characters are allowed.",
-             "It is never logged nor returned."),
+             "It is never logged nor returned.",
+             "Required with O(~remote_auth=password), the default; refused with the other values of O(~remote_auth), "
+             "which log in with a token instead."),
         notes={Face.MIGRATE: ("In bulk, for example the master password of a NethServer remote, with V(user*vmail) "
                               "remote users.",),
                Face.TASK: ("It is stored apart from the definition, readable by root only, and never shown in a diff.",),
                Face.ROLE_TASK: ("Stored readable by the owner of O(imapsync_config_dir) only.",)})
+    # --- OAuth2 (docs/spec.md): which source gives the token, and the fields of each source (check_remote_auth) ---
+    remote_auth: str = declare(
+        "password", type="str", check=_choices(REMOTE_AUTH_CHOICES), choices=REMOTE_AUTH_CHOICES, faces=ALL_TASK_FACES,
+        doc=("How the engine logs in to the remote server.",
+             "V(password) with O(~remote_password) (AUTHENTICATE PLAIN, else LOGIN).",
+             "The other values log in with an OAuth2 access token for O(~remote_user), by SASL C(OAUTHBEARER) (RFC 7628) "
+             "where the server announces it, else C(XOAUTH2); a server that announces neither fails the run with a "
+             "sentence saying so.",
+             "V(token_file): the token is in the file O(~remote_token_file), which another process keeps fresh.",
+             "V(token_command): the token is what the command O(~remote_token_command) prints.",
+             "V(client_credentials): the client-credentials grant (RFC 6749 section 4.4) of the Microsoft Entra ID "
+             "application O(~remote_oauth_client_id) in the tenant O(~remote_oauth_tenant), for Microsoft 365 "
+             "(the application needs the C(IMAP.AccessAsApp) permission and access to the mailbox).",
+             "V(service_account): a Google service account with domain-wide delegation (O(~remote_oauth_key_file)) "
+             "acting as O(~remote_user), for Google Workspace.",
+             "A token file or command is read again at every connection, so a token another process refreshed is used "
+             "from the next reconnection on. A token obtained from a grant is kept while it is valid, renewed before "
+             "it expires (in the last 5 minutes or 10% of its life), and renewed once more when the server refuses it.",
+             "A field of another token source is refused."))
+    remote_token_file: str | None = declare(
+        None, type="path", role_type="str", check=_optional_text, faces=ALL_TASK_FACES,
+        doc=("With O(~remote_auth=token_file), the file on the host running the sync that holds the access token (at "
+             "most 16 KiB; surrounding white space is ignored). It is read at every connection.",
+             "It must not be readable by the group or by others (C(chmod 600)), like an SSH private key."))
+    remote_token_command: str | None = declare(
+        None, type="str", check=_optional_text, faces=ALL_TASK_FACES,
+        doc=("With O(~remote_auth=token_command), a command that prints the access token on its standard output, run at "
+             "every connection on the host running the sync.",
+             "It is split like a shell would (quotes, backslashes) but run without a shell, with no input, the "
+             "environment of the sync, at most 60 seconds and 16 KiB of output. A failure shows the exit status and "
+             "a short excerpt of its error output.",
+             "Its words are visible in the process list of that host: keep secrets out of them."))
+    remote_oauth_client_id: str | None = declare(
+        None, type="str", check=_optional_text, faces=ALL_TASK_FACES,
+        doc=("With O(~remote_auth=client_credentials), the application (client) id of the Entra ID application.",))
+    remote_oauth_client_secret: str | None = declare(
+        None, repr_=False, type="str", check=_optional_text, faces=ALL_TASK_FACES, no_log=True,
+        doc=("With O(~remote_auth=client_credentials), a client secret of the application. It is never logged nor "
+             "returned.", "Give it or O(~remote_oauth_certificate), not both."),
+        notes={Face.TASK: ("It is stored apart from the definition, readable by root only, and never shown in a diff.",),
+               Face.ROLE_TASK: ("Stored readable by the owner of O(imapsync_config_dir) only.",)})
+    remote_oauth_certificate: str | None = declare(
+        None, type="path", role_type="str", check=_optional_text, faces=ALL_TASK_FACES,
+        doc=("With O(~remote_auth=client_credentials), instead of a client secret: a PEM file on the host running the "
+             "sync holding the private key and the certificate registered with the application (its SHA-1 thumbprint "
+             "is computed from it).", "It must not be readable by the group or by others (C(chmod 600))."))
+    remote_oauth_tenant: str | None = declare(
+        None, type="str", check=_optional_text, faces=ALL_TASK_FACES,
+        doc=("With O(~remote_auth=client_credentials), the Entra ID tenant: its id or one of its domain names.",))
+    remote_oauth_authority: str | None = declare(
+        None, type="str", check=_optional_url, faces=ALL_TASK_FACES, defaults=frozenset(), derived=True,
+        doc=("With O(~remote_auth=client_credentials), the https URL of the Entra ID login service, without the tenant.",
+             f"Defaults to V({DEFAULT_AUTHORITY}); other clouds have their own (for example "
+             "V(https://login.microsoftonline.us))."))
+    remote_oauth_scope: str | None = declare(
+        None, type="str", check=_optional_text, faces=ALL_TASK_FACES, defaults=frozenset(), derived=True,
+        doc=("With O(~remote_auth=client_credentials) or O(~remote_auth=service_account), the scope of the token.",
+             f"Defaults to V({DEFAULT_SCOPES['client_credentials']}) with V(client_credentials), "
+             f"V({DEFAULT_SCOPES['service_account']}) with V(service_account)."))
+    remote_oauth_key_file: str | None = declare(
+        None, type="path", role_type="str", check=_optional_text, faces=ALL_TASK_FACES,
+        doc=("With O(~remote_auth=service_account), the JSON key file of the Google service account, on the host running "
+             "the sync. Its client id needs domain-wide delegation of the scope O(~remote_oauth_scope) in the Google "
+             "Workspace admin console.", "It must not be readable by the group or by others (C(chmod 600))."))
+    remote_oauth_ca_file: str | None = declare(
+        None, type="path", role_type="str", check=_optional_text, faces=ALL_TASK_FACES,
+        doc=("With O(~remote_auth=client_credentials) or O(~remote_auth=service_account), a PEM file of CA certificates "
+             "to verify the token endpoint with, instead of the system's (a TLS-inspecting proxy, a test server).",))
     remote_host: str = declare(  # "" is not given; not `needed`: a remote_provider gives it (presets.apply), else parse_task refuses ""
         "", type="str", check=check_host, faces=ALL_TASK_FACES, defaults=frozenset(),
         doc=("The remote IMAP server (NethServer 8 I(IMAP server)), given as a hostname (internationalised names too), "
@@ -493,9 +619,10 @@ class Task:  # pylint: disable=too-many-instance-attributes
         doc=("Whether the task is active. A disabled task keeps its definition and its state; its timer is stopped.",))
 
     def public(self) -> dict[str, t.Any]:
-        """The definition without secrets."""
+        """The definition without secrets (:func:`secret_fields`)."""
         data = dataclasses.asdict(self)
-        data.pop("remote_password")
+        for name in secret_fields(Task):
+            data.pop(name)
         data["exclude"] = list(self.exclude)
         return data
 
@@ -515,6 +642,11 @@ def meta(cls: Definition, name: str) -> Meta:
 def fields(cls: Definition, face: Face | None = None) -> tuple[str, ...]:
     """The field names of ``cls`` in declaration order, those ``face`` offers if given."""
     return tuple(f.name for f in dataclasses.fields(cls) if face is None or face in f.metadata["schema"].faces)
+
+
+def secret_fields(cls: Definition) -> tuple[str, ...]:
+    """The fields that are secrets (no_log): never in a definition shown, stored apart, readable by root only."""
+    return tuple(name for name in fields(cls) if meta(cls, name).no_log)
 
 
 def needed(cls: Definition) -> tuple[str, ...]:
@@ -571,6 +703,7 @@ def parse_task(data: t.Mapping[str, t.Any], declared: bool = True) -> Task:
     data = presets.apply(data)
     values = _checked(Task, data, "")
     values["remote_port"] = port_by_security(values["remote_port"], values["remote_security"])
+    values.update(check_remote_auth(values))
     values["delete_remote_days"] = check_delete_days(values["delete_remote"], values["delete_remote_days"])
     values["interval_minutes"] = check_interval(values["schedule"], values["interval_minutes"])
     if declared:

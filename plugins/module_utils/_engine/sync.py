@@ -31,6 +31,7 @@ from .contract import RUN_STOPPERS, Kind, Scope, Status
 from .files import RunLocks
 from .folders import FolderPlan, plan as plan_folders
 from .imap import HAS_IMAPCLIENT, IMAPCLIENT_IMPORT_ERROR, SERVER_TEXT_LIMIT, Connection, Endpoint, insecure_notice
+from .oauth import token_source
 from .plan import WINDOW, FlagReader, FolderRun, Planner
 from .result import FolderResult, RunResult
 from .state import State
@@ -100,10 +101,12 @@ def scope(kind: Kind) -> Scope:
 
 
 def endpoints(task: Task, target: Target) -> tuple[Endpoint, Endpoint]:
-    """The remote account, and the local one (reached through the target's master user)."""
+    """The remote account (with its token source when remote_auth is not password: every connection of the run shares
+    it, so a grant's token is kept across reconnects), and the local one (reached through the target's master user)."""
     remote = Endpoint(
         side="remote", host=task.remote_host, port=task.remote_port, security=task.remote_security,
         validate_certs=task.validate_certs, ca_file=task.ca_file, user=task.remote_user, password=task.remote_password,
+        token=token_source(task),
     )
     local = Endpoint(
         side="local", host=target.host, port=target.port, security=target.security,

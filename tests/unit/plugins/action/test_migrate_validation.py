@@ -13,7 +13,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.parsing.vault import VaultLib, VaultSecret
 
 from ansible_collections.mailops.imap.plugins.module_utils import _accounts_csv, _argspec
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, schema
 
 SECRET = "pa'ss\"w\\ördX9"
 MASTER = "M4sterSecretZ7"
@@ -137,7 +137,7 @@ def test_spec_covers_task_and_target_fields():
     assert set(spec) == set(_argspec.MIGRATE_TASK_OPTIONS) | {
         "target", "task", "accounts", "accounts_file", "parallel", "config_dir", "state_dir"}
     for name, option in spec.items():
-        if name in ("remote_password",):
+        if name in schema.secret_fields(schema.Task):
             assert option["no_log"] is True
         elif name not in ("target", "accounts"):
             assert not option.get("no_log"), name
@@ -161,7 +161,8 @@ def test_spec_defaults_match_engine_defaults():
             assert spec[name]["default"] == expected, name
     # an option without a default is required, secret or decided by the engine (ports, days)
     assert {n for n in _argspec.MIGRATE_TASK_OPTIONS if "default" not in spec[n]} == {
-        "local_user", "remote_user", "remote_password", "remote_host", "remote_port", "ca_file", "delete_remote_days"}
+        "local_user", "remote_user", "remote_password", "remote_host", "remote_port", "ca_file", "delete_remote_days",
+        *(name for fields in schema.AUTH_FIELDS.values() for name in fields)}
     target_defaults = {n: o.get("default") for n, o in spec["target"]["options"].items()}
     assert config.parse_target(target_defaults) == config.Target()
 
@@ -252,7 +253,9 @@ def test_task_name_checked():
 
 def test_inline_requires_the_account_fields():
     message = refused({"remote_host": "imap.example.org"})
-    assert message.startswith("local_user, remote_user, remote_password are required for an inline migration")
+    assert message.startswith("local_user, remote_user are required for an inline migration")
+    assert "remote_password is required with remote_auth: password" in refused(
+        {"remote_host": "imap.example.org", "local_user": "a", "remote_user": "b", "target": {"master_password": MASTER}})
 
 
 def test_accounts_take_the_call_options_as_defaults():

@@ -135,7 +135,7 @@ def test_validate_logs_in_for_every_task_and_names_the_failed_one(tmp_path, targ
     ({}, "one of the following is required: name, tasks"),
     ({"tasks": [], "state": "absent"}, "purge: true"),
     ({"name": "alice", "state": "absent", "purge": True}, "purge works with tasks"),
-    ({"name": "alice"}, "state is present but all of the following are missing: local_user, remote_user, remote_password"),
+    ({"name": "alice"}, "state is present but all of the following are missing: local_user, remote_user"),
 ])
 def test_modes_are_checked(tmp_path, args, phrase):
     refused = run(sync_task, dict(args, config_dir=config_dir(tmp_path)))

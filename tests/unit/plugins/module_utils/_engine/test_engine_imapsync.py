@@ -339,7 +339,7 @@ def fake_host(tmp_path, monkeypatch):
 def no_remote(monkeypatch):
     """No server here: the remote's NAMESPACE, which a run reads before imapsync starts, is a plain Dovecot's (the
     integration tests read a real one)."""
-    monkeypatch.setattr(engine_imapsync, "read_namespace", lambda task, target: (("", "/"), []))
+    monkeypatch.setattr(engine_imapsync, "read_namespace", lambda task, target, remote=None: (("", "/"), []))
 
 
 def _wait_for(path, timeout=20.0):

@@ -83,7 +83,9 @@ def test_defaults_of_the_specs_are_the_dataclass_defaults():
 
 
 def test_needed_fields_are_the_required_ones_after_the_merge():
-    assert _argspec.REQUIRED_TASK_OPTIONS == ("local_user", "remote_user", "remote_password")
+    # remote_password: required with remote_auth: password only (schema.check_remote_auth); remote_host: unless
+    # remote_provider gives it (presets.apply), parse_task refuses it missing
+    assert _argspec.REQUIRED_TASK_OPTIONS == ("local_user", "remote_user")
     assert _definitions_spec.TASK_REQUIRED_WHEN_PRESENT == list(_argspec.REQUIRED_TASK_OPTIONS)
     assert _definitions_spec.TARGET_REQUIRED_WHEN_PRESENT == ["master_password"]
 
@@ -210,3 +212,50 @@ def test_a_new_field_reaches_every_face_it_names():
     role = schema.role_options(Extended, Face.ROLE_TASK)["max_age_days"]
     assert role["description"] == ["Only messages younger than this many days, with O(imapsync_tasks[].folders=all)."]
     assert schema.option_docs(Extended, Face.ACCOUNT)["max_age_days"]["description"] == ["As O(max_age_days)."]
+
+
+BASE = {"local_user": "alice", "remote_user": "alice@example.org", "remote_host": "outlook.office365.com"}
+ENTRA = dict(BASE, remote_auth="client_credentials", remote_oauth_client_id="app", remote_oauth_tenant="contoso.example")
+
+
+def test_remote_auth_password_needs_the_password_and_nothing_of_a_token_source():
+    assert schema.parse_task(dict(BASE, remote_password="pw")).remote_auth == "password"
+    with pytest.raises(ConfigError, match="remote_password is required with remote_auth: password"):
+        schema.parse_task(BASE)
+    with pytest.raises(ConfigError, match="remote_token_file is a field of remote_auth: token_file, not of remote_auth: password"):
+        schema.parse_task(dict(BASE, remote_password="pw", remote_token_file="/t"))
+
+
+def test_a_token_source_refuses_a_password_and_the_fields_of_other_sources():
+    with pytest.raises(ConfigError, match="remote_password is a field of remote_auth: password, not of remote_auth: token_file"):
+        schema.parse_task(dict(BASE, remote_auth="token_file", remote_token_file="/t", remote_password="pw"))
+    with pytest.raises(ConfigError, match="remote_oauth_tenant is a field of remote_auth: client_credentials, not of "
+                                          "remote_auth: service_account"):
+        schema.parse_task(dict(BASE, remote_auth="service_account", remote_oauth_key_file="/k", remote_oauth_tenant="t"))
+    with pytest.raises(ConfigError, match="remote_token_command is required with remote_auth: token_command"):
+        schema.parse_task(dict(BASE, remote_auth="token_command"))
+    with pytest.raises(ConfigError, match="remote_token_command: .* cannot be split into words"):
+        schema.parse_task(dict(BASE, remote_auth="token_command", remote_token_command="get-token 'unclosed"))
+
+
+def test_client_credentials_needs_one_secret_or_certificate_and_fills_in_its_defaults():
+    with pytest.raises(ConfigError, match="exactly one of remote_oauth_client_secret and remote_oauth_certificate; neither"):
+        schema.parse_task(ENTRA)
+    with pytest.raises(ConfigError, match="both were given"):
+        schema.parse_task(dict(ENTRA, remote_oauth_client_secret="s", remote_oauth_certificate="/c.pem"))
+    task = schema.parse_task(dict(ENTRA, remote_oauth_client_secret="Sekr1t~"))
+    assert (task.remote_oauth_authority, task.remote_oauth_scope) == (
+        "https://login.microsoftonline.com", "https://outlook.office365.com/.default")
+    assert "Sekr1t~" not in repr(task) and "remote_oauth_client_secret" not in task.public()
+    assert schema.parse_task(dict(ENTRA, remote_oauth_certificate="/c.pem", remote_oauth_authority="https://127.0.0.1:8443/",
+                                  remote_oauth_scope="x/.default")).remote_oauth_authority == "https://127.0.0.1:8443"
+    with pytest.raises(ConfigError, match="remote_oauth_authority: .* is not an https URL"):
+        schema.parse_task(dict(ENTRA, remote_oauth_client_secret="s", remote_oauth_authority="http://login.example"))
+    google = schema.parse_task(dict(BASE, remote_auth="service_account", remote_oauth_key_file="/k.json"))
+    assert google.remote_oauth_scope == "https://mail.google.com/" and google.remote_oauth_authority is None
+
+
+def test_a_stored_oauth_definition_reads_back_the_same():
+    task = schema.parse_task(dict(ENTRA, remote_oauth_client_secret="s"))
+    again = schema.parse_task(dict(task.public(), remote_oauth_client_secret="s", remote_password=""), declared=False)
+    assert again == task
