@@ -18,8 +18,12 @@ import typing as t
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.mailops.imap.plugins.module_utils._argspec import REQUIRED_TASK_OPTIONS, account_options, merge_account
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, schema
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
+
+
+# remote_auth and the fields of every way to log in (schema.AUTH_FIELDS).
+_AUTH_FIELDS = frozenset({"remote_auth", *(name for names in schema.AUTH_FIELDS.values() for name in names)})
 
 
 def decode_utf8(data: bytes, source: str) -> str:
@@ -89,7 +93,7 @@ def read_accounts_csv(data: bytes | str, source: str) -> tuple[list[dict[str, t.
                     continue
                 if name == "exclude":
                     account[name] = split_exclude(cell)
-                elif name == "remote_password":
+                elif allowed[name].get("no_log"):
                     account[name] = cell  # exactly as written: a password may begin or end with spaces
                 else:
                     account[name] = cell.strip()
@@ -141,9 +145,11 @@ def repeated_accounts(accounts: t.Sequence[t.Any], labels: t.Sequence[str], defa
         if values is None:
             continue
         data = merge_account(shared, values)
-        if any(data.get(name) in (None, "") for name in REQUIRED_TASK_OPTIONS if name != "remote_password"):
+        if any(data.get(name) in (None, "") for name in REQUIRED_TASK_OPTIONS):
             continue
-        # The password is not part of the key, and may come later (mailops_imap_remote_password of the playbook).
+        # How the account logs in is not part of the key, and its password or client secret may come later
+        # (mailops_imap_remote_password of the playbook): checked as a password login.
+        data = {name: value for name, value in data.items() if name not in _AUTH_FIELDS}
         data.update(target=target.name, remote_password="-")
         try:
             task = config.parse_task(data)

@@ -430,3 +430,24 @@ def test_run_does_not_read_the_file_when_modes_conflict(tmp_path):
     result = plugin.run(task_vars={})
     assert result["failed"] is True and "exclude each other" in result["msg"]
     assert plugin._loader.mock_calls == []
+
+
+def test_bulk_with_an_application_credential_given_once_and_a_csv_of_users():
+    client_secret = "cl13nt~S3cret.Value"
+    data = "local_user,remote_user\nalice,alice@contoso.example\nbob,bob@contoso.example\n"
+    app = {"remote_provider": "microsoft365", "remote_auth": "client_credentials", "remote_oauth_client_id": "app-id",
+           "remote_oauth_tenant": "contoso.example", "remote_oauth_client_secret": client_secret,
+           "target": {"master_password": MASTER}}
+    module_args, message = action.prepare_migrate_args(dict(app, accounts_file="users.csv"),
+                                                       _accounts_csv.read_accounts_csv(data, "accounts_file users.csv"))
+    assert message is None
+    assert module_args["accounts"] == [{"local_user": "alice", "remote_user": "alice@contoso.example"},
+                                       {"local_user": "bob", "remote_user": "bob@contoso.example"}]
+    # a bad row is named by its line, and the client secret never appears in the message
+    bad = "local_user,remote_user,remote_password\nalice,alice@contoso.example,pw\n"
+    _args, message = action.prepare_migrate_args(dict(app, accounts_file="users.csv"),
+                                                 _accounts_csv.read_accounts_csv(bad, "accounts_file users.csv"))
+    assert message is not None and "accounts_file users.csv line 2" in message and "remote_password" in message
+    assert client_secret not in message
+    _args, message = action.prepare_migrate_args(dict(app, remote_port="x", remote_user="u", local_user="l"))
+    assert message is not None and "remote_port" in message and client_secret not in message

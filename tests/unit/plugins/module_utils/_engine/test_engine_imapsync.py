@@ -523,3 +523,61 @@ def test_the_result_shows_duplicates_copied_and_messages_left_behind(fake_host):
     left = concluded("01-dry-run.txt", False)
     assert left["status"] == "partial" and left["totals"]["errors"] == 1
     assert left["errors"][0]["kind"] == "imapsync_failed" and "29 remote message(s) not on the local server" in left["errors"][0]["detail"]
+
+
+# -- an OAuth2 remote: the token in a 0600 file of the private directory, renewed while imapsync runs ------------
+
+FAKE_OAUTH = """#!{python}
+import json, os, sys, time
+sys.stdout.reconfigure(line_buffering=True)
+args = sys.argv[1:]
+path = args[args.index("--oauthaccesstoken1") + 1]
+first = open(path, encoding="utf-8").read()
+record = {{"argv": args, "path": path, "first": first, "mode": os.stat(path).st_mode & 0o777}}
+print("Host1: token is " + first.strip())  # a buggy imapsync that prints its token
+deadline = time.time() + 10
+while time.time() < deadline and "renewed" not in record:
+    now = open(path, encoding="utf-8").read()
+    if now != first:
+        record["renewed"] = now
+    time.sleep(0.02)
+print("Host1: token is now " + record.get("renewed", "").strip())
+with open(os.environ["FAKE_RECORD"], "w", encoding="utf-8") as handle:
+    json.dump(record, handle)
+"""
+
+
+def test_an_oauth_token_goes_to_imapsync_in_a_private_file_that_is_renewed_while_it_runs(tmp_path, monkeypatch):
+    st = store_mod.Store(str(tmp_path / "etc"), str(tmp_path / "var"))
+    target = config.parse_target({"master_password": MASTER})
+    st.write("targets", "default", target.public(), MASTER)
+    source = tmp_path / "token"
+    source.write_text("tok-first-0123\n", encoding="ascii")
+    source.chmod(0o600)
+    task = config.parse_task({"name": "t1", "local_user": "alice", "remote_user": "a@x", "remote_host": "imap.example.org",
+                              "engine": "imapsync", "remote_auth": "token_file", "remote_token_file": str(source)})
+    st.write("tasks", "t1", task.public(), store_mod.task_secret(task))
+    monkeypatch.setenv(engine_imapsync.ENV_IMAPSYNC, _program(tmp_path / "fake-imapsync", FAKE_OAUTH.format(python=sys.executable)))
+    record = tmp_path / "record.json"
+    monkeypatch.setenv("FAKE_RECORD", str(record))
+    monkeypatch.setattr(engine_imapsync, "TOKEN_CHECK_S", 0.05)
+    no_remote(monkeypatch)
+    seen = []
+
+    def progress(line):
+        seen.append(line)
+        if "Host1: token is " in line and "now" not in line:
+            source.write_text("tok-second-4567\n", encoding="ascii")  # another process renews the token
+
+    result = runner.run_task(st, "t1", progress=progress)
+    info = _wait_for(record)
+    assert info["first"] == "tok-first-0123\n" and info["renewed"] == "tok-second-4567\n" and info["mode"] == 0o600
+    argv = info["argv"]
+    assert argv[argv.index("--oauthaccesstoken1") + 1] == info["path"] and "--passfile1" not in argv
+    assert argv[argv.index("--authmech1") + 1] == "XOAUTH2" and not any("tok-" in arg for arg in argv)
+    assert os.path.basename(info["path"]) == engine_imapsync.TOKEN_FILE and not os.path.exists(os.path.dirname(info["path"]))
+    written = "\n".join(seen) + json.dumps(result.as_dict()) + json.dumps(st.last_result("t1"))
+    written += "".join(pathlib.Path(p).read_text(encoding="utf-8") for p in st.logs("t1"))
+    assert "Host1: token is MASKED" in written and "Host1: token is now MASKED" in written and "tok-" not in written
+    assert any(line.startswith("engine imapsync: renewed the access token in ") for line in seen)
+    assert result.status == "success"

@@ -555,3 +555,13 @@ def test_modified_utf7_of_prefixes():
     assert mutf7("Entw\u00fcrfe") == "Entw&APw-rfe"
     assert mutf7("A&B") == "A&-B"
     assert mutf7("\u65e5\u672c\u8a9e") == "&ZeVnLIqe-"
+
+
+def test_an_oauth_remote_gets_the_token_file_and_xoauth2_instead_of_a_password_file():
+    task = config.parse_task({"local_user": "alice", "remote_user": "alice@example.org", "remote_host": "imap.example.org",
+                              "remote_auth": "client_credentials", "remote_oauth_client_id": "app", "remote_oauth_tenant": "t",
+                              "remote_oauth_client_secret": "s3cret", "engine": "imapsync"})
+    argv = imapsync_cmd.render(task, config.Target(master_password="m"), "/run/x/oauthaccesstoken1", "/run/x/passfile2")
+    assert argv[argv.index("--oauthaccesstoken1") + 1] == "/run/x/oauthaccesstoken1"
+    assert argv[argv.index("--authmech1") + 1] == "XOAUTH2"
+    assert "--passfile1" not in argv and "s3cret" not in argv and argv[argv.index("--passfile2") + 1] == "/run/x/passfile2"

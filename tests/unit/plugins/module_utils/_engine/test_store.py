@@ -143,3 +143,24 @@ def test_a_stored_task_with_a_pattern_refused_today_still_loads(tmp_path):
             "exclude": ["^Shared(/[^/]+)+$"]}
     st.write("tasks", "old", data, "pw")
     assert st.load_task("old").exclude == ("^Shared(/[^/]+)+$",)
+
+
+def test_a_client_secret_is_the_tasks_secret_and_the_token_source_files_are_paths(tmp_path):
+    st = store_mod.Store(str(tmp_path / "etc"), str(tmp_path / "var"))
+    client = config.parse_task({"name": "m365", "local_user": "alice", "remote_user": "alice@contoso.example",
+                                "remote_provider": "microsoft365", "remote_auth": "client_credentials",
+                                "remote_oauth_client_id": "app-id", "remote_oauth_tenant": "contoso.example",
+                                "remote_oauth_client_secret": SECRET})
+    google = config.parse_task({"name": "gw", "local_user": "bob", "remote_user": "bob@example.com", "remote_provider": "google",
+                                "remote_auth": "service_account", "remote_oauth_key_file": "/etc/keys/sa.json"})
+    for task in (client, google):
+        st.write("tasks", str(task.name), task.public(), store_mod.task_secret(task))
+    assert mode(st.secret_path("tasks", "m365")) == 0o600
+    with open(st.secret_path("tasks", "m365"), encoding="utf-8") as handle:
+        assert handle.read() == SECRET
+    with open(st.definition_path("tasks", "m365"), encoding="utf-8") as handle:
+        text = handle.read()
+    assert SECRET not in text and "remote_oauth_client_secret" not in text and '"remote_oauth_client_id": "app-id"' in text
+    assert st.load_task("m365") == client and st.load_task("m365").remote_oauth_client_secret == SECRET
+    assert st.read_secret("tasks", "gw") == (True, "")  # a service account's secret is its key file, stored as a path
+    assert st.load_task("gw") == google and st.read_public("tasks", "gw").data["remote_oauth_key_file"] == "/etc/keys/sa.json"
