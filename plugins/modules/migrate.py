@@ -78,8 +78,10 @@ options:
     description:
       - Many accounts to migrate, each a dictionary of task fields; the fields an account leaves out take the value of
         the option of the same name in the module call (or its default). Runs O(parallel) accounts at a time.
-      - O(local_user), O(remote_user), O(remote_password) and O(remote_host) must be given, in each account or in the
-        module call.
+      - O(local_user), O(remote_user), O(remote_host) (unless O(remote_provider) gives it) and the remote credentials
+        (O(remote_password), or the fields of O(remote_auth)) must be given, in each account or in the module call.
+      - An application credential (O(remote_auth=client_credentials) or O(remote_auth=service_account)) is given once
+        in the module call; the accounts then hold only their users (see docs/oauth2.md).
       - Every account is validated on the controller before any runs; a bad one fails the task naming its entry
         (counted from 1) and the field, never a password.
       - Two accounts with the same remote user, remote host, remote port and local user are refused.
@@ -93,8 +95,8 @@ options:
       - UTF-8 (a byte order mark is fine), comma-separated, quoted as spreadsheets do. The first row names the columns,
         which are the fields of O(accounts) (for example C(local_user,remote_user,remote_password)); an unknown column
         is an error that names it. Then one account a row; a blank cell means the field is not given (the module
-        call's value applies), blank rows are skipped. A password is taken exactly as written, other cells without
-        surrounding spaces.
+        call's value applies), blank rows are skipped. A password (or a client secret) is taken exactly as written, other
+        cells without surrounding spaces.
       - An C(exclude) cell holds one regular expression a line when it has line breaks, else a comma-separated list.
       - Every row is validated on the controller before any account runs; a bad row fails the task naming its line
         (the header is line 1) and the field, never a password.
@@ -217,6 +219,28 @@ EXAMPLES = r"""
   loop: "{{ bulk.accounts }}"
   loop_control:
     label: "{{ item.account }}"
+
+- name: Migrate the Microsoft 365 mailboxes of users.csv with one Entra ID application (docs/oauth2.md)
+  # users.csv: local_user,remote_user
+  mailops.imap.migrate:
+    accounts_file: users.csv
+    remote_provider: microsoft365
+    remote_auth: client_credentials
+    remote_oauth_client_id: 11111111-2222-3333-4444-555555555555
+    remote_oauth_tenant: contoso.example
+    remote_oauth_client_secret: "{{ vault_m365_client_secret }}"
+    target:
+      master_password: "{{ vault_dovecot_master_password }}"
+
+- name: Migrate a Google Workspace mailbox through a service account with domain-wide delegation
+  mailops.imap.migrate:
+    local_user: bob
+    remote_user: bob@example.com
+    remote_provider: google
+    remote_auth: service_account
+    remote_oauth_key_file: /etc/mailops-imap/keys/migration-sa.json
+    target:
+      master_password: "{{ vault_dovecot_master_password }}"
 
 - name: Migrate a few accounts given in the play, from a NethServer remote through its master user
   mailops.imap.migrate:

@@ -58,7 +58,11 @@ A task with engine: imapsync is run by upstream imapsync: the program named by $
 or a command name), else imapsync from PATH. Its passwords go to imapsync in files of mode 0600 that exist
 only while it runs; run --check runs imapsync --dry. A missing imapsync fails the run (exit 1) with kind
 missing_program, imapsync's own failure with kind imapsync_failed; a definition that imapsync cannot run
-equivalently is refused (exit 2).
+equivalently is refused (exit 2). A task with an OAuth2 remote_auth gives imapsync its access token in such a
+file too (--oauthaccesstoken1), renewed while it runs.
+
+With an OAuth2 remote_auth (docs/oauth2.md), run and validate obtain a token first; a failure names the token
+endpoint (with its error code, such as AADSTS7000215) or the IMAP server that refused the token.
 """
 
 
