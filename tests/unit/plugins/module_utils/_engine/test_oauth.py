@@ -32,8 +32,8 @@ def test_each_remote_auth_gets_its_source():
     assert isinstance(grant, oauth.ClientCredentials) and grant.renewable
     assert grant.authority == "https://login.microsoftonline.com/t1" and grant.describe == "the token endpoint of tenant t1"
     google = oauth.token_source(_task(remote_auth="service_account", remote_oauth_key_file="/k.json"))
-    assert isinstance(google, oauth.ServiceAccount) and (google.subject, google.scope) == ("alice@example.org",
-                                                                                          "https://mail.google.com/")
+    assert isinstance(google, oauth.ServiceAccount)
+    assert (google.subject, google.scope) == ("alice@example.org", "https://mail.google.com/")
 
 
 def _file(tmp_path, content: bytes, mode: int = 0o600):
