@@ -39,12 +39,14 @@ ENGINE = BuiltinEngine()
 
 
 def check_logins(task: Task, target: Target) -> list[dict[str, t.Any]]:
-    """Log in to the remote and the local server (as the task would), then log out; errors as result entries."""
+    """Log in to the remote and the local server (as the task would, with a token from the task's token source), then
+    log out; errors as result entries, each with the side that failed: ``remote``, ``local``, or for the token of
+    the remote login ``token endpoint`` (a grant) or ``token source`` (a token file or command)."""
     problems = []
     for endpoint in sync.endpoints(task, target):
         try:
             Connection(endpoint).close()
         except errors.SyncError as exc:
             problems.append({"folder": "", "uid": None, "message_id": None, "kind": plain(exc.kind), "detail": exc.message,
-                             "side": endpoint.side})
+                             "side": exc.side or endpoint.side})
     return problems

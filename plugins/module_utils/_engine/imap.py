@@ -17,6 +17,7 @@ import dataclasses
 import errno
 import imaplib
 import io
+import json
 import re
 import selectors
 import socket
@@ -458,6 +459,78 @@ def _login_refused(ep: Endpoint, words: str) -> errors.SyncError:
     return errors.SyncError(errors.AUTH_FAILED, f"{refused}; {advice}", ep.side)
 
 
+def sasl_mechanism(ep: Endpoint, caps: t.Collection[bytes]) -> str:
+    """The SASL mechanism for an OAuth2 token: OAUTHBEARER (RFC 7628) where the server announces it, else XOAUTH2;
+    AUTH_FAILED with a sentence when it announces neither."""
+    for mechanism in ("OAUTHBEARER", "XOAUTH2"):
+        if b"AUTH=" + mechanism.encode() in caps:
+            return mechanism
+    offered = ", ".join(sorted(c.decode("ascii", "replace")[5:] for c in caps if c.upper().startswith(b"AUTH="))) or "none"
+    raise errors.SyncError(
+        errors.AUTH_FAILED,
+        f"{_server(ep)[0].upper()}{_server(ep)[1:]} offers neither OAUTHBEARER nor XOAUTH2 (its SASL mechanisms: "
+        f"{printable(offered, 200)}), so it cannot take an OAuth2 token; check remote_host, remote_port and "
+        "remote_security, or use remote_auth: password.",
+        ep.side,
+    )
+
+
+def sasl_response(mechanism: str, ep: Endpoint, token: str) -> bytes:
+    """The initial client response of ``mechanism`` for user ``ep.user`` (the mailbox) and bearer ``token``: XOAUTH2
+    (``user=U^Aauth=Bearer T^A^A``) or OAUTHBEARER (RFC 7628 section 3.1: a GS2 header naming the user, host, port)."""
+    if "\x01" in ep.user:
+        raise errors.SyncError(errors.AUTH_FAILED, "remote_user contains a control character (\\x01) that SASL cannot carry; "
+                               "give the mailbox's address.", ep.side)
+    if mechanism == "XOAUTH2":
+        return f"user={ep.user}\x01auth=Bearer {token}\x01\x01".encode("utf-8")
+    authzid = ep.user.replace("=", "=3D").replace(",", "=2C")  # RFC 5801 saslname
+    return f"n,a={authzid},\x01host={ep.host}\x01port={ep.port}\x01auth=Bearer {token}\x01\x01".encode("utf-8")
+
+
+class _Bearer:  # pylint: disable=too-few-public-methods
+    """imaplib's AUTHENTICATE callback for a bearer token: the initial response, then, to the server's error challenge
+    (a JSON status, RFC 7628 section 3.2.2), the dummy response that lets the server say NO (RFC 7628: ^A; XOAUTH2:
+    empty). ``status`` is the error's status, printable, when the server sent one."""
+
+    def __init__(self, mechanism: str, first: bytes) -> None:
+        self.mechanism = mechanism
+        self.first: bytes | None = first
+        self.status: str | None = None
+
+    def __call__(self, challenge: bytes) -> bytes | None:
+        if self.first is not None:
+            first, self.first = self.first, None
+            return first
+        if self.status is None:
+            try:
+                detail = json.loads(challenge)
+            except ValueError:
+                detail = None
+            status = detail.get("status") if isinstance(detail, dict) else None
+            self.status = printable(status if status is not None else challenge, 100)
+            return b"\x01" if self.mechanism == "OAUTHBEARER" else b""
+        return None  # a third challenge: imaplib cancels the exchange ("*")
+
+
+def _token_refused(ep: Endpoint, source: TokenSource, mechanism: str, words: str, status: str | None,
+                   again: bool) -> errors.SyncError:
+    """A refused OAuth2 token: the IMAP server's words (and its error status), what to check."""
+    server = _server(ep)
+    status_text = f"; status {status}" if status else ""
+    renewed = ", and a new one too" if again else ""
+    refused = (f"{server[0].upper()}{server[1:]} refused the OAuth2 token ({mechanism}) from {source.describe} for "
+               f"{ep.user!r}{renewed} ({printable(words, SERVER_TEXT_LIMIT)}{status_text})")
+    if source.renewable:
+        advice = ("the token endpoint issued it, so the server does not let that application into this mailbox: check "
+                  "that remote_user is the mailbox's address and that the application may open it over IMAP (Microsoft "
+                  "365: the IMAP.AccessAsApp permission and mailbox access for its service principal; Google: "
+                  "domain-wide delegation of the scope to the service account's client id)")
+    else:
+        advice = (f"renew the token of {source.describe} (it may have expired or been revoked) and check that it was issued "
+                  "for remote_user and for IMAP")
+    return errors.SyncError(errors.AUTH_FAILED, f"{refused}; {advice}.", ep.side)
+
+
 def _has_non_ascii(text: str) -> bool:
     return any(ord(ch) > 127 for ch in text)
 
@@ -541,8 +614,9 @@ class Connection:
         transport(client).deadline = None
 
     def _late(self, exc: errors.SyncError, deadline: float) -> errors.SyncError:
-        """``exc``, or the deadline's own error when the connection failed because it took too long."""
-        if time.monotonic() < deadline:
+        """``exc``, or the deadline's own error when the connection failed because it took too long (a token source's
+        own failure is kept: it has its own time bounds)."""
+        if time.monotonic() < deadline or exc.kind is errors.TOKEN_FAILED:
             return exc
         return errors.SyncError(
             errors.TIMEOUT,
@@ -555,6 +629,10 @@ class Connection:
         ep = self.ep
         client = self.client
         caps = client.capabilities()
+        if ep.token is not None:
+            self._login_token(ep.token, caps)
+            self.caps = set(client.capabilities())
+            return
         if b"LOGINDISABLED" in caps and b"AUTH=PLAIN" not in caps:
             raise errors.SyncError(
                 errors.AUTH_FAILED,
@@ -582,6 +660,26 @@ class Connection:
         except imaplib.IMAP4.error as exc:
             raise _login_refused(ep, _server_words(exc)) from None
         self.caps = set(client.capabilities())
+
+    def _login_token(self, source: TokenSource, caps: t.Collection[bytes]) -> None:
+        """AUTHENTICATE with an OAuth2 token of ``source`` (OAUTHBEARER where announced, else XOAUTH2). A refused
+        token of a grant is followed by a new one, once (it may have been revoked or have expired early)."""
+        ep = self.ep
+        mechanism = sasl_mechanism(ep, caps)
+        imap = transport(self.client)
+        refused, status = "", None
+        for fresh in (False, True) if source.renewable else (False,):
+            exchange = _Bearer(mechanism, sasl_response(mechanism, ep, source.token(fresh=fresh)))
+            try:
+                imap.authenticate(mechanism, exchange)
+                return
+            except imaplib.IMAP4.abort as exc:
+                raise classify(exc, ep, "logging in") from None
+            except imaplib.IMAP4.error as exc:
+                refused, status = _server_words(exc), exchange.status
+            if response_code(refused) in _BUSY_LOGIN_CODES:
+                raise _login_refused(ep, refused)
+        raise _token_refused(ep, source, mechanism, refused, status, again=source.renewable)
 
     def close(self) -> None:
         client, self.client = self.client, None

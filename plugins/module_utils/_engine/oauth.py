@@ -294,6 +294,7 @@ class ClientCredentials(_Grant):  # pylint: disable=too-many-instance-attributes
     def _obtain(self) -> tuple[str, float]:
         msal = _import("msal", "msal")
         http = self._http = self._http or _Http(self.ca_file, self.describe)
+        http.last_error = None
         try:
             if self._app is None:
                 self._app = msal.ConfidentialClientApplication(
@@ -363,6 +364,7 @@ class ServiceAccount(_Grant):
         exceptions = _import("google.auth.exceptions", "google-auth")
         info = self._key()
         http = self._http = self._http or _Http(self.ca_file, self.describe)
+        http.last_error = None
         try:
             credentials = service_account.Credentials.from_service_account_info(info, scopes=[self.scope], subject=self.subject)
             credentials.refresh(http.google_request())
@@ -434,7 +436,7 @@ class _Http:
     def __init__(self, ca_file: str | None, describe: str) -> None:
         requests = _import("requests", "requests")
         self._session = requests.Session()
-        self._session.verify = ca_file or True
+        self._verify: str | bool = ca_file or True  # per request: requests lets REQUESTS_CA_BUNDLE override a session's
         self._describe = describe
         self.last_error: dict[str, t.Any] | None = None
 
@@ -452,7 +454,7 @@ class _Http:
         deadline = time.monotonic() + HTTP_TIMEOUT_S
         where = printable(urllib.parse.urlsplit(url).netloc, 100)
         try:
-            with self._session.request(method, url, stream=True, allow_redirects=False,
+            with self._session.request(method, url, stream=True, allow_redirects=False, verify=self._verify,
                                        timeout=(HTTP_TIMEOUT_S, HTTP_TIMEOUT_S), **kwargs) as answer:
                 body = bytearray()
                 for chunk in answer.iter_content(65536):

@@ -316,8 +316,9 @@ class Meta:
     ``notes`` are lines of one face only, written as they are. ``needed``: a definition must have the field once
     the values of the module call are merged in (checked by the modules, with a sentence, not by the argument
     spec). ``defaults``: the faces whose argument spec holds the default (a default decided by another field, as
-    ``remote_port``'s, is in none). ``derived``: the default is decided by a rule between fields
-    (:func:`port_by_security`), so the field's validator sees None when the field is not given.
+    ``remote_port``'s, is in none). ``not_secret``: the name looks like a secret's to ansible-test (``token``) but the
+    value is not one, which the argument spec says (``no_log: false``). ``derived``: the default is decided by a rule
+    between fields (:func:`port_by_security`), so the field's validator sees None when the field is not given.
     """
 
     type: str
@@ -327,6 +328,7 @@ class Meta:
     choices: tuple[str, ...] | None = None
     elements: str | None = None
     no_log: bool = False
+    not_secret: bool = False
     needed: bool = False
     required: frozenset[Face] = frozenset()
     defaults: frozenset[Face] = SHOWN_DEFAULTS
@@ -451,7 +453,7 @@ class Task:  # pylint: disable=too-many-instance-attributes
              "most 16 KiB; surrounding white space is ignored). It is read at every connection.",
              "It must not be readable by the group or by others (C(chmod 600)), like an SSH private key."))
     remote_token_command: str | None = declare(
-        None, type="str", check=_optional_text, faces=ALL_TASK_FACES,
+        None, type="str", check=_optional_text, faces=ALL_TASK_FACES, not_secret=True,
         doc=("With O(~remote_auth=token_command), a command that prints the access token on its standard output, run at "
              "every connection on the host running the sync.",
              "It is split like a shell would (quotes, backslashes) but run without a shell, with no input, the "
@@ -732,8 +734,8 @@ def argument_spec(cls: Definition, face: Face) -> dict[str, dict[str, t.Any]]:
             option["default"] = value
         if field.choices:
             option["choices"] = list(field.choices)
-        if field.no_log:
-            option["no_log"] = True
+        if field.no_log or field.not_secret:
+            option["no_log"] = field.no_log
         spec[name] = option
     return spec
 

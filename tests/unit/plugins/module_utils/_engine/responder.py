@@ -1,8 +1,9 @@
 # Copyright (c) 2026 mailops.imap contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A scripted IMAP server on a loopback socket for the unit tests that drive imap.Connection (test_imapclient_compat.py,
-test_fetchparse.py): one connection; it logs in (AUTHENTICATE PLAIN), answers CAPABILITY, SELECT/EXAMINE and LOGOUT,
-records every command, and leaves the other commands to :meth:`Responder.handle`."""
+test_fetchparse.py, test_oauth_login.py): one connection; it logs in (AUTHENTICATE: :meth:`Responder.authenticate`),
+answers CAPABILITY, SELECT/EXAMINE and LOGOUT, records every command, and leaves the other commands to
+:meth:`Responder.handle`."""
 
 from __future__ import annotations
 
@@ -28,6 +29,15 @@ class Responder(threading.Thread):
         conn.sendall(tag + b" BAD unknown\r\n")
         return True
 
+    def authenticate(self, conn: socket.socket, reader: t.Any, tag: bytes, rest: bytes) -> None:  # pylint: disable=unused-argument
+        """Answer AUTHENTICATE (``rest`` names the mechanism). By default: any response is accepted."""
+        conn.sendall(b"+ \r\n")
+        reader.readline()
+        self.logged_in(conn, tag)
+
+    def logged_in(self, conn: socket.socket, tag: bytes) -> None:
+        conn.sendall(tag + b" OK [CAPABILITY " + self.caps + b"] logged in\r\n")
+
     def run(self) -> None:
         conn, _addr = self.listener.accept()
         with conn, conn.makefile("rb") as reader:
@@ -40,9 +50,7 @@ class Responder(threading.Thread):
                 self.commands.append(rest)
                 verb = rest.split(b" ")[0].upper()
                 if verb == b"AUTHENTICATE":
-                    conn.sendall(b"+ \r\n")
-                    reader.readline()
-                    conn.sendall(tag + b" OK [CAPABILITY " + self.caps + b"] logged in\r\n")
+                    self.authenticate(conn, reader, tag, rest)
                 elif verb == b"CAPABILITY":
                     conn.sendall(b"* CAPABILITY " + self.caps + b"\r\n" + tag + b" OK done\r\n")
                 elif verb in (b"SELECT", b"EXAMINE"):
