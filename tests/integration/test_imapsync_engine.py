@@ -164,7 +164,7 @@ def test_run_gives_passwords_in_private_files_only_and_maps_the_statistics(host)
     # The credentials the command carries are the ones the servers accept: the fake logged in with them, to the
     # account of the task on both sides (imapsync's LOGIN on host1, SASL PLAIN as user2 by authuser2 on host2).
     assert record["host1"] == {"user": account.remote_user, "ok": True, "answer": record["host1"]["answer"],
-                               "security": "starttls", "folders": ["INBOX", "Sent Items"], "inbox_messages": 2}
+                               "security": "starttls", "mech": "LOGIN", "folders": ["INBOX", "Sent Items"], "inbox_messages": 2}
     assert record["host2"]["ok"] and record["host2"]["security"] == "starttls"
     assert (record["host2"]["user"], record["host2"]["authuser"]) == (account.local_user, host.local.master_user)
     private = Path(record["passfile1"]["path"]).parent
