@@ -20,7 +20,7 @@ import stat
 import typing as t
 
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
-from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store
+from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store, secret_field
 
 MASK = "********"
 MASK_CHANGED = "******** (changed)"
@@ -80,6 +80,9 @@ class Change:
 
     @property
     def secret_field(self) -> str:
+        """The field the secret file holds: a task's depends on its remote_auth (store.secret_field)."""
+        if self.kind == "tasks":
+            return secret_field((self.after or self.before or {}).get("remote_auth"))
         return SECRET_FIELDS[self.kind]
 
     def diff(self) -> dict[str, t.Any]:

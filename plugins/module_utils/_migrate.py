@@ -122,7 +122,8 @@ def _exclude_warning(module: ModuleLike, tasks: list[tuple[str, config.Task]]) -
 
 def run_single(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
     if plan.task is None or plan.target is None:
-        module.fail_json(msg="An inline migration needs its task fields and target; give local_user, remote_user, remote_password and remote_host.")
+        module.fail_json(msg="An inline migration needs its task fields and target; give local_user, remote_user, remote_host "
+                         "and remote_password (or the fields of remote_auth).")
     _exclude_warning(module, [("", plan.task)])
     state_dir = _ensure_state_dir(module)
     try:

@@ -182,3 +182,28 @@ def test_sync_timers_module(tmp_path):
         assert all(c[1] == "--user" for c in calls)
         bad = run(sync_timers, dict(args, first_delay="1min\n[Service]"))
         assert bad.failed and "first_delay" in bad.result["msg"]
+
+
+def test_a_client_secret_is_stored_as_the_tasks_secret_and_never_returned(tmp_path, target):
+    client_secret = "Cl1ent~Secret.Value"
+    app = {"remote_provider": "microsoft365", "remote_auth": "client_credentials", "remote_oauth_client_id": "app-id",
+           "remote_oauth_tenant": "contoso.example", "remote_oauth_client_secret": client_secret}
+    args = dict({"tasks": [{"name": "alice", "local_user": "alice", "remote_user": "alice@contoso.example"},
+                           {"name": "bob", "local_user": "bob", "remote_user": "bob@contoso.example"}],
+                 "config_dir": config_dir(tmp_path)}, **app)
+    real = run(sync_task, args, diff=True)
+    assert not real.failed and real.result["summary"]["created"] == 2, real.result
+    assert client_secret not in json.dumps(real.result)
+    store = Store(config_dir(tmp_path))
+    loaded = store.load_task("bob")
+    assert loaded.remote_oauth_client_secret == client_secret and loaded.remote_host == "outlook.office365.com"
+    with open(store.secret_path("tasks", "bob"), encoding="utf-8") as handle:
+        assert handle.read() == client_secret
+    assert client_secret not in json.dumps(store.read_public("tasks", "bob").data)
+    again = run(sync_task, args)
+    assert not again.result["changed"]
+    rotated = run(sync_task, dict(args, remote_oauth_client_secret="N3w~Secret"), diff=True)
+    assert rotated.result["summary"]["updated"] == 2 and "N3w~Secret" not in json.dumps(rotated.result)
+    assert rotated.result["diff"]["after"]["alice"]["remote_oauth_client_secret"] == "******** (changed)"
+    assert "remote_password" not in rotated.result["diff"]["after"]["alice"]
+    assert store.load_task("alice").remote_oauth_client_secret == "N3w~Secret"
