@@ -117,7 +117,7 @@ def test_client_credentials_with_a_certificate_log_in(oauth_server, oauth_remote
 
 
 def test_a_google_service_account_copies_the_mailbox_of_the_user_it_acts_as(oauth_server, oauth_remote, local_server,
-                                                                              tmp_path):
+                                                                             tmp_path):
     domain = f"g{unique_name('d')}.example"
     account = oauth_server.add_service_account(domain)
     key = account.write_key_file(tmp_path / "key.json")
