@@ -30,6 +30,7 @@ import shlex
 import signal
 import stat
 import subprocess
+import threading
 import time
 import typing as t
 import urllib.parse
@@ -250,15 +251,17 @@ class _Grant:
     def __init__(self) -> None:
         self._token: str | None = None
         self._renew_at = 0.0
+        self._lock = threading.Lock()  # the connections of a run may log in from several threads at once
         self.requests = 0  # tokens obtained from the endpoint (for tests and logs)
 
     def token(self, *, fresh: bool = False) -> str:
-        if fresh or self._token is None or time.monotonic() >= self._renew_at:
-            token, life = self._obtain()
-            self.requests += 1
-            self._token = checked_token(token, self.describe)
-            self._renew_at = time.monotonic() + renew_after(life)
-        return self._token
+        with self._lock:
+            if fresh or self._token is None or time.monotonic() >= self._renew_at:
+                token, life = self._obtain()
+                self.requests += 1
+                self._token = checked_token(token, self.describe)
+                self._renew_at = time.monotonic() + renew_after(life)
+            return self._token
 
     def _obtain(self) -> tuple[str, float]:
         """A new token and its life in seconds, from the endpoint."""
@@ -431,7 +434,7 @@ class _Response:
 
 class _Http:
     """HTTPS to a token endpoint through requests: verified (with ``ca_file`` when given), no redirects, each exchange
-    within HTTP_TIMEOUT_S and HTTP_MAX_BYTES. The last JSON error answer is kept (:attr:`last_error`)."""
+    within HTTP_TIMEOUT_S (plus one read's timeout) and HTTP_MAX_BYTES. The last JSON error answer is kept (:attr:`last_error`)."""
 
     def __init__(self, ca_file: str | None, describe: str) -> None:
         requests = _import("requests", "requests")
@@ -457,7 +460,8 @@ class _Http:
             with self._session.request(method, url, stream=True, allow_redirects=False, verify=self._verify,
                                        timeout=(HTTP_TIMEOUT_S, HTTP_TIMEOUT_S), **kwargs) as answer:
                 body = bytearray()
-                for chunk in answer.iter_content(65536):
+                # read1: what has arrived (a whole chunk's wait would let a dripping endpoint outlast the deadline)
+                while chunk := answer.raw.read1(65536, decode_content=True):
                     body.extend(chunk)
                     if len(body) > HTTP_MAX_BYTES:
                         raise TokenError(f"The token endpoint {where} sent more than {HTTP_MAX_BYTES} bytes in one answer; "

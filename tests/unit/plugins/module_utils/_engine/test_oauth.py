@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
 import sys
+import threading
 import time
 
 import pytest
@@ -186,3 +188,52 @@ def test_a_grant_key_file_must_be_private_too(tmp_path):
     os.chmod(path, 0o600)
     with pytest.raises(oauth.TokenError, match="is not the JSON key of a service account"):
         oauth.ServiceAccount(path, "alice@example.org", "https://mail.google.com/", None).token()
+
+
+class _Endpoint(threading.Thread):
+    """A hostile HTTP endpoint on loopback: it answers every request with ``answer(socket)``."""
+
+    def __init__(self, answer) -> None:
+        super().__init__(daemon=True)
+        self.answer = answer
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/t1/oauth2/v2.0/token"
+
+    def run(self) -> None:
+        conn, _addr = self.listener.accept()
+        with conn:
+            conn.recv(65536)
+            try:
+                self.answer(conn)
+            except OSError:
+                pass
+
+
+def _huge(conn) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n")
+    chunk = b" " * 65536
+    for _ in range(100):
+        conn.sendall(chunk)
+
+
+def _drip(conn) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    for _ in range(100):
+        conn.sendall(b" ")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("answer,phrase", [
+    (_huge, f"sent more than {oauth.HTTP_MAX_BYTES} bytes in one answer"),
+    (_drip, "did not complete an answer within 0.5 s"),
+])
+def test_a_token_endpoint_is_bounded_in_bytes_and_time(monkeypatch, answer, phrase):
+    pytest.importorskip("requests")
+    monkeypatch.setattr(oauth, "HTTP_TIMEOUT_S", 0.5)
+    endpoint = _Endpoint(answer)
+    endpoint.start()
+    started = time.monotonic()
+    with pytest.raises(oauth.TokenError, match=phrase) as caught:
+        oauth._Http(None, "the token endpoint of tenant t1").post(endpoint.url, data={"client_secret": "s3cr3t"})  # pylint: disable=protected-access
+    assert time.monotonic() - started < 5 and caught.value.side == "token endpoint"
+    endpoint.listener.close()
