@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness.dovecot import DovecotServer, find_dovecot
+from harness.oauth import OAuthServer
 
 REMOTE_PASSWORD_BASE = "p\u00e4'ss\"w\u00f6rd\\x"
 LOCAL_PASSWORD_BASE = "l\u00f6cal'pw\"\\"
@@ -48,6 +49,23 @@ def remote_server() -> Iterator[DovecotServer]:
     """The session's "remote" Dovecot: separator '/', STARTTLS + IMAPS with a self-signed certificate."""
     _require_dovecot()
     with DovecotServer("remote") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def oauth_server() -> Iterator[OAuthServer]:
+    """The session's OAuth2 authorization server on loopback (harness/oauth.py): Entra ID and Google token
+    endpoints over HTTPS (CA in ``ca_path``) and the introspection endpoint Dovecot asks."""
+    with OAuthServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def oauth_remote_server(oauth_server: OAuthServer) -> Iterator[DovecotServer]:
+    """A "remote" Dovecot that also accepts OAuth2 tokens of ``oauth_server`` with XOAUTH2 and OAUTHBEARER
+    (passwords keep working); plain IMAP only (no TLS), for speed."""
+    _require_dovecot()
+    with DovecotServer("remote", starttls=False, oauth2_introspection_url=oauth_server.introspection_url) as server:
         yield server
 
 
