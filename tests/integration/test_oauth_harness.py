@@ -58,10 +58,11 @@ def entra_app(server: OAuthServer, app, credential) -> msal.ConfidentialClientAp
                                               instance_discovery=False)
 
 
-def test_msal_tokens_by_secret_and_certificate_open_the_tenants_mailboxes(oauth_server, oauth_remote_server):
+def test_msal_tokens_by_secret_and_certificate_open_the_tenants_mailboxes(oauth_server, oauth_remote_server,
+                                                                         make_oauth_account):
     tenant = oauth_server.add_tenant()
     app = oauth_server.add_app(tenant, certificate=True)
-    mailbox = oauth_remote_server.add_user(f"{unique_name('ruser')}@{tenant.domain}", "unused-password")
+    mailbox = make_oauth_account(tenant.domain).remote_user
     elsewhere = oauth_remote_server.add_user(unique_name("ruser"), "unused-password")
     cert = app.certificate
     for credential, mechanism in ((app.secret, "XOAUTH2"),
