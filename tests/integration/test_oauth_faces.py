@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,19 +24,6 @@ from harness.oauth import OAuthServer
 pytest.importorskip("msal", reason="msal is in tests/requirements.txt: run make deps")
 
 
-@pytest.fixture(scope="module")
-def oauth_server() -> Iterator[OAuthServer]:
-    with OAuthServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def oauth_remote(oauth_server: OAuthServer) -> Iterator[DovecotServer]:
-    """A remote Dovecot accepting XOAUTH2 and OAUTHBEARER tokens (and passwords, to seed it) without TLS, for speed."""
-    with DovecotServer("remote", starttls=False, oauth2_introspection_url=oauth_server.introspection_url) as server:
-        yield server
-
-
 @pytest.fixture(autouse=True)
 def _ca_bundle_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # requests prefers $REQUESTS_CA_BUNDLE over the CA file a source is given: not in these tests' way.
@@ -50,28 +36,33 @@ def _target(local_server: DovecotServer) -> dict:
             "master_user": local_server.master_user, "master_password": local_server.master_password}
 
 
-def _mailbox(oauth_remote: DovecotServer, local_server: DovecotServer, domain: str, count: int) -> tuple[str, str]:
-    """A remote mailbox USER@DOMAIN holding ``count`` messages, and an empty local user."""
-    remote = oauth_remote.add_user(f"{unique_name('ruser')}@{domain}", "seeding-only-pw")
-    mail.seed(oauth_remote, remote, "seeding-only-pw", "INBOX", [mail.make_message(f"m{i} of {remote}") for i in range(count)])
-    local = local_server.add_user(unique_name("luser"), "l0cal-pw")
-    return remote, local
+def _mailbox(make_oauth_account, domain: str, count: int) -> tuple[str, str]:
+    """A remote mailbox USER@DOMAIN holding ``count`` messages (seeded with its password), and an empty local user."""
+    account = make_oauth_account(domain)
+    mail.seed(account.remote_server, account.remote_user, account.remote_password, "INBOX",
+              [mail.make_message(f"m{i} of {account.remote_user}") for i in range(count)])
+    return account.remote_user, account.local_user
+
+
+def _remote(oauth_remote: DovecotServer) -> dict:
+    return {"remote_host": oauth_remote.host, "remote_port": oauth_remote.port, "remote_security": "starttls",
+            "ca_file": str(oauth_remote.cert_path)}
 
 
 def _entra(oauth_server: OAuthServer, oauth_remote: DovecotServer) -> tuple[dict, object]:
     """The task fields of an Entra ID application with a client secret in a fresh tenant, and the application."""
     tenant = oauth_server.add_tenant()
     app = oauth_server.add_app(tenant)
-    fields = {"remote_host": oauth_remote.host, "remote_port": oauth_remote.port, "remote_security": "none",
+    fields = {**_remote(oauth_remote),
               "remote_auth": "client_credentials", "remote_oauth_client_id": app.client_id,
               "remote_oauth_tenant": tenant.domain, "remote_oauth_client_secret": app.secret,
               "remote_oauth_authority": oauth_server.url, "remote_oauth_ca_file": str(oauth_server.ca_path)}
     return fields, app
 
 
-def test_bulk_with_one_application_credential_and_a_csv_of_users(oauth_server, oauth_remote, local_server, tmp_path):
-    fields, app = _entra(oauth_server, oauth_remote)
-    users = [_mailbox(oauth_remote, local_server, app.tenant.domain, count) for count in (3, 2)]
+def test_bulk_with_one_application_credential_and_a_csv_of_users(oauth_server, oauth_remote_server, make_oauth_account, local_server, tmp_path):
+    fields, app = _entra(oauth_server, oauth_remote_server)
+    users = [_mailbox(make_oauth_account, app.tenant.domain, count) for count in (3, 2)]
     csv = "local_user,remote_user\n" + "".join(f"{local},{remote}\n" for remote, local in users)
     module_args, problem = action.prepare_migrate_args(
         dict(fields, accounts_file="users.csv", parallel=2, target=_target(local_server), state_dir=str(tmp_path / "state")),
@@ -86,15 +77,15 @@ def test_bulk_with_one_application_credential_and_a_csv_of_users(oauth_server, o
     assert [entry["totals"]["copied"] for entry in result["accounts"]] == [3, 2]
     for remote, local in users:
         assert len(mail.messages(local_server, local, None, "INBOX", master=True)) == len(
-            mail.messages(oauth_remote, remote, "seeding-only-pw", "INBOX"))
+            mail.messages(oauth_remote_server, remote, oauth_remote_server.users[remote], "INBOX"))
     text = json.dumps(result)
     assert app.secret not in text and not any(token.token in text for token in oauth_server.issued(app.client_id))
     assert len(oauth_server.issued(app.client_id)) == 2  # one token per account's run (docs/oauth2.md)
 
 
-def test_a_sync_task_with_a_client_secret_is_stored_apart_and_runs(oauth_server, oauth_remote, local_server, tmp_path):
-    fields, app = _entra(oauth_server, oauth_remote)
-    remote, local = _mailbox(oauth_remote, local_server, app.tenant.domain, 2)
+def test_a_sync_task_with_a_client_secret_is_stored_apart_and_runs(oauth_server, oauth_remote_server, make_oauth_account, local_server, tmp_path):
+    fields, app = _entra(oauth_server, oauth_remote_server)
+    remote, local = _mailbox(make_oauth_account, app.tenant.domain, 2)
     st = store_mod.Store(str(tmp_path / "etc"), str(tmp_path / "var"))
     target = config.parse_target(_target(local_server))
     st.write("targets", "default", target.public(), target.master_password)
@@ -116,9 +107,9 @@ def test_a_sync_task_with_a_client_secret_is_stored_apart_and_runs(oauth_server,
     assert runner.run_task(st, "m365").totals()["copied"] == 0  # incremental, with a token again
 
 
-def test_engine_imapsync_logs_in_with_the_token_from_its_file(oauth_server, oauth_remote, local_server, tmp_path, monkeypatch):
+def test_engine_imapsync_logs_in_with_the_token_from_its_file(oauth_server, oauth_remote_server, make_oauth_account, local_server, tmp_path, monkeypatch):
     domain = f"{unique_name('d')}.example"
-    remote, local = _mailbox(oauth_remote, local_server, domain, 1)
+    remote, local = _mailbox(make_oauth_account, domain, 1)
     token_file = tmp_path / "token"
     token = oauth_server.mint_token(remote)
     token_file.write_text(token + "\n", encoding="ascii")
@@ -126,9 +117,8 @@ def test_engine_imapsync_logs_in_with_the_token_from_its_file(oauth_server, oaut
     st = store_mod.Store(str(tmp_path / "etc"), str(tmp_path / "var"))
     target = config.parse_target(_target(local_server))
     st.write("targets", "default", target.public(), target.master_password)
-    task = config.parse_task({"name": "tok", "local_user": local, "remote_user": remote, "remote_host": oauth_remote.host,
-                              "remote_port": oauth_remote.port, "remote_security": "none", "engine": "imapsync",
-                              "remote_auth": "token_file", "remote_token_file": str(token_file)})
+    task = config.parse_task({"name": "tok", "local_user": local, "remote_user": remote, **_remote(oauth_remote_server),
+                              "engine": "imapsync", "remote_auth": "token_file", "remote_token_file": str(token_file)})
     st.write("tasks", "tok", task.public(), store_mod.task_secret(task))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
