@@ -117,7 +117,7 @@ def test_client_credentials_with_a_certificate_log_in(oauth_server, oauth_remote
 
 
 def test_a_google_service_account_copies_the_mailbox_of_the_user_it_acts_as(oauth_server, oauth_remote, local_server,
-                                                                             tmp_path):
+                                                                            tmp_path):
     domain = f"g{unique_name('d')}.example"
     account = oauth_server.add_service_account(domain)
     key = account.write_key_file(tmp_path / "key.json")
@@ -233,14 +233,22 @@ def test_validate_names_the_token_endpoint_and_its_error_code(oauth_server, oaut
 
 
 @pytest.mark.parametrize("announced,hidden", [("XOAUTH2", "OAUTHBEARER"), ("OAUTHBEARER", "XOAUTH2")])
-def test_a_server_announcing_one_mechanism_gets_that_one(oauth_server, oauth_remote, local_server, announced, hidden):
+def test_a_server_announcing_one_mechanism_gets_that_one(oauth_server, oauth_remote, local_server, tmp_path, announced,
+                                                         hidden):
     tenant = oauth_server.add_tenant()
     app = oauth_server.add_app(tenant)
     user = mailbox(oauth_remote, tenant.domain, messages=0)
+    revoked = oauth_server.mint_token(user)
+    oauth_server.revoke(revoked)
     with CuttingProxy(oauth_remote.host, oauth_remote.port) as proxy:
-        proxy.rewrite(f" AUTH={hidden}".encode(), b"", count=5)  # from the greeting's (and CAPABILITY's) list
+        proxy.rewrite(f" AUTH={hidden}".encode(), b"", count=10)  # from the greetings' (and CAPABILITY's) lists
         # Had the engine used the hidden mechanism anyway, Dovecot would get one it does not know, and refuse.
-        proxy.rewrite(f"AUTHENTICATE {hidden}".encode(), b"AUTHENTICATE NONESUCH", "c2s")
+        proxy.rewrite(f"AUTHENTICATE {hidden}".encode(), b"AUTHENTICATE NONESUCH", "c2s", count=10)
         the_task = task(local_server, proxy.host, proxy.port, user, **entra(oauth_server, app))
         assert check_logins(the_task, target(local_server)) == []
-        assert proxy.rewritten >= 1  # the mechanism was hidden (the c2s rewrite, had it matched, would have failed)
+        # A refused token with this mechanism: the server's error challenge is answered, its NO reported.
+        refused = task(local_server, proxy.host, proxy.port, user, remote_auth="token_file",
+                       remote_token_file=private(tmp_path / "token", revoked))
+        (problem,) = check_logins(refused, target(local_server))
+        assert proxy.rewritten >= 2  # the mechanism was hidden at both logins (and never asked for: see above)
+    assert problem["kind"] == "auth_failed" and f"refused the OAuth2 token ({announced})" in problem["detail"]
