@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness.dovecot import DovecotServer, find_dovecot
+from harness.oauth import OAuthServer
 
 REMOTE_PASSWORD_BASE = "p\u00e4'ss\"w\u00f6rd\\x"
 LOCAL_PASSWORD_BASE = "l\u00f6cal'pw\"\\"
@@ -48,6 +49,23 @@ def remote_server() -> Iterator[DovecotServer]:
     """The session's "remote" Dovecot: separator '/', STARTTLS + IMAPS with a self-signed certificate."""
     _require_dovecot()
     with DovecotServer("remote") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def oauth_server() -> Iterator[OAuthServer]:
+    """The session's OAuth2 authorization server on loopback (harness/oauth.py): Entra ID and Google token
+    endpoints over HTTPS (CA in ``ca_path``) and the introspection endpoint Dovecot asks."""
+    with OAuthServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def oauth_remote_server(oauth_server: OAuthServer) -> Iterator[DovecotServer]:
+    """A "remote" Dovecot like ``remote_server`` (STARTTLS, IMAPS, ``cert_path``) that also accepts OAuth2 tokens of
+    ``oauth_server`` with XOAUTH2 and OAUTHBEARER (passwords keep working)."""
+    _require_dovecot()
+    with DovecotServer("remote", oauth2_introspection_url=oauth_server.introspection_url) as server:
         yield server
 
 
@@ -116,6 +134,23 @@ def make_account(remote_server: DovecotServer, local_server: DovecotServer) -> C
         local_user = local_server.add_user(unique_name("luser"), LOCAL_PASSWORD_BASE + uuid.uuid4().hex[:4])
         return Account(remote_server=remote_server, local_server=local_server, remote_user=remote_user,
                        remote_password=remote_server.users[remote_user], local_user=local_user,
+                       local_password=local_server.users[local_user])
+
+    return make
+
+
+@pytest.fixture
+def make_oauth_account(oauth_remote_server: DovecotServer, local_server: DovecotServer) -> Callable[[str], Account]:
+    """A factory of fresh users for OAuth2 tests: ``make(domain)`` gives a remote user ``NAME@DOMAIN`` on
+    ``oauth_remote_server`` (an app-only token of the tenant whose domain is DOMAIN opens it; its password works
+    too) and a local user as ``account`` has."""
+
+    def make(domain: str) -> Account:
+        remote_user = oauth_remote_server.add_user(f"{unique_name('ruser')}@{domain}",
+                                                   REMOTE_PASSWORD_BASE + uuid.uuid4().hex[:4])
+        local_user = local_server.add_user(unique_name("luser"), LOCAL_PASSWORD_BASE + uuid.uuid4().hex[:4])
+        return Account(remote_server=oauth_remote_server, local_server=local_server, remote_user=remote_user,
+                       remote_password=oauth_remote_server.users[remote_user], local_user=local_user,
                        local_password=local_server.users[local_user])
 
     return make

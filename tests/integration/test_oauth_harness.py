@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import imaplib
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,19 +16,6 @@ msal = pytest.importorskip("msal", reason="msal is in tests/requirements.txt: ru
 service_account = pytest.importorskip("google.oauth2.service_account", reason="google-auth: run make deps")
 google_requests = pytest.importorskip("google.auth.transport.requests", reason="google-auth: run make deps")
 requests = pytest.importorskip("requests", reason="requests comes with msal: run make deps")
-
-
-@pytest.fixture(scope="module")
-def oauth_server() -> Iterator[OAuthServer]:
-    with OAuthServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def oauth_remote(oauth_server: OAuthServer) -> Iterator[DovecotServer]:
-    """A remote Dovecot accepting XOAUTH2 and OAUTHBEARER tokens (and passwords) without TLS, for speed."""
-    with DovecotServer("remote", starttls=False, oauth2_introspection_url=oauth_server.introspection_url) as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)
@@ -72,11 +58,12 @@ def entra_app(server: OAuthServer, app, credential) -> msal.ConfidentialClientAp
                                               instance_discovery=False)
 
 
-def test_msal_tokens_by_secret_and_certificate_open_the_tenants_mailboxes(oauth_server, oauth_remote):
+def test_msal_tokens_by_secret_and_certificate_open_the_tenants_mailboxes(
+        oauth_server, oauth_remote_server, make_oauth_account):
     tenant = oauth_server.add_tenant()
     app = oauth_server.add_app(tenant, certificate=True)
-    mailbox = oauth_remote.add_user(f"{unique_name('ruser')}@{tenant.domain}", "unused-password")
-    elsewhere = oauth_remote.add_user(unique_name("ruser"), "unused-password")
+    mailbox = make_oauth_account(tenant.domain).remote_user
+    elsewhere = oauth_remote_server.add_user(unique_name("ruser"), "unused-password")
     cert = app.certificate
     for credential, mechanism in ((app.secret, "XOAUTH2"),
                                   ({"private_key": cert.private_key_pem, "thumbprint": cert.sha1_thumbprint}, "OAUTHBEARER"),
@@ -84,9 +71,9 @@ def test_msal_tokens_by_secret_and_certificate_open_the_tenants_mailboxes(oauth_
         result = entra_app(oauth_server, app, credential).acquire_token_for_client(scopes=[ENTRA_SCOPE])
         assert result.get("token_type") == "Bearer", result
         token = result["access_token"]
-        assert authenticate(oauth_remote, mechanism, mailbox, token) == "OK"
+        assert authenticate(oauth_remote_server, mechanism, mailbox, token) == "OK"
         # An app-only token opens the mailboxes of its tenant's domain only.
-        assert "AUTHENTICATIONFAILED" in authenticate(oauth_remote, mechanism, elsewhere, token)
+        assert "AUTHENTICATIONFAILED" in authenticate(oauth_remote_server, mechanism, elsewhere, token)
     assert len(oauth_server.issued(app.client_id)) == 3
 
 
@@ -103,7 +90,8 @@ def test_msal_caches_a_token_and_the_server_counts_requests(oauth_server):
     oauth_server.token_lifetime = 60
     try:
         client = entra_app(oauth_server, app, app.secret)
-        tokens = {client.acquire_token_for_client(scopes=[ENTRA_SCOPE])["access_token"] for _ in range(2)}
+        tokens = {client.acquire_token_for_client(scopes=[ENTRA_SCOPE])["access_token"],
+                  client.acquire_token_for_client(scopes=[ENTRA_SCOPE])["access_token"]}
     finally:
         oauth_server.token_lifetime = 3600.0
     assert len(tokens) == 2
@@ -135,44 +123,44 @@ def test_entra_errors_carry_their_codes(oauth_server):
     assert answer.status_code == 400 and answer.json()["error_codes"] == [90002]
 
 
-def test_google_service_account_jwt_bearer(oauth_server, oauth_remote, tmp_path):
+def test_google_service_account_jwt_bearer(oauth_server, oauth_remote_server, tmp_path):
     domain = f"g{unique_name('d')}.example"
     account = oauth_server.add_service_account(domain)
     key_file = account.write_key_file(tmp_path / "key.json")
     assert key_file.stat().st_mode & 0o777 == 0o600
-    alice = oauth_remote.add_user(f"{unique_name('alice')}@{domain}", "unused-password")
-    bob = oauth_remote.add_user(f"{unique_name('bob')}@{domain}", "unused-password")
+    alice = oauth_remote_server.add_user(f"{unique_name('alice')}@{domain}", "unused-password")
+    bob = oauth_remote_server.add_user(f"{unique_name('bob')}@{domain}", "unused-password")
     session = requests.Session()
     session.verify = str(oauth_server.ca_path)
     credentials = service_account.Credentials.from_service_account_file(str(key_file), scopes=[GOOGLE_SCOPE],
                                                                         subject=alice)
     credentials.refresh(google_requests.Request(session))
     assert oauth_server.token_info(credentials.token).username == alice
-    assert authenticate(oauth_remote, "XOAUTH2", alice, credentials.token) == "OK"
-    assert authenticate(oauth_remote, "OAUTHBEARER", alice, credentials.token) == "OK"
+    assert authenticate(oauth_remote_server, "XOAUTH2", alice, credentials.token) == "OK"
+    assert authenticate(oauth_remote_server, "OAUTHBEARER", alice, credentials.token) == "OK"
     # A delegated token opens the impersonated user's mailbox only.
-    assert "AUTHENTICATIONFAILED" in authenticate(oauth_remote, "XOAUTH2", bob, credentials.token)
+    assert "AUTHENTICATIONFAILED" in authenticate(oauth_remote_server, "XOAUTH2", bob, credentials.token)
     outsider = service_account.Credentials.from_service_account_file(str(key_file), scopes=[GOOGLE_SCOPE],
                                                                      subject="carol@elsewhere.example")
     with pytest.raises(Exception, match="unauthorized_client"):
         outsider.refresh(google_requests.Request(session))
 
 
-def test_revoked_and_expired_tokens_are_refused(oauth_server, oauth_remote):
-    user = oauth_remote.add_user(unique_name("ruser"), "unused-password")
+def test_revoked_and_expired_tokens_are_refused(oauth_server, oauth_remote_server):
+    user = oauth_remote_server.add_user(unique_name("ruser"), "unused-password")
     revoked, expired = oauth_server.mint_token(user), oauth_server.mint_token(user)
     short = oauth_server.mint_token(user, lifetime=1.0)
     for token in (revoked, expired, short):
-        assert authenticate(oauth_remote, "XOAUTH2", user, token) == "OK"
+        assert authenticate(oauth_remote_server, "XOAUTH2", user, token) == "OK"
     oauth_server.revoke(revoked)
     oauth_server.expire(expired)
     time.sleep(max(0.0, oauth_server.token_info(short).expires_at - time.time()) + 0.05)
     # Each refusal costs Dovecot's half second: one mechanism per token, both for the revoked one.
     for token, mechanism in ((revoked, "XOAUTH2"), (revoked, "OAUTHBEARER"), (expired, "XOAUTH2"),
                              (short, "OAUTHBEARER"), ("not-a-token-at-all", "XOAUTH2")):
-        assert "AUTHENTICATIONFAILED" in authenticate(oauth_remote, mechanism, user, token)
+        assert "AUTHENTICATIONFAILED" in authenticate(oauth_remote_server, mechanism, user, token)
     # The password passdb stays: the same user still logs in with its password.
-    with imaplib.IMAP4(oauth_remote.host, oauth_remote.port, timeout=15) as client:
+    with imaplib.IMAP4(oauth_remote_server.host, oauth_remote_server.port, timeout=15) as client:
         assert client.login(user, "unused-password")[0] == "OK"
 
 
@@ -188,3 +176,29 @@ def test_a_server_announces_only_its_mechanism(oauth_server):
         assert "Unsupported authentication mechanism" in authenticate(server, "OAUTHBEARER", user, token)
     with pytest.raises(ValueError, match="oauth2_mechanisms"):
         DovecotServer("remote", oauth2_introspection_url=oauth_server.introspection_url, oauth2_mechanisms=("plain",))
+
+
+def test_scripted_answers_and_a_slow_token_endpoint(oauth_server):
+    tenant = oauth_server.add_tenant()
+    app = oauth_server.add_app(tenant)
+    client = entra_app(oauth_server, app, app.secret)
+    before = oauth_server.hits["entra-token"]
+    # msal raises on a 5xx answer (a 4xx one comes back as a dict with "error"), and its application object
+    # replays that answer without asking for 5 s (or Retry-After); it raises ValueError on a body that is not JSON.
+    oauth_server.script_token_responses((503, b'{"error": "temporarily_unavailable"}'), (200, b"<html>not json"))
+    for _attempt in range(2):
+        with pytest.raises(msal.exceptions.MsalServiceError, match="503"):
+            client.acquire_token_for_client(scopes=[ENTRA_SCOPE])
+    assert oauth_server.hits["entra-token"] == before + 1
+    client = entra_app(oauth_server, app, app.secret)
+    with pytest.raises(ValueError):
+        client.acquire_token_for_client(scopes=[ENTRA_SCOPE])
+    assert "access_token" in client.acquire_token_for_client(scopes=[ENTRA_SCOPE])
+    assert oauth_server.hits["entra-token"] == before + 3
+    oauth_server.token_delay = 1.0
+    try:
+        with pytest.raises(requests.exceptions.Timeout):
+            requests.post(oauth_server.token_uri, data={"grant_type": "x"}, verify=str(oauth_server.ca_path),
+                          timeout=0.2)
+    finally:
+        oauth_server.token_delay = 0.0

@@ -33,7 +33,9 @@
     mailboxes it was granted. The placeholders contain "!", which no user name of the harness does.
 
 Controls: ``token_lifetime`` (seconds, for tokens issued from then on), :meth:`OAuthServer.revoke`,
-:meth:`OAuthServer.expire`, :meth:`OAuthServer.revoke_all`; what the server saw: ``hits`` (requests per endpoint
+:meth:`OAuthServer.expire`, :meth:`OAuthServer.revoke_all`, ``token_delay`` (seconds the token endpoints wait
+before answering: a slow or hung endpoint) and :meth:`OAuthServer.script_token_responses` (the next answers of
+the token endpoints given raw: an outage, garbage, an oversized body); what the server saw: ``hits`` (requests per endpoint
 name), :meth:`OAuthServer.issued` (tokens issued, oldest first) and :meth:`OAuthServer.reset_counts`.
 Key material for the clients: :meth:`OAuthServer.add_app` (client secret and/or :class:`ClientCertificate`) and
 :meth:`OAuthServer.add_service_account` (:class:`ServiceAccount`, whose JSON key names this server's ``token_uri``).
@@ -56,12 +58,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, Self, cast
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -319,16 +321,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # pylint: disable=redefined-builtin
         """Silent: request lines would carry tokens."""
 
-    def _send_json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode("utf-8")
+    def _send_json(self, status: int, body: dict[str, Any] | bytes) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except OSError:
+            self.close_connection = True  # the client gave up (a timeout test): nothing to tell it
 
     def _form(self) -> dict[str, str] | None:
         """The urlencoded body as a dict of first values; None (after answering 400/413) when unusable."""
@@ -349,16 +352,16 @@ class _Handler(BaseHTTPRequestHandler):
         return {name: values[0] for name, values in parsed.items()}
 
     def do_GET(self) -> None:  # pylint: disable=invalid-name
-        owner: OAuthServer = self.server.owner  # type: ignore[attr-defined]
-        status, body = owner.handle_get(urlsplit(self.path), secure=self.server.secure)  # type: ignore[attr-defined]
+        server = cast("_Server", self.server)
+        status, body = server.owner.handle_get(urlsplit(self.path), secure=server.secure)
         self._send_json(status, body)
 
     def do_POST(self) -> None:  # pylint: disable=invalid-name
-        owner: OAuthServer = self.server.owner  # type: ignore[attr-defined]
+        server = cast("_Server", self.server)
         form = self._form()
         if form is None:
             return
-        status, body = owner.handle_post(urlsplit(self.path).path, form, secure=self.server.secure)  # type: ignore[attr-defined]
+        status, body = server.owner.handle_post(urlsplit(self.path).path, form, secure=server.secure)
         self._send_json(status, body)
 
 
@@ -395,7 +398,9 @@ class OAuthServer:
 
     def __init__(self, token_lifetime: float = 3600.0) -> None:
         self.token_lifetime = token_lifetime
+        self.token_delay = 0.0
         self.hits: Counter[str] = Counter()
+        self._scripted: list[tuple[int, bytes]] = []
         self.root = Path(tempfile.mkdtemp(prefix="mailops-oauth-"))
         self.ca_path = self.root / "ca.pem"
         self._lock = threading.Lock()
@@ -582,6 +587,17 @@ class OAuthServer:
         with self._lock:
             self._tokens[token].expires_at = time.time() - 1
 
+    def script_token_responses(self, *answers: tuple[int, bytes]) -> None:
+        """Answer the next token requests (either endpoint, one each, in order) with these (HTTP status, raw body)
+        pairs instead of processing them; the body is sent as ``application/json`` whatever it holds."""
+        with self._lock:
+            self._scripted.extend(answers)
+
+    def next_scripted(self) -> tuple[int, bytes] | None:
+        """The next scripted answer of a token endpoint (removed), or None."""
+        with self._lock:
+            return self._scripted.pop(0) if self._scripted else None
+
     def reset_counts(self) -> None:
         with self._lock:
             self.hits.clear()
@@ -627,7 +643,7 @@ class OAuthServer:
             "cloud_instance_name": "microsoftonline.com",
         }
 
-    def handle_get(self, url: Any, *, secure: bool) -> tuple[int, dict[str, Any]]:
+    def handle_get(self, url: SplitResult, *, secure: bool) -> tuple[int, dict[str, Any]]:
         """Answer a GET (discovery documents)."""
         parts = [p for p in url.path.split("/") if p]
         if secure and len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
@@ -650,23 +666,31 @@ class OAuthServer:
         self._hit("unknown")
         return 404, {"error": "not_found"}
 
-    def handle_post(self, path: str, form: dict[str, str], *, secure: bool) -> tuple[int, dict[str, Any]]:
+    def handle_post(self, path: str, form: dict[str, str], *, secure: bool) -> tuple[int, dict[str, Any] | bytes]:
         """Answer a POST (token endpoints, introspection)."""
         parts = [p for p in path.split("/") if p]
+        if parts == ["introspect"]:
+            self._hit("introspect")
+            return 200, self._introspect(form.get("token", ""))
+        if secure and parts == ["token"]:
+            endpoint = "google-token"
+        elif secure and len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
+            endpoint = "entra-token"
+        else:
+            self._hit("unknown")
+            return 404, {"error": "not_found"}
+        self._hit(endpoint)
+        if self.token_delay > 0:
+            time.sleep(self.token_delay)
+        scripted = self.next_scripted()
+        if scripted is not None:
+            return scripted
         try:
-            if parts == ["introspect"]:
-                self._hit("introspect")
-                return 200, self._introspect(form.get("token", ""))
-            if secure and parts == ["token"]:
-                self._hit("google-token")
+            if endpoint == "google-token":
                 return 200, self._google_token(form)
-            if secure and len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
-                self._hit("entra-token")
-                return 200, self._entra_token(parts[0], form)
+            return 200, self._entra_token(parts[0], form)
         except OAuthError as error:
             return error.status, error.body
-        self._hit("unknown")
-        return 404, {"error": "not_found"}
 
     def _introspect(self, token: str) -> dict[str, Any]:
         issued = self.token_info(token) if token else None
