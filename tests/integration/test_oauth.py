@@ -1,8 +1,8 @@
 """The builtin engine logging in to the remote with OAuth2 tokens (issue 12), against Dovecot's oauth2 passdb and the
 loopback OAuth2 server of harness/oauth.py, through the real msal and google-auth: runs with each token source, a token
 that expires or is revoked in the middle of a run, the token endpoint's refusals as validate reports them, and a server
-announcing only one of the two SASL mechanisms. One OAuth server and one OAuth Dovecot for the module; the local side
-is the session's Dovecot."""
+announcing only one of the two SASL mechanisms. The session's OAuth server, OAuth Dovecot and local Dovecot
+(conftest.py); the engine reaches the remote without TLS, so that a proxy can rewrite what it announces."""
 
 from __future__ import annotations
 
@@ -27,17 +27,10 @@ pytest.importorskip("google.oauth2.service_account", reason="google-auth: run ma
 PASSWORD = "unused-by-the-engine"
 
 
-@pytest.fixture(scope="module")
-def oauth_server() -> Iterator[OAuthServer]:
-    with OAuthServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def oauth_remote(oauth_server: OAuthServer) -> Iterator[DovecotServer]:
-    """A remote Dovecot taking XOAUTH2 and OAUTHBEARER tokens (passwords too, for seeding), without TLS for speed."""
-    with DovecotServer("remote", starttls=False, oauth2_introspection_url=oauth_server.introspection_url) as server:
-        yield server
+@pytest.fixture
+def oauth_remote(oauth_remote_server: DovecotServer) -> DovecotServer:
+    """The session's remote Dovecot taking OAuth2 tokens of ``oauth_server`` (conftest.py)."""
+    return oauth_remote_server
 
 
 @pytest.fixture
