@@ -245,3 +245,35 @@ def test_a_server_announcing_one_mechanism_gets_that_one(oauth_server, oauth_rem
         (problem,) = check_logins(refused, target(local_server))
         assert proxy.rewritten >= 2  # the mechanism was hidden at both logins (and never asked for: see above)
     assert problem["kind"] == "auth_failed" and f"refused the OAuth2 token ({announced})" in problem["detail"]
+
+
+HOSTILE = [
+    (200, b"\x1b[2J not json", "gave no token"),
+    (200, b'{"access_token": "a\\r\\nb", "expires_in": 3600}', "gave something that is not an access token"),
+    (200, b" " * (1024 * 1024 + 1), "sent more than 1048576 bytes in one answer"),
+]
+
+
+# An outage (5xx) with msal only: google-auth retries it with a backoff of seconds.
+@pytest.mark.parametrize("grant,status,body,phrase", [
+    ("client_credentials", 503, b'{"error": "temporarily_unavailable"}', "temporarily_unavailable"),
+    *[("client_credentials", *answer) for answer in HOSTILE], *[("service_account", *answer) for answer in HOSTILE]])
+def test_a_hostile_token_endpoint_fails_the_login_with_a_bounded_sentence(oauth_server, oauth_remote, local_server,
+                                                                          tmp_path, grant, status, body, phrase):
+    if grant == "client_credentials":
+        tenant = oauth_server.add_tenant()
+        user, auth = f"someone@{tenant.domain}", entra(oauth_server, oauth_server.add_app(tenant))
+    else:
+        domain = f"h{unique_name('d')}.example"
+        key = oauth_server.add_service_account(domain).write_key_file(tmp_path / "key.json")
+        user, auth = f"someone@{domain}", {"remote_auth": "service_account", "remote_oauth_key_file": str(key),
+                                           "remote_oauth_ca_file": str(oauth_server.ca_path)}
+    the_task = task(local_server, oauth_remote.host, oauth_remote.port, user, **auth)
+    oauth_server.script_token_responses((status, body))
+    try:
+        (problem,) = check_logins(the_task, target(local_server))
+    finally:
+        while oauth_server.next_scripted() is not None:
+            pass
+    assert (problem["kind"], problem["side"]) == ("token_failed", "token endpoint")
+    assert phrase in problem["detail"] and "\x1b" not in problem["detail"] and len(problem["detail"]) < 700
