@@ -96,6 +96,7 @@ def test_client_credentials_with_a_secret_copies_the_mailbox_with_one_token(oaut
     assert result.status == "success", [e["detail"] for e in result.errors]
     copied(oauth_remote, user, the_task, local_server)
     assert [t.grant for t in oauth_server.issued(app.client_id)] == ["client_credentials"]
+    assert any("not encrypted (remote_security: none): the access token and the mail" in n for n in result.notices)
 
 
 def test_client_credentials_with_a_certificate_log_in(oauth_server, oauth_remote, local_server, tmp_path):
