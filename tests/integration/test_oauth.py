@@ -1,8 +1,8 @@
 """The builtin engine logging in to the remote with OAuth2 tokens (issue 12), against Dovecot's oauth2 passdb and the
 loopback OAuth2 server of harness/oauth.py, through the real msal and google-auth: runs with each token source, a token
 that expires or is revoked in the middle of a run, the token endpoint's refusals as validate reports them, and a server
-announcing only one of the two SASL mechanisms. One OAuth server and one OAuth Dovecot for the module; the local side
-is the session's Dovecot."""
+announcing only one of the two SASL mechanisms. The session's OAuth server, OAuth Dovecot and local Dovecot
+(conftest.py); the engine reaches the remote without TLS, so that a proxy can rewrite what it announces."""
 
 from __future__ import annotations
 
@@ -27,17 +27,10 @@ pytest.importorskip("google.oauth2.service_account", reason="google-auth: run ma
 PASSWORD = "unused-by-the-engine"
 
 
-@pytest.fixture(scope="module")
-def oauth_server() -> Iterator[OAuthServer]:
-    with OAuthServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def oauth_remote(oauth_server: OAuthServer) -> Iterator[DovecotServer]:
-    """A remote Dovecot taking XOAUTH2 and OAUTHBEARER tokens (passwords too, for seeding), without TLS for speed."""
-    with DovecotServer("remote", starttls=False, oauth2_introspection_url=oauth_server.introspection_url) as server:
-        yield server
+@pytest.fixture
+def oauth_remote(oauth_remote_server: DovecotServer) -> DovecotServer:
+    """The session's remote Dovecot taking OAuth2 tokens of ``oauth_server`` (conftest.py)."""
+    return oauth_remote_server
 
 
 @pytest.fixture
@@ -103,6 +96,7 @@ def test_client_credentials_with_a_secret_copies_the_mailbox_with_one_token(oaut
     assert result.status == "success", [e["detail"] for e in result.errors]
     copied(oauth_remote, user, the_task, local_server)
     assert [t.grant for t in oauth_server.issued(app.client_id)] == ["client_credentials"]
+    assert any("not encrypted (remote_security: none): the access token and the mail" in n for n in result.notices)
 
 
 def test_client_credentials_with_a_certificate_log_in(oauth_server, oauth_remote, local_server, tmp_path):
@@ -117,7 +111,7 @@ def test_client_credentials_with_a_certificate_log_in(oauth_server, oauth_remote
 
 
 def test_a_google_service_account_copies_the_mailbox_of_the_user_it_acts_as(oauth_server, oauth_remote, local_server,
-                                                                             tmp_path):
+                                                                            tmp_path):
     domain = f"g{unique_name('d')}.example"
     account = oauth_server.add_service_account(domain)
     key = account.write_key_file(tmp_path / "key.json")
@@ -233,14 +227,54 @@ def test_validate_names_the_token_endpoint_and_its_error_code(oauth_server, oaut
 
 
 @pytest.mark.parametrize("announced,hidden", [("XOAUTH2", "OAUTHBEARER"), ("OAUTHBEARER", "XOAUTH2")])
-def test_a_server_announcing_one_mechanism_gets_that_one(oauth_server, oauth_remote, local_server, announced, hidden):
+def test_a_server_announcing_one_mechanism_gets_that_one(oauth_server, oauth_remote, local_server, tmp_path, announced,
+                                                         hidden):
     tenant = oauth_server.add_tenant()
     app = oauth_server.add_app(tenant)
     user = mailbox(oauth_remote, tenant.domain, messages=0)
+    revoked = oauth_server.mint_token(user)
+    oauth_server.revoke(revoked)
     with CuttingProxy(oauth_remote.host, oauth_remote.port) as proxy:
-        proxy.rewrite(f" AUTH={hidden}".encode(), b"", count=5)  # from the greeting's (and CAPABILITY's) list
+        proxy.rewrite(f" AUTH={hidden}".encode(), b"", count=10)  # from the greetings' (and CAPABILITY's) lists
         # Had the engine used the hidden mechanism anyway, Dovecot would get one it does not know, and refuse.
-        proxy.rewrite(f"AUTHENTICATE {hidden}".encode(), b"AUTHENTICATE NONESUCH", "c2s")
+        proxy.rewrite(f"AUTHENTICATE {hidden}".encode(), b"AUTHENTICATE NONESUCH", "c2s", count=10)
         the_task = task(local_server, proxy.host, proxy.port, user, **entra(oauth_server, app))
         assert check_logins(the_task, target(local_server)) == []
-        assert proxy.rewritten >= 1  # the mechanism was hidden (the c2s rewrite, had it matched, would have failed)
+        # A refused token with this mechanism: the server's error challenge is answered, its NO reported.
+        refused = task(local_server, proxy.host, proxy.port, user, remote_auth="token_file",
+                       remote_token_file=private(tmp_path / "token", revoked))
+        (problem,) = check_logins(refused, target(local_server))
+        assert proxy.rewritten >= 2  # the mechanism was hidden at both logins (and never asked for: see above)
+    assert problem["kind"] == "auth_failed" and f"refused the OAuth2 token ({announced})" in problem["detail"]
+
+
+HOSTILE = [
+    (200, b"\x1b[2J not json", "gave no token"),
+    (200, b'{"access_token": "a\\r\\nb", "expires_in": 3600}', "gave something that is not an access token"),
+    (200, b" " * (1024 * 1024 + 1), "sent more than 1048576 bytes in one answer"),
+]
+
+
+# An outage (5xx) with msal only: google-auth retries it with a backoff of seconds.
+@pytest.mark.parametrize("grant,status,body,phrase", [
+    ("client_credentials", 503, b'{"error": "temporarily_unavailable"}', "temporarily_unavailable"),
+    *[("client_credentials", *answer) for answer in HOSTILE], *[("service_account", *answer) for answer in HOSTILE]])
+def test_a_hostile_token_endpoint_fails_the_login_with_a_bounded_sentence(oauth_server, oauth_remote, local_server,
+                                                                          tmp_path, grant, status, body, phrase):
+    if grant == "client_credentials":
+        tenant = oauth_server.add_tenant()
+        user, auth = f"someone@{tenant.domain}", entra(oauth_server, oauth_server.add_app(tenant))
+    else:
+        domain = f"h{unique_name('d')}.example"
+        key = oauth_server.add_service_account(domain).write_key_file(tmp_path / "key.json")
+        user, auth = f"someone@{domain}", {"remote_auth": "service_account", "remote_oauth_key_file": str(key),
+                                           "remote_oauth_ca_file": str(oauth_server.ca_path)}
+    the_task = task(local_server, oauth_remote.host, oauth_remote.port, user, **auth)
+    oauth_server.script_token_responses((status, body))
+    try:
+        (problem,) = check_logins(the_task, target(local_server))
+    finally:
+        while oauth_server.next_scripted() is not None:
+            pass
+    assert (problem["kind"], problem["side"]) == ("token_failed", "token endpoint")
+    assert phrase in problem["detail"] and "\x1b" not in problem["detail"] and len(problem["detail"]) < 700

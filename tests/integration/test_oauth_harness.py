@@ -58,8 +58,8 @@ def entra_app(server: OAuthServer, app, credential) -> msal.ConfidentialClientAp
                                               instance_discovery=False)
 
 
-def test_msal_tokens_by_secret_and_certificate_open_the_tenants_mailboxes(oauth_server, oauth_remote_server,
-                                                                         make_oauth_account):
+def test_msal_tokens_by_secret_and_certificate_open_the_tenants_mailboxes(
+        oauth_server, oauth_remote_server, make_oauth_account):
     tenant = oauth_server.add_tenant()
     app = oauth_server.add_app(tenant, certificate=True)
     mailbox = make_oauth_account(tenant.domain).remote_user

@@ -103,12 +103,13 @@ class Endpoint:
 def insecure_notice(ep: Endpoint) -> str | None:
     """The result notice for a connection that anyone on the network path can read or alter; None when it is safe."""
     where = _server(ep)
+    secret = "password" if ep.token is None else "access token"
     if ep.security == "none":
-        return (f"The connection to {where} is not encrypted ({ep.side}_security: none): the password and the mail "
+        return (f"The connection to {where} is not encrypted ({ep.side}_security: none): the {secret} and the mail "
                 f"crossed the network in clear; use {ep.side}_security: ssl or starttls.")
     if not ep.validate_certs:
         return (f"The TLS certificate of {where} was not verified (validate_certs: false): anyone on the network path "
-                "could read the password and the mail; give its CA certificate in ca_file and remove validate_certs: false.")
+                f"could read the {secret} and the mail; give its CA certificate in ca_file and remove validate_certs: false.")
     return None
 
 

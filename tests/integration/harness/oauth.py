@@ -62,8 +62,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, Self, cast
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -352,16 +352,16 @@ class _Handler(BaseHTTPRequestHandler):
         return {name: values[0] for name, values in parsed.items()}
 
     def do_GET(self) -> None:  # pylint: disable=invalid-name
-        owner: OAuthServer = self.server.owner  # type: ignore[attr-defined]
-        status, body = owner.handle_get(urlsplit(self.path), secure=self.server.secure)  # type: ignore[attr-defined]
+        server = cast("_Server", self.server)
+        status, body = server.owner.handle_get(urlsplit(self.path), secure=server.secure)
         self._send_json(status, body)
 
     def do_POST(self) -> None:  # pylint: disable=invalid-name
-        owner: OAuthServer = self.server.owner  # type: ignore[attr-defined]
+        server = cast("_Server", self.server)
         form = self._form()
         if form is None:
             return
-        status, body = owner.handle_post(urlsplit(self.path).path, form, secure=self.server.secure)  # type: ignore[attr-defined]
+        status, body = server.owner.handle_post(urlsplit(self.path).path, form, secure=server.secure)
         self._send_json(status, body)
 
 
@@ -643,7 +643,7 @@ class OAuthServer:
             "cloud_instance_name": "microsoftonline.com",
         }
 
-    def handle_get(self, url: Any, *, secure: bool) -> tuple[int, dict[str, Any]]:
+    def handle_get(self, url: SplitResult, *, secure: bool) -> tuple[int, dict[str, Any]]:
         """Answer a GET (discovery documents)."""
         parts = [p for p in url.path.split("/") if p]
         if secure and len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:

@@ -212,13 +212,13 @@ class _Endpoint(threading.Thread):
 def _huge(conn) -> None:
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n")
     chunk = b" " * 65536
-    for _ in range(100):
+    for _count in range(100):
         conn.sendall(chunk)
 
 
 def _drip(conn) -> None:
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
-    for _ in range(100):
+    for _count in range(100):
         conn.sendall(b" ")
         time.sleep(0.05)
 
