@@ -181,7 +181,8 @@ class Tenant:
 class App:
     """An application registered in a tenant (client credentials). ``secret``/``certificate`` are its credentials
     (either may be None); ``consented`` is whether an administrator granted its permissions; ``scopes`` are the
-    scopes it may ask for."""
+    scopes it may ask for. A test may change any of them (rotate the secret, withdraw consent): the next token
+    request sees the change."""
 
     tenant: Tenant
     client_id: str
@@ -195,7 +196,8 @@ class App:
 @dataclass
 class ServiceAccount:
     """A Google service account. ``delegated_domain`` is the domain whose users it may impersonate (domain-wide
-    delegation; None: none granted); ``scopes`` are the scopes delegated."""
+    delegation; None: none granted); ``scopes`` are the scopes delegated. A test may change them, or replace ``key``
+    (a key file written before then no longer signs valid assertions)."""
 
     client_email: str
     client_id: str
