@@ -30,9 +30,9 @@ from . import errors
 from . import fetchparse
 from .fetchparse import ServerViolation
 from .folders import Namespace
-from .oauth import TokenSource
 from .imapclient_compat import MAX_LINE, Client, Refused, Transport, append as raw_append
 from .imapclient_compat import create_subscribe_status, end_command, list_returning, start_command, transport, uid_filter_sieve
+from .oauth import TokenSource
 from .text import printable
 
 try:
