@@ -11,11 +11,12 @@ from __future__ import annotations
 import typing as t
 
 from . import timers
+from .schema import Target, Task, secret_fields
 from .errors import ConfigError
 from .store import Store, check_name
 
 # Keys that must never leave the host, whatever a hand-edited definition file holds.
-SECRET_KEYS = ("remote_password", "master_password")
+SECRET_KEYS = tuple(dict.fromkeys(secret_fields(Task) + secret_fields(Target)))
 
 NextRuns = t.Callable[[list[str]], "dict[str, str | None]"]
 

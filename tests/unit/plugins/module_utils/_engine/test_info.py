@@ -57,13 +57,15 @@ def test_secret_files_are_never_opened(st, monkeypatch):
     assert len(info.tasks_info(st, next_runs=no_timers)) == 2
 
 
-def test_hand_edited_secret_is_dropped(st):
+@pytest.mark.parametrize("key", ["remote_password", "remote_oauth_client_secret"])
+def test_hand_edited_secret_is_dropped(st, key):
     path = st.definition_path("tasks", "alpha")
     data = json.loads(open(path, encoding="utf-8").read())
-    data["remote_password"] = SECRET
+    data[key] = SECRET
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(data, handle)
-    assert "remote_password" not in info.tasks_info(st, "alpha", next_runs=no_timers)[0]["definition"]
+    shown = info.tasks_info(st, "alpha", next_runs=no_timers)[0]["definition"]
+    assert key not in shown and SECRET not in json.dumps(shown)
 
 
 def test_one_task_and_next_run(st):
