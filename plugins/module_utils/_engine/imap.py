@@ -33,7 +33,7 @@ from .folders import Namespace
 from .imapclient_compat import MAX_LINE, Client, Refused, Transport, append as raw_append
 from .imapclient_compat import create_subscribe_status, end_command, list_returning, start_command, transport, uid_filter_sieve
 from .oauth import TokenSource
-from .text import printable
+from .text import capitalized, printable
 
 try:
     import imapclient  # noqa: F401  pylint: disable=unused-import
@@ -381,7 +381,7 @@ def classify(exc: BaseException, ep: Endpoint, during: str = "") -> errors.SyncE
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return errors.SyncError(
             errors.TIMEOUT,
-            f"{where[0].upper()}{where[1:]} did not answer in time{what}; check that the host and port are right and reachable.",
+            f"{capitalized(where)} did not answer in time{what}; check that the host and port are right and reachable.",
             ep.side,
         )
     if isinstance(exc, socket.gaierror):
@@ -403,7 +403,7 @@ def classify(exc: BaseException, ep: Endpoint, during: str = "") -> errors.SyncE
     if isinstance(exc, ServerViolation):
         return errors.SyncError(
             errors.PROTOCOL_ERROR,
-            f"{where[0].upper()}{where[1:]} broke the IMAP protocol{what}: {exc}; the connection was closed "
+            f"{capitalized(where)} broke the IMAP protocol{what}: {exc}; the connection was closed "
             "(a genuine server does not do this: ask its administrator).",
             ep.side,
         )
@@ -411,11 +411,11 @@ def classify(exc: BaseException, ep: Endpoint, during: str = "") -> errors.SyncE
     code = response_code(words)
     if code in _BUSY_CODES:
         return errors.ServerBusy(
-            f"{where[0].upper()}{where[1:]} refused {during or 'a command'} for now ({printable(words, SERVER_TEXT_LIMIT)})",
+            f"{capitalized(where)} refused {during or 'a command'} for now ({printable(words, SERVER_TEXT_LIMIT)})",
             _busy_advice(code), ep.side,
         )
     return errors.SyncError(errors.PROTOCOL_ERROR,
-                            f"{where[0].upper()}{where[1:]} refused a command{what}: {printable(words, SERVER_TEXT_LIMIT)}", ep.side)
+                            f"{capitalized(where)} refused a command{what}: {printable(words, SERVER_TEXT_LIMIT)}", ep.side)
 
 
 def _server_words(exc: BaseException) -> str:
@@ -442,7 +442,7 @@ def _login_refused(ep: Endpoint, words: str) -> errors.SyncError:
     code = response_code(words)
     server = _server(ep)
     who = f"{ep.authzid or ep.user!r}" + (f" through master user {ep.user!r}" if ep.authzid else "")
-    refused = f"{server[0].upper()}{server[1:]} refused the login of {who} ({printable(words, SERVER_TEXT_LIMIT)})"
+    refused = f"{capitalized(server)} refused the login of {who} ({printable(words, SERVER_TEXT_LIMIT)})"
     if code in _BUSY_LOGIN_CODES:
         return errors.ServerBusy(f"{refused} for now", _busy_advice(code), ep.side)
     security = "remote_security" if ep.side == "remote" else "security"
@@ -469,7 +469,7 @@ def sasl_mechanism(ep: Endpoint, caps: t.Collection[bytes]) -> str:
     offered = ", ".join(sorted(c.decode("ascii", "replace")[5:] for c in caps if c.upper().startswith(b"AUTH="))) or "none"
     raise errors.SyncError(
         errors.AUTH_FAILED,
-        f"{_server(ep)[0].upper()}{_server(ep)[1:]} offers neither OAUTHBEARER nor XOAUTH2 (its SASL mechanisms: "
+        f"{capitalized(_server(ep))} offers neither OAUTHBEARER nor XOAUTH2 (its SASL mechanisms: "
         f"{printable(offered, 200)}), so it cannot take an OAuth2 token; check remote_host, remote_port and "
         "remote_security, or use remote_auth: password.",
         ep.side,
@@ -519,7 +519,7 @@ def _token_refused(ep: Endpoint, source: TokenSource, mechanism: str, words: str
     server = _server(ep)
     status_text = f"; status {status}" if status else ""
     renewed = ", and a new one too" if again else ""
-    refused = (f"{server[0].upper()}{server[1:]} refused the OAuth2 token ({mechanism}) from {source.describe} for "
+    refused = (f"{capitalized(server)} refused the OAuth2 token ({mechanism}) from {source.describe} for "
                f"{ep.user!r}{renewed} ({printable(words, SERVER_TEXT_LIMIT)}{status_text})")
     if source.renewable:
         advice = ("the token endpoint issued it, so the server does not let that application into this mailbox: check "
@@ -596,14 +596,14 @@ class Connection:
                 if not client.has_capability("STARTTLS"):
                     raise errors.SyncError(
                         errors.STARTTLS_UNSUPPORTED,
-                        f"{_server(ep)[0].upper()}{_server(ep)[1:]} does not offer STARTTLS; use security: ssl (port 993) "
+                        f"{capitalized(_server(ep))} does not offer STARTTLS; use security: ssl (port 993) "
                         "if it offers implicit TLS, or security: none only on a network you trust.",
                         ep.side,
                     )
                 try:
                     client.starttls(context)
                 except imaplib.IMAP4.error as exc:
-                    raise errors.SyncError(errors.TLS_FAILED, f"{_server(ep)[0].upper()}{_server(ep)[1:]} refused STARTTLS "
+                    raise errors.SyncError(errors.TLS_FAILED, f"{capitalized(_server(ep))} refused STARTTLS "
                                            f"({printable(exc, SERVER_TEXT_LIMIT)}).", ep.side) from None
             self._login()
         except errors.SyncError as exc:
@@ -621,7 +621,7 @@ class Connection:
             return exc
         return errors.SyncError(
             errors.TIMEOUT,
-            f"{_server(self.ep)[0].upper()}{_server(self.ep)[1:]} did not complete connect, TLS, greeting and login within "
+            f"{capitalized(_server(self.ep))} did not complete connect, TLS, greeting and login within "
             f"{self.ep.timeout:g} s; check that the host and port are right and that the server is not overloaded.",
             self.ep.side,
         )
@@ -637,7 +637,7 @@ class Connection:
         if b"LOGINDISABLED" in caps and b"AUTH=PLAIN" not in caps:
             raise errors.SyncError(
                 errors.AUTH_FAILED,
-                f"{_server(ep)[0].upper()}{_server(ep)[1:]} refuses logins on this connection (LOGINDISABLED); use security: starttls or ssl.",
+                f"{capitalized(_server(ep))} refuses logins on this connection (LOGINDISABLED); use security: starttls or ssl.",
                 ep.side,
             )
         # imaplib itself (not imapclient's wrappers): its error keeps the server's words, response code included.
@@ -651,7 +651,7 @@ class Connection:
                 if _has_non_ascii(ep.password) or _has_non_ascii(user):
                     raise errors.SyncError(
                         errors.AUTH_FAILED,
-                        f"{_server(ep)[0].upper()}{_server(ep)[1:]} does not offer AUTHENTICATE PLAIN, and IMAP LOGIN cannot carry "
+                        f"{capitalized(_server(ep))} does not offer AUTHENTICATE PLAIN, and IMAP LOGIN cannot carry "
                         "non-ASCII user names or passwords; enable the PLAIN mechanism on the server or use an ASCII password.",
                         ep.side,
                     )
@@ -728,7 +728,7 @@ class Connection:
             # Dripping bytes: as silence, the connection is reconnected and the folder resumes.
             self._drop()
             raise errors.ConnectionLost(
-                f"{_server(self.ep)[0].upper()}{_server(self.ep)[1:]} stalled while {during}: it sent only {exc}, less than "
+                f"{capitalized(_server(self.ep))} stalled while {during}: it sent only {exc}, less than "
                 f"{PROGRESS_BYTES} bytes; check the server's load and the network path.", self.ep.side, kind=errors.TIMEOUT) from None
         except ssl.SSLError as exc:
             # Past the handshake, a TLS error means the connection broke (EOF, reset mid-record).
@@ -738,7 +738,7 @@ class Connection:
             # A server silent mid-session: the connection is in an unknown state, reconnect and resume.
             self._drop()  # no LOGOUT: it would wait for a server that does not answer
             raise errors.ConnectionLost(
-                f"{_server(self.ep)[0].upper()}{_server(self.ep)[1:]} did not answer in time while {during}.", self.ep.side) from None
+                f"{capitalized(_server(self.ep))} did not answer in time while {during}.", self.ep.side) from None
         except Exception as exc:  # pylint: disable=broad-except
             raise classify(exc, self.ep, during) from None
 

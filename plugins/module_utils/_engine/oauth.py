@@ -36,7 +36,7 @@ import typing as t
 import urllib.parse
 
 from . import errors
-from .text import printable
+from .text import capitalized, printable
 
 SOURCES = ("token_file", "token_command", "client_credentials", "service_account")
 TOKEN_MAX_BYTES = 16 * 1024  # a token file, a token command's output
@@ -102,20 +102,15 @@ def token_source(task: t.Any) -> TokenSource | None:
     raise errors.ConfigError(f"remote_auth: {auth!r} is not a token source; use one of {', '.join(SOURCES)}.")
 
 
-def _upper(text: str) -> str:
-    """``text`` with its first letter upper case: the subject of a sentence ("the token file /x" starts one)."""
-    return text[:1].upper() + text[1:]
-
-
 def checked_token(raw: bytes | str, where: str, side: str = TOKEN_SIDE) -> str:
     """``raw`` stripped, when it is a bearer token (RFC 6750 characters); else TokenError naming ``where`` (never the
     token's bytes)."""
     text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw
     token = text.strip()
     if not token:
-        raise TokenError(f"{_upper(where)} gave an empty token; check that it holds a current access token.", side)
+        raise TokenError(f"{capitalized(where)} gave an empty token; check that it holds a current access token.", side)
     if not _TOKEN_RE.fullmatch(token):
-        raise TokenError(f"{_upper(where)} gave something that is not an access token (a bearer token is one "
+        raise TokenError(f"{capitalized(where)} gave something that is not an access token (a bearer token is one "
                          "word of letters, digits and -._~+/ characters); check what it holds.", side)
     return token
 
@@ -138,18 +133,18 @@ def private_file(path: str, what: str, limit: int = TOKEN_MAX_BYTES, side: str =
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
-        raise TokenError(f"{_upper(what)} cannot be read ({exc.strerror}); check the path and that the user "
+        raise TokenError(f"{capitalized(what)} cannot be read ({exc.strerror}); check the path and that the user "
                          "running the sync may read it.", side) from None
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise TokenError(f"{_upper(what)} is not a regular file; give the path of a file.", side)
+            raise TokenError(f"{capitalized(what)} is not a regular file; give the path of a file.", side)
         if info.st_mode & 0o077:
-            raise TokenError(f"{_upper(what)} may be read by its group or by others (mode "
+            raise TokenError(f"{capitalized(what)} may be read by its group or by others (mode "
                              f"{stat.S_IMODE(info.st_mode):04o}); make it private to its owner: chmod 600 {path}.", side)
         data = handle.read(limit + 1)
     if len(data) > limit:
-        raise TokenError(f"{_upper(what)} is larger than {limit} bytes; give the file that holds only the "
+        raise TokenError(f"{capitalized(what)} is larger than {limit} bytes; give the file that holds only the "
                          "access token (or key).", side)
     return data
 
@@ -183,7 +178,7 @@ class TokenCommand:
         status, out, err = run_bounded(self.words, self.timeout, self.describe)
         if status != 0:
             excerpt = printable(err.decode("utf-8", "replace").strip(), EXCERPT) or "no error output"
-            raise TokenError(f"{_upper(self.describe)} failed (exit status {status}: {excerpt}); run "
+            raise TokenError(f"{capitalized(self.describe)} failed (exit status {status}: {excerpt}); run "
                              "it by hand as the user of the sync to see why.", SOURCE_SIDE)
         return checked_token(out, self.describe, SOURCE_SIDE)
 
@@ -195,7 +190,7 @@ def run_bounded(words: list[str], timeout: float, what: str) -> tuple[int, bytes
         proc = subprocess.Popen(words, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # pylint: disable=consider-using-with
                                 close_fds=True, start_new_session=True)
     except OSError as exc:
-        raise TokenError(f"{_upper(what)} cannot be started ({exc.strerror}); give the full path of an "
+        raise TokenError(f"{capitalized(what)} cannot be started ({exc.strerror}); give the full path of an "
                          "executable program.", SOURCE_SIDE) from None
     out, err = bytearray(), bytearray()
     deadline = time.monotonic() + timeout
@@ -226,11 +221,9 @@ def run_bounded(words: list[str], timeout: float, what: str) -> tuple[int, bytes
             problem = f"did not finish within {timeout:g} s"
     if problem is not None:
         _kill(proc)
-        raise TokenError(f"{_upper(what)} {problem} and was stopped; make it print only the access token.",
+        raise TokenError(f"{capitalized(what)} {problem} and was stopped; make it print only the access token.",
                          SOURCE_SIDE)
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
+    _close(proc)
     return status, bytes(out), bytes(err[:STDERR_KEPT])
 
 
@@ -240,6 +233,10 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     except OSError:
         pass
     proc.wait()
+    _close(proc)
+
+
+def _close(proc: subprocess.Popen[bytes]) -> None:
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
@@ -326,10 +323,10 @@ class ClientCredentials(_Grant):  # pylint: disable=too-many-instance-attributes
             description = printable(str(answer.get("error_description") or ""), EXCERPT)
             code = _aadsts(answer)
             advice = _AADSTS_ADVICE.get(code or "", "check the application's id, credentials and permissions in the tenant")
-            return TokenError(f"{_upper(self.describe)} ({self.authority}) refused a token for application "
+            return TokenError(f"{capitalized(self.describe)} ({self.authority}) refused a token for application "
                               f"{printable(self.client_id, 100)}: {printable(answer['error'], 100)} ({description}); {advice}.")
         reason = printable(exc, EXCERPT) if exc is not None else "no token in its answer"
-        return TokenError(f"{_upper(self.describe)} ({self.authority}) gave no token ({reason}); check "
+        return TokenError(f"{capitalized(self.describe)} ({self.authority}) gave no token ({reason}); check "
                           "remote_oauth_authority and remote_oauth_tenant, and the network path to the endpoint.")
 
 
@@ -382,11 +379,11 @@ class ServiceAccount(_Grant):
             answer = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], dict) else http.last_error or {}
             code = printable(answer.get("error") or "refused", 100)
             description = printable(answer.get("error_description") or (exc.args[0] if exc.args else ""), EXCERPT)
-            raise TokenError(f"{_upper(self.describe)} refused a token for {printable(self.subject, 100)}: "
+            raise TokenError(f"{capitalized(self.describe)} refused a token for {printable(self.subject, 100)}: "
                              f"{code} ({description}); check that the service account's client id has domain-wide "
                              f"delegation of the scope {self.scope} and that the user exists.") from None
         except Exception as exc:  # pylint: disable=broad-except
-            raise TokenError(f"{_upper(self.describe)} gave no token ({printable(exc, EXCERPT)}); check the "
+            raise TokenError(f"{capitalized(self.describe)} gave no token ({printable(exc, EXCERPT)}); check the "
                              "key file and the network path to the endpoint.") from None
         expiry = credentials.expiry
         now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
@@ -401,7 +398,7 @@ class ServiceAccount(_Grant):
         except ValueError:
             info = None
         if not isinstance(info, dict) or info.get("type") != "service_account" or not info.get("private_key"):
-            raise TokenError(f"{_upper(what)} is not the JSON key of a service account; download a key of the "
+            raise TokenError(f"{capitalized(what)} is not the JSON key of a service account; download a key of the "
                              "service account (JSON) from the Google Cloud console.")
         return info
 

@@ -41,3 +41,8 @@ def printable(text: object, limit: int | None = None) -> str:
     if limit is not None and len(safe) > limit:
         safe = safe[:max(0, limit - 3)] + "..."
     return safe
+
+
+def capitalized(text: str) -> str:
+    """``text`` with its first letter upper case, as the start of a sentence ("the remote server h:993 ...")."""
+    return text[:1].upper() + text[1:]
