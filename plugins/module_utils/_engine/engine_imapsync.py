@@ -33,7 +33,7 @@ from .contract import Kind, Status
 from .folders import Namespace
 from .imap import Connection, Endpoint
 from .result import RunResult
-from .store import Store
+from .store import Store, atomic_write
 from .text import printable
 
 if t.TYPE_CHECKING:  # the interface module imports this one
@@ -310,24 +310,21 @@ def write_secret(directory: str, name: str, secret: str) -> str:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as handle:
         os.fchmod(handle.fileno(), 0o600)
-        handle.write(secret.encode("utf-8", "surrogateescape") + b"\n")
+        handle.write(_first_line(secret))
     return path
 
 
+def _first_line(secret: str) -> bytes:
+    """What a password or token file holds: ``secret`` on its first line (imapsync reads that line)."""
+    return secret.encode("utf-8", "surrogateescape") + b"\n"
+
+
 def replace_secret(directory: str, name: str, secret: str) -> str:
-    """Replace the file ``name`` of ``directory`` by one holding ``secret`` (:func:`write_secret`, then a rename: a
-    reader sees the old file or the new one, whole, and the new one never has a wider mode than 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    os.close(fd)
-    os.unlink(tmp)
-    try:
-        write_secret(directory, os.path.basename(tmp), secret)
-        os.replace(tmp, os.path.join(directory, name))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return os.path.join(directory, name)
+    """Replace the file ``name`` of ``directory`` by one holding ``secret`` as :func:`write_secret` writes it, atomically
+    (store.atomic_write: a reader sees the old file or the new one, whole, never with a wider mode than 0600)."""
+    path = os.path.join(directory, name)
+    atomic_write(path, _first_line(secret), 0o600)
+    return path
 
 
 def _signal_group(proc: subprocess.Popen, signum: int) -> None:

@@ -38,7 +38,7 @@ import shutil
 import tempfile
 import typing as t
 
-from . import config, files
+from . import config, files, schema
 from .errors import ConfigError
 
 CONFIG_DIR = "/etc/mailops-imap"
@@ -73,16 +73,17 @@ def atomic_write(path: str, data: bytes, mode: int) -> None:
             os.close(dir_fd)
 
 
-# The field of a task whose value is its secret file, by remote_auth (docs/oauth2.md): the client secret of a
-# client-credentials grant, else the remote password ("" for a token source that has no secret: a token file or
-# command, a service account's key file, a certificate -- those are files on the host, stored as paths).
-SECRET_FIELD_BY_AUTH = {"client_credentials": "remote_oauth_client_secret"}
-PASSWORD_FIELD = "remote_password"
+# A task's secret fields (schema.secret_fields: the no_log ones): its secret file holds the one of them that its
+# remote_auth uses (secret_field); the definition file holds none of them.
+TASK_SECRETS = schema.secret_fields(config.Task)
 
 
 def secret_field(remote_auth: t.Any) -> str:
-    """The field of a task with ``remote_auth`` that its secret file holds."""
-    return SECRET_FIELD_BY_AUTH.get(str(remote_auth or "password"), PASSWORD_FIELD)
+    """The field of a task with ``remote_auth`` that its secret file holds: the secret among the fields of that
+    remote_auth (schema.AUTH_FIELDS: the client secret of a client-credentials grant), else the remote password (""
+    for a token source that has no secret: a token file or command, a key file, a certificate are stored as paths)."""
+    names = schema.AUTH_FIELDS.get(str(remote_auth or "password"), ())
+    return next((name for name in names if name in TASK_SECRETS), "remote_password")
 
 
 def task_secret(task: config.Task) -> str:
@@ -272,7 +273,7 @@ class Store:
         if public is None:
             raise ConfigError(f"The sync task {name!r} is not defined in {self.config_dir}; define it with mailops.imap.sync_task.")
         # A hand-edited definition holding a secret key gets it replaced (or removed) by the secret file's.
-        data = {key: value for key, value in public.items() if key not in (PASSWORD_FIELD, *SECRET_FIELD_BY_AUTH.values())}
+        data = {key: value for key, value in public.items() if key not in TASK_SECRETS}
         data[secret_field(public.get("remote_auth"))] = secret or ""
         return config.parse_task(dict(data, name=name), declared=False)
 
