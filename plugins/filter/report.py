@@ -5,8 +5,8 @@ playbooks/report.yml (docs/report.md). The input is the report's artifact: ``hos
 ``accounts`` that mailops.imap.migration_report returned there.
 
 Every value came from a server or an account list at some point, so each is made safe for where it goes: text
-through text.printable (no control character), a CSV cell that a spreadsheet would run as a formula (starting with
-``= + - @``, a tab or a carriage return) prefixed with ``'``, Markdown punctuation backslash-escaped and ``& < >``
+through text.printable (no control character: a tab is written ``\\t``), a CSV cell that a spreadsheet would run as
+a formula (starting with ``= + - @``) prefixed with ``'``, Markdown punctuation backslash-escaped and ``& < >``
 written as entities (nothing from a value starts a line of the page), counts checked to be whole numbers.
 """
 
@@ -25,7 +25,7 @@ from ansible_collections.mailops.imap.plugins.module_utils._engine.text import p
 
 CSV_COLUMNS = ("host", "account", "account_status", "folder", "local_folder", "folder_status", *COUNTS, "error_kind",
                "error_message")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = ("=", "+", "-", "@")  # (a tab or a carriage return never starts a printable text)
 # Markup inside a line (every text of the page is inside a line: a table cell or after other words): emphasis, code,
 # links and images, strike-through, a cell's end; a backslash, so that no escape is undone.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")

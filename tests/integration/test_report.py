@@ -89,29 +89,29 @@ def test_an_account_that_cannot_log_in_is_reported_with_its_kind(account, tmp_pa
 
 
 def test_report_playbook_writes_csv_and_markdown_for_a_fleet(make_account, remote_server, local_server, tmp_path):
-    """Two hosts, each reporting on its share (as migrate.yml shares the accounts out): one account migrated with a
+    """migrate.yml then report.yml on two hosts, each with its share of the accounts: one account migrated with a
     refused message, an excluded folder with a name a spreadsheet would run and a message new since the run; one
-    account whose login is refused."""
+    account whose login is refused (migrate.yml's artifact names it with the kind and sentence of its failure)."""
     good, bad = make_account(), make_account()
     seed_mailbox(good, too_big=False)
     defaults = {"remote_host": remote_server.host, "remote_port": remote_server.port, "ca_file": str(remote_server.cert_path),
                 "folders": "all_except", "exclude": ["^=Junk"]}
-    state_dir = tmp_path / "state"
-    task = config.parse_task(dict(defaults, local_user=good.local_user, remote_user=good.remote_user,
-                                  remote_password=good.remote_password))
-    target = config.parse_target(target_vars(local_server))
-    assert sync.run(task, target, Store(state_dir=str(state_dir)).inline_state_path(task, target)).status == "partial"
-    mail.seed(remote_server, good.remote_user, good.remote_password, "Projects", [(mail.make_message("late", date=D1), (), D1)])
     accounts_csv = write_csv(tmp_path / "accounts.csv", ["local_user", "remote_user", "remote_password"], [
         [good.local_user, good.remote_user, good.remote_password], [bad.local_user, bad.remote_user, "not-the-password"]])
-    extra = {"migrate_accounts_file": str(accounts_csv), "migrate_become": False, "migrate_state_dir": str(state_dir),
+    extra = {"migrate_accounts_file": str(accounts_csv), "migrate_become": False, "migrate_state_dir": str(tmp_path / "state"),
              "migrate_defaults": defaults, "migrate_target": target_vars(local_server),
              "report_csv_file": str(tmp_path / "out" / "report.csv"), "report_markdown_file": "report.md"}
     (tmp_path / "out").mkdir()
     secrets = (good.remote_password, bad.remote_password, "not-the-password", local_server.master_password)
+    inventory = workers_inventory(["worker-a", "worker-b"])
 
-    run = run_playbook(tmp_path, "report.yml", workers_inventory(["worker-a", "worker-b"]), extra, secrets=secrets,
-                       cwd=tmp_path / "out", env={"PWD": str(tmp_path / "out")})
+    migrated = run_playbook(tmp_path, "migrate.yml", inventory, extra, secrets=secrets, expect_rc=2)
+    (failed,) = migrated.stats["mailops_imap_migrate"]["failed_accounts"]
+    assert failed["account"] == f"{bad.remote_user} at {remote_server.host} -> {bad.local_user}" and failed["kind"] == "auth_failed"
+    assert failed["message"].startswith(f"The remote server {remote_server.host}:{remote_server.port} refused the login")
+    mail.seed(remote_server, good.remote_user, good.remote_password, "Projects", [(mail.make_message("late", date=D1), (), D1)])
+    run = run_playbook(tmp_path, "report.yml", inventory, extra, secrets=secrets, cwd=tmp_path / "out",
+                       env={"PWD": str(tmp_path / "out")})
 
     stats = run.stats["mailops_imap_report"]
     assert stats["status"] == "failed" and stats["summary"] == {"accounts": 2, "complete": 0, "incomplete": 1, "failed": 1}
