@@ -19,7 +19,7 @@ description:
   - Takes the accounts as M(mailops.imap.migrate) does (one account as the task options, or many as O(accounts)
     with the task options of the call as their defaults), so the same variables and C(module_defaults) serve both;
     playbooks/report.yml writes the report of a fleet as CSV and Markdown (see docs/report.md).
-  - Changes nothing: both servers are opened read-only (EXAMINE, so no message is marked seen), the state is read
+  - Changes nothing. Both servers are opened read-only (EXAMINE, so no message is marked seen), the state is read
     without a lock and nothing is created, not even O(state_dir). An account that cannot be measured (a login
     refused, a server down) is reported with the kind and sentence of its failure; the task does not fail for it.
 author:
@@ -141,8 +141,8 @@ accounts:
         - C(folder), C(local_folder) (where it lands, or would), C(status) (V(complete), V(incomplete) or
           V(excluded)), C(remote_messages), C(remote_bytes), C(local_messages), C(local_bytes) (0 when the local
           folder does not exist), C(copied) (remote messages the state records as copied), C(missing) and
-          C(missing_bytes) (the remote messages that are not, and their size), and C(missing) by reason:
-          C(excluded), C(too_big), C(refused), C(not_copied).
+          C(missing_bytes) (the remote messages that are not, and their size), and C(missing) by reason, in
+          C(excluded), C(too_big), C(refused) and C(not_copied).
       type: list
       elements: dict
       sample: [{"folder": "INBOX", "local_folder": "INBOX", "status": "incomplete", "remote_messages": 4,

@@ -72,8 +72,8 @@ def test_report_says_why_each_missing_message_is_missing(account, tmp_path, monk
     # Read-only: no state file, lock or folder created; nothing marked seen.
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert mail.snapshot(account.local_server, account.local_user, master=True) == local_before
-    assert all(not m.flags for m in mail.messages(account.remote_server, account.remote_user, account.remote_password,
-                                                   "Projects"))
+    projects = mail.messages(account.remote_server, account.remote_user, account.remote_password, "Projects")
+    assert projects and all(not m.flags for m in projects)
 
 
 def test_an_account_that_cannot_log_in_is_reported_with_its_kind(account, tmp_path):
