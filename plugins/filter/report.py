@@ -74,15 +74,17 @@ def csv_cell(value: t.Any) -> str:
 
 def report_csv(report: t.Any) -> str:
     """One row per folder of every account (an account without folders, for example a failed one, has one row with
-    no folder), CSV_COLUMNS first; quoted as spreadsheets quote, CRLF line ends."""
+    no folder), CSV_COLUMNS first; ``error_kind`` and ``error_message`` are the folder's failure, else the account's;
+    quoted as spreadsheets quote, CRLF line ends."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for host, account in _accounts(report):
         head = [host, account.get("account"), account.get("status")]
-        tail = [account.get("kind"), account.get("message")]
         for folder in account.get("folders") or [{}]:
             counts = [_count(folder.get(name, 0), name) for name in COUNTS]
+            failed = folder if folder.get("kind") else account  # a folder's own failure, else the account's
+            tail = [failed.get("kind"), failed.get("message")]
             writer.writerow([csv_cell(cell) for cell in (*head, folder.get("folder"), folder.get("local_folder"),
                                                          folder.get("status"))] + counts + [csv_cell(cell) for cell in tail])
     return buffer.getvalue()
@@ -117,6 +119,11 @@ def _count_cells(counts: t.Mapping[str, t.Any]) -> list[str]:
             *(str(_count(counts.get(reason, 0), reason)) for reason in REASONS)]
 
 
+def _failure(entry: t.Mapping[str, t.Any]) -> str:
+    """An account's or a folder's failure as ``kind: message``, or nothing."""
+    return markdown_text(f"{entry.get('kind')}: {entry.get('message')}") if entry.get("kind") else ""
+
+
 COUNT_HEADER = ("Remote messages", "Remote size", "Local messages", "Local size", "Missing", "Excluded", "Too big",
                 "Refused", "Not copied")
 
@@ -138,15 +145,16 @@ def report_markdown(report: t.Any, generated: t.Any = None) -> str:
     lines += ["", "## Accounts", ""]
     lines += _table(("Host", "Account", "Status", *COUNT_HEADER, "Why it failed"), (
         [markdown_text(host), markdown_text(account.get("account")), markdown_text(account.get("status")),
-         *_count_cells(account.get("totals") or {}),
-         markdown_text(f"{account.get('kind')}: {account.get('message')}" if account.get("kind") else "")]
+         *_count_cells(account.get("totals") or {}), _failure(account)]
         for host, account in accounts))
     rows = [[markdown_text(host), markdown_text(account.get("account")), markdown_text(folder.get("folder")),
-             markdown_text(folder.get("local_folder")), markdown_text(folder.get("status")), *_count_cells(folder)]
+             markdown_text(folder.get("local_folder")), markdown_text(folder.get("status")), *_count_cells(folder),
+             _failure(folder)]
             for host, account in accounts for folder in account.get("folders") or []
             if folder.get("status") != "complete"]
     lines += ["", "## Folders with messages not on the local server", ""]
-    lines += _table(("Host", "Account", "Remote folder", "Local folder", "Status", *COUNT_HEADER), rows) if rows else [
+    lines += _table(("Host", "Account", "Remote folder", "Local folder", "Status", *COUNT_HEADER, "Why it failed"),
+                    rows) if rows else [
         "None: every remote message of every folder is on the local server."]
     lines += ["", "## Why a message is missing", ""]
     lines += [f"- **{header}**: {REASON_WORDS[reason]}." for header, reason in zip(COUNT_HEADER[5:], REASONS)]

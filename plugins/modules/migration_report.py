@@ -123,7 +123,7 @@ accounts:
     status:
       description:
         - V(complete) when every remote message of the folders the task syncs is on the local server, V(incomplete)
-          when some are missing, V(failed) when the account could not be measured.
+          when some are missing or a folder could not be measured, V(failed) when the account could not be measured.
       type: str
       sample: complete
     kind:
@@ -138,8 +138,9 @@ accounts:
       description:
         - One entry per personal remote folder, INBOX first. Folder names are made printable (control characters
           escaped).
-        - C(folder), C(local_folder) (where it lands, or would), C(status) (V(complete), V(incomplete) or
-          V(excluded)), C(remote_messages), C(remote_bytes), C(local_messages), C(local_bytes) (0 when the local
+        - C(folder), C(local_folder) (where it lands, or would), C(status) (V(complete), V(incomplete), V(excluded)
+          or V(failed), when a server refused to open the folder; C(kind) and C(message) then say how, and its counts
+          are 0), C(remote_messages), C(remote_bytes), C(local_messages), C(local_bytes) (0 when the local
           folder does not exist), C(copied) (remote messages the state records as copied), C(missing) and
           C(missing_bytes) (the remote messages that are not, and their size), and C(missing) by reason, in
           C(excluded), C(too_big), C(refused) and C(not_copied).
@@ -147,7 +148,8 @@ accounts:
       elements: dict
       sample: [{"folder": "INBOX", "local_folder": "INBOX", "status": "incomplete", "remote_messages": 4,
                 "remote_bytes": 9000, "local_messages": 3, "local_bytes": 6000, "copied": 3, "missing": 1,
-                "missing_bytes": 3000, "excluded": 0, "too_big": 0, "refused": 1, "not_copied": 0}]
+                "missing_bytes": 3000, "excluded": 0, "too_big": 0, "refused": 1, "not_copied": 0, "kind": null,
+                "message": null}]
     totals:
       description: The counts of RV(accounts[].folders) summed over the account's folders.
       type: dict

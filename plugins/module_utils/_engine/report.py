@@ -16,7 +16,7 @@ import typing as t
 
 from . import errors
 from .config import Target, Task
-from .contract import Kind, plain
+from .contract import RUN_STOPPERS, Kind, plain
 from .folders import FolderPlan, plan as plan_folders
 from .imap import Connection
 from .state import State
@@ -46,10 +46,15 @@ class FolderReport:
     too_big: int = 0
     refused: int = 0
     not_copied: int = 0
+    kind: str | None = None  # the folder could not be measured: the failure's kind and sentence
+    message: str | None = None
 
     @property
     def status(self) -> str:
-        """``complete`` (every remote message is on the local server), ``excluded`` or ``incomplete``."""
+        """``failed`` (not measured), ``excluded``, ``complete`` (every remote message is on the local server) or
+        ``incomplete``."""
+        if self.kind is not None:
+            return "failed"
         if not self.included:
             return "excluded"
         return "complete" if self.missing == 0 else "incomplete"
@@ -62,6 +67,7 @@ class FolderReport:
     def as_dict(self) -> dict[str, t.Any]:
         out: dict[str, t.Any] = {"folder": self.folder, "local_folder": self.local_folder, "status": self.status}
         out.update({name: getattr(self, name) for name in COUNTS})
+        out.update(kind=self.kind, message=self.message)
         return out
 
 
@@ -99,7 +105,21 @@ class _Measure:
         return [self.folder(plan, plan.remote in synced, plan.local in local_names) for plan in every]
 
     def folder(self, plan: FolderPlan, included: bool, local_exists: bool) -> FolderReport:
+        """One folder's report; a failure of this folder alone (a server's NO) is the folder's, with its counts so far
+        left out; one that ends a session (the connection lost, a protocol violation) or the run is raised."""
         report = FolderReport(folder=printable(plan.remote), local_folder=printable(plan.local), included=included)
+        try:
+            self.measure(plan, included, local_exists, report)
+        except errors.Transient:
+            raise
+        except errors.SyncError as exc:
+            if exc.kind in RUN_STOPPERS or not (self.remote.alive and self.local.alive):
+                raise
+            report = FolderReport(folder=report.folder, local_folder=report.local_folder, included=included,
+                                  kind=plain(exc.kind), message=exc.message)
+        return report
+
+    def measure(self, plan: FolderPlan, included: bool, local_exists: bool, report: FolderReport) -> None:
         if local_exists:
             report.local_messages, report.local_bytes = self.local_size(plan.local)
         opened = self.remote.select(plan.remote, readonly=True)
@@ -118,7 +138,6 @@ class _Measure:
                     report.copied += 1
                 else:
                     report.miss(reason, size)
-        return report
 
     def reason(self, uid: int, size: int, included: bool, recorded: bool, failed: set[int]) -> str | None:
         """Why the remote message is not on the local server (None: the state records it as copied)."""
@@ -151,9 +170,10 @@ def _past_last(conn: t.Any) -> int:
 
 def account_report(account: str, task: Task, target: Target, state_path: str, *, connect: Connect | None = None) -> dict[str, t.Any]:
     """The report of one account (``account`` names it): ``status`` ``complete`` when every remote message of every
-    folder the task syncs is on the local server, ``incomplete`` when some are missing (excluded folders count as
-    missing for a reason of their own, not as incomplete), ``failed`` when it could not be measured (``kind`` and
-    ``message`` say why). Never raises for a server's or the state's failure."""
+    folder the task syncs is on the local server, ``incomplete`` when some are missing or a folder could not be
+    measured (excluded folders count as missing for a reason of their own, not as incomplete), ``failed`` when the
+    account could not be measured (``kind`` and ``message`` say why). Never raises for a server's or the state's
+    failure."""
     if task.engine != "builtin":
         # imapsync keeps its own state: the counts would be measured, the reasons not known.
         return failed_report(account, Kind.UNSUPPORTED, f"engine: {task.engine} keeps no state the report can read; "
@@ -178,7 +198,7 @@ def account_report(account: str, task: Task, target: Target, state_path: str, *,
     for folder in folders:
         for name in COUNTS:
             totals[name] += getattr(folder, name)
-    incomplete = any(f.status == "incomplete" for f in folders)
+    incomplete = any(f.status in ("incomplete", "failed") for f in folders)
     return {"account": account, "status": "incomplete" if incomplete else "complete", "kind": None, "message": None,
             "folders": [f.as_dict() for f in folders], "totals": totals}
 
