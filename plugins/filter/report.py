@@ -142,6 +142,10 @@ def report_markdown(report: t.Any, generated: t.Any = None) -> str:
     if missing_hosts:
         lines.append(f"Hosts without an answer (their accounts are not in this report): "
                      f"{', '.join(markdown_text(host) for host in missing_hosts)}.")
+    host_failures = report.get("host_failures") or {}
+    if isinstance(host_failures, t.Mapping):
+        lines += [f"Host {markdown_text(host)} could not report (its accounts are not in this report): "
+                  f"{markdown_text(host_failures[host])}" for host in sorted(host_failures)]
     lines += ["", "## Accounts", ""]
     lines += _table(("Host", "Account", "Status", *COUNT_HEADER, "Why it failed"), (
         [markdown_text(host), markdown_text(account.get("account")), markdown_text(account.get("status")),

@@ -87,3 +87,14 @@ def test_input_that_is_not_a_report_is_refused_with_a_sentence(bad):
 def test_a_count_that_is_not_a_whole_number_is_refused(count):
     with pytest.raises(AnsibleFilterError, match="remote_messages is"):
         report.report_csv(artifact(folder("INBOX", remote_messages=count)))
+
+
+def test_a_folders_own_failure_is_in_its_row_and_a_hosts_failure_on_the_page():
+    broken = folder("Archive", status="failed", kind="protocol_error", message="The remote server refused to open it.")
+    given = artifact(broken) | {"host_failures": {"w2": "accounts entry 1: remote_host is required."}}
+    (row,) = list(csv.DictReader(io.StringIO(report.report_csv(given))))
+    assert (row["folder_status"], row["error_kind"], row["error_message"]) == (
+        "failed", "protocol_error", "The remote server refused to open it.")
+    page = report.report_markdown(given)
+    assert "| Archive | Archive | failed |" in page and "protocol\\_error: The remote server refused to open it. |" in page
+    assert "Host w2 could not report (its accounts are not in this report): accounts entry 1: remote\\_host is required." in page
