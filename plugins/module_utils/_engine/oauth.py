@@ -71,6 +71,13 @@ class TokenError(errors.SyncError):
         super().__init__(errors.TOKEN_FAILED, message, side)
 
 
+class TokenUnavailable(TokenError, errors.Transient):
+    """The token endpoint could not be reached or did not answer in time: this may pass, so a run reconnecting in its
+    middle tries again with its backoff (sync.Syncer). An answer, even HTTP 5xx or 429, stays a :class:`TokenError`
+    that stops the run: msal holds such an answer back from every new request for up to 60 s (Retry-After), longer
+    than the whole reconnect backoff (docs/oauth2.md "When the token endpoint is down")."""
+
+
 class TokenSource(t.Protocol):
     """Where the access tokens of one remote account come from."""
 
@@ -469,8 +476,8 @@ class _Http:
                         raise TokenError(f"The token endpoint {where} sent more than {HTTP_MAX_BYTES} bytes in one answer; "
                                          "check remote_oauth_authority (a genuine endpoint does not do this).")
                     if time.monotonic() > deadline:
-                        raise TokenError(f"The token endpoint {where} did not complete an answer within {HTTP_TIMEOUT_S:g} s; "
-                                         "check the network path to it.")
+                        raise TokenUnavailable(f"The token endpoint {where} did not complete an answer within "
+                                               f"{HTTP_TIMEOUT_S:g} s; check the network path to it.")
                 response = _Response(answer.status_code, answer.headers, bytes(body))
         except TokenError:
             raise
@@ -478,8 +485,11 @@ class _Http:
             raise TokenError(f"The TLS certificate of the token endpoint {where} could not be verified "
                              f"({printable(_root(exc), EXCERPT)}); give its CA certificate in remote_oauth_ca_file.") from None
         except requests.exceptions.RequestException as exc:
-            raise TokenError(f"The token endpoint {where} could not be reached ({printable(_root(exc), EXCERPT)}); check "
-                             "remote_oauth_authority and the network path to it.") from None
+            # Refused, reset, timed out: may pass. Anything else (a URL requests cannot use) will not.
+            failure = TokenUnavailable if isinstance(exc, (requests.exceptions.ConnectionError,
+                                                           requests.exceptions.Timeout)) else TokenError
+            raise failure(f"The token endpoint {where} could not be reached ({printable(_root(exc), EXCERPT)}); "
+                          "check remote_oauth_authority and the network path to it.") from None
         if response.status_code >= 400:
             try:
                 answer_json = json.loads(response.text)
