@@ -462,23 +462,50 @@ class _Http:
         self._session.close()
 
     def request(self, method: str, url: str, **kwargs: t.Any) -> _Response:
-        requests = _import("requests", "requests")
-        deadline = time.monotonic() + HTTP_TIMEOUT_S
+        """One exchange, within HTTP_TIMEOUT_S from connect to last byte, headers included (requests' own timeouts
+        apply to each read only, which an endpoint dripping a byte at a time never reaches): it runs in a thread of
+        its own, which is left behind, with its session, when the deadline passes."""
         where = printable(urllib.parse.urlsplit(url).netloc, 100)
+        outcome: dict[str, t.Any] = {}
+        session = self._session
+
+        def exchange() -> None:
+            try:
+                outcome["response"] = self._exchange(session, method, url, where, **kwargs)
+            except BaseException as exc:  # pylint: disable=broad-except  # raised again in the caller's thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=exchange, name="token-endpoint", daemon=True)
+        worker.start()
+        worker.join(HTTP_TIMEOUT_S)
+        if worker.is_alive():
+            self._session = _import("requests", "requests").Session()  # the late thread keeps the old one
+            raise TokenUnavailable(f"The token endpoint {where} did not complete an answer within {HTTP_TIMEOUT_S:g} s; "
+                                   "check the network path to it.")
+        if "error" in outcome:
+            raise outcome["error"]
+        response: _Response = outcome["response"]
+        if response.status_code >= 400:
+            try:
+                answer_json = json.loads(response.text)
+            except ValueError:
+                answer_json = None
+            self.last_error = answer_json if isinstance(answer_json, dict) else {"error": f"HTTP {response.status_code}"}
+        return response
+
+    def _exchange(self, session: t.Any, method: str, url: str, where: str, **kwargs: t.Any) -> _Response:
+        """The request and its answer, at most HTTP_MAX_BYTES of body; TokenError for a failure."""
+        requests = _import("requests", "requests")
         try:
-            with self._session.request(method, url, stream=True, allow_redirects=False, verify=self._verify,
-                                       timeout=(HTTP_TIMEOUT_S, HTTP_TIMEOUT_S), **kwargs) as answer:
+            with session.request(method, url, stream=True, allow_redirects=False, verify=self._verify,
+                                 timeout=(HTTP_TIMEOUT_S, HTTP_TIMEOUT_S), **kwargs) as answer:
                 body = bytearray()
-                # read1: what has arrived (a whole chunk's wait would let a dripping endpoint outlast the deadline)
-                while chunk := answer.raw.read1(65536, decode_content=True):
+                while chunk := answer.raw.read(65536, decode_content=True):
                     body.extend(chunk)
                     if len(body) > HTTP_MAX_BYTES:
                         raise TokenError(f"The token endpoint {where} sent more than {HTTP_MAX_BYTES} bytes in one answer; "
                                          "check remote_oauth_authority (a genuine endpoint does not do this).")
-                    if time.monotonic() > deadline:
-                        raise TokenUnavailable(f"The token endpoint {where} did not complete an answer within "
-                                               f"{HTTP_TIMEOUT_S:g} s; check the network path to it.")
-                response = _Response(answer.status_code, answer.headers, bytes(body))
+                return _Response(answer.status_code, answer.headers, bytes(body))
         except TokenError:
             raise
         except requests.exceptions.SSLError as exc:
@@ -490,13 +517,6 @@ class _Http:
                                                            requests.exceptions.Timeout)) else TokenError
             raise failure(f"The token endpoint {where} could not be reached ({printable(_root(exc), EXCERPT)}); "
                           "check remote_oauth_authority and the network path to it.") from None
-        if response.status_code >= 400:
-            try:
-                answer_json = json.loads(response.text)
-            except ValueError:
-                answer_json = None
-            self.last_error = answer_json if isinstance(answer_json, dict) else {"error": f"HTTP {response.status_code}"}
-        return response
 
     def google_request(self) -> t.Any:
         """This client as a google-auth transport (google.auth.transport.Request)."""

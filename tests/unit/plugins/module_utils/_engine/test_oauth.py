@@ -223,9 +223,17 @@ def _drip(conn) -> None:
         time.sleep(0.05)
 
 
+def _drip_headers(conn) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    for count in range(100):  # each header line well within requests' per-read timeout
+        conn.sendall(f"X-Drip-{count}: 1\r\n".encode())
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("answer,phrase", [
     (_huge, f"sent more than {oauth.HTTP_MAX_BYTES} bytes in one answer"),
     (_drip, "did not complete an answer within 0.5 s"),
+    (_drip_headers, "did not complete an answer within 0.5 s"),
 ])
 def test_a_token_endpoint_is_bounded_in_bytes_and_time(monkeypatch, answer, phrase):
     pytest.importorskip("requests")
