@@ -48,7 +48,7 @@ HTTP_MAX_BYTES = 1024 * 1024  # one response of a token endpoint
 REFRESH_MARGIN_S = 300.0
 REFRESH_FRACTION = 0.1
 TOKEN_SIDE = "token endpoint"  # the side of a failure of a grant (results' ``side``)
-SOURCE_SIDE = "token source"  # the side of a failure of a token file or command
+SOURCE_SIDE = "token source"  # the side of a failure of a token file or command, or of a grant's key or certificate file
 # RFC 6750 section 2.1 b64token: what a bearer token may hold (and so what may enter a SASL message).
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # Entra ID error codes (AADSTS...) and what to do about them.
@@ -300,7 +300,7 @@ class ClientCredentials(_Grant):  # pylint: disable=too-many-instance-attributes
     def _credential(self) -> t.Any:
         if self._secret is not None:
             return self._secret
-        pem = private_file(t.cast(str, self.certificate), f"the certificate file {self.certificate}", 1024 * 1024, TOKEN_SIDE)
+        pem = private_file(t.cast(str, self.certificate), f"the certificate file {self.certificate}", 1024 * 1024)
         return certificate_credential(pem, str(self.certificate))
 
     def _obtain(self) -> tuple[str, float]:
@@ -348,7 +348,7 @@ def certificate_credential(pem: bytes, path: str) -> dict[str, str]:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):
         raise TokenError(f"The certificate file {path} must hold an unencrypted PEM private key and its PEM certificate; "
-                         "convert it (openssl pkcs12 -nodes, or openssl pkey) and try again.") from None
+                         "convert it (openssl pkcs12 -nodes, or openssl pkey) and try again.", SOURCE_SIDE) from None
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return {"private_key": key_pem.decode("ascii"), "thumbprint": cert.fingerprint(hashes.SHA1()).hex(),  # nosec B303
             "public_certificate": cert.public_bytes(serialization.Encoding.PEM).decode("ascii")}
@@ -399,14 +399,19 @@ class ServiceAccount(_Grant):
 
     def _key(self) -> dict[str, t.Any]:
         what = f"the service account key file {self.key_file}"
-        raw = private_file(self.key_file, what, 64 * 1024, TOKEN_SIDE)
+        raw = private_file(self.key_file, what, 64 * 1024)
         try:
             info = json.loads(raw)
         except ValueError:
             info = None
         if not isinstance(info, dict) or info.get("type") != "service_account" or not info.get("private_key"):
             raise TokenError(f"{capitalized(what)} is not the JSON key of a service account; download a key of the "
-                             "service account (JSON) from the Google Cloud console.")
+                             "service account (JSON) from the Google Cloud console.", SOURCE_SIDE)
+        token_uri = info.get("token_uri")
+        if token_uri is not None and not (isinstance(token_uri, str) and token_uri.lower().startswith("https://")):
+            # google-auth would send the signed assertion there: never in clear text
+            raise TokenError(f"{capitalized(what)} gives a token_uri that is not an https:// URL "
+                             f"({printable(token_uri, 100)}); download a genuine key of the service account.", SOURCE_SIDE)
         return info
 
 
@@ -422,7 +427,7 @@ def _import(module: str, package: str) -> t.Any:
         return __import__(module, fromlist=["_"])
     except ImportError:
         raise errors.SyncError(errors.MISSING_LIBRARY, f"The Python library {package} is not installed on this host; install "
-                               f"it (pip install {package.split()[0]}) to use this remote_auth.") from None
+                               f"it (pip install {package.split()[0]}) to use this remote_auth.", SOURCE_SIDE) from None
 
 
 # --- HTTP to a token endpoint, bounded ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ endpoint: tests/integration/test_oauth.py.)"""
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import socket
 import sys
@@ -176,17 +177,25 @@ def test_the_certificate_credential_gives_msal_the_key_and_the_sha1_thumbprint(t
     credential = oauth.certificate_credential(pem, "/c.pem")
     assert credential["thumbprint"] == cert.fingerprint(hashes.SHA1()).hex()
     assert credential["private_key"].startswith("-----BEGIN PRIVATE KEY-----")
-    with pytest.raises(oauth.TokenError, match="The certificate file /c.pem must hold an unencrypted PEM private key"):
+    with pytest.raises(oauth.TokenError, match="The certificate file /c.pem must hold an unencrypted PEM private key") as caught:
         oauth.certificate_credential(cert.public_bytes(serialization.Encoding.PEM), "/c.pem")
+    assert caught.value.side == "token source"  # a file on this host, not the endpoint
 
 
 def test_a_grant_key_file_must_be_private_too(tmp_path):
     path = _file(tmp_path, b'{"type": "service_account"}', 0o644)
     with pytest.raises(oauth.TokenError, match="chmod 600") as caught:
         oauth.ServiceAccount(path, "alice@example.org", "https://mail.google.com/", None).token()
-    assert caught.value.side == "token endpoint"
+    assert caught.value.side == "token source"  # a file on this host, not the endpoint
     os.chmod(path, 0o600)
-    with pytest.raises(oauth.TokenError, match="is not the JSON key of a service account"):
+    with pytest.raises(oauth.TokenError, match="is not the JSON key of a service account") as caught:
+        oauth.ServiceAccount(path, "alice@example.org", "https://mail.google.com/", None).token()
+    assert caught.value.side == "token source"
+    key = {"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----", "client_email": "a@b.example",
+           "token_uri": "http://oauth2.example/token"}
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(key, handle)
+    with pytest.raises(oauth.TokenError, match="gives a token_uri that is not an https:// URL"):
         oauth.ServiceAccount(path, "alice@example.org", "https://mail.google.com/", None).token()
 
 
