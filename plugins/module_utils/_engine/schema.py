@@ -707,6 +707,9 @@ def parse_task(data: t.Mapping[str, t.Any], declared: bool = True) -> Task:
     data = {k: v for k, v in data.items() if v is not None}
     _unknown("task", data, TASK_FIELDS)
     data = presets.apply(data)
+    if data.get("remote_host") in (None, ""):
+        raise ConfigError("remote_host is required; give the remote IMAP server's name or address, or a remote_provider "
+                          f"({', '.join(c for c in presets.CHOICES if c != presets.NONE)}) that gives it.")
     values = _checked(Task, data, "")
     values["remote_port"] = port_by_security(values["remote_port"], values["remote_security"])
     values.update(check_remote_auth(values))

@@ -96,7 +96,8 @@ def test_missing_required():
         assert field in message
     # remote_host comes from remote_provider when it is not given (_engine/presets.py): parse_task asks for it
     message = action.validate_migrate_args({"remote_password": SECRET, "local_user": "a", "remote_user": "b"})
-    assert message == "remote_host is required; give it a value."
+    assert message == ("remote_host is required; give the remote IMAP server's name or address, or a remote_provider "
+                       "(microsoft365, google) that gives it.")
 
 
 def test_unknown_options():
