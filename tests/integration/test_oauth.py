@@ -162,7 +162,7 @@ def test_a_token_that_expires_during_a_run_is_renewed_at_the_reconnect(lifetime,
 
 
 def test_a_token_endpoint_unreachable_at_a_reconnect_is_tried_again_with_the_backoff(lifetime, oauth_remote,
-                                                                                      local_server, tmp_path):
+                                                                                     local_server, tmp_path):
     oauth_server = lifetime
     oauth_server.token_lifetime = 1.0  # the reconnect needs a new token
     tenant = oauth_server.add_tenant()

@@ -53,6 +53,7 @@ def _reconnect_again(failure: errors.SyncError) -> bool:
     endpoint unavailable for now, oauth.TokenUnavailable)."""
     return failure.kind in _RECONNECT_AGAIN or isinstance(failure, errors.Transient)
 
+
 LogFn = t.Callable[[str], None]
 Connect = t.Callable[[Endpoint], t.Any]  # an Endpoint -> a logged-in session (imap.Connection)
 
