@@ -145,8 +145,8 @@ def test_engine_imapsync_logs_in_with_the_token_from_its_file(oauth_server, oaut
 
 
 def test_engine_imapsync_refuses_a_remote_without_xoauth2_before_imapsync_starts(oauth_server, oauth_remote_server,
-                                                                                make_oauth_account, local_server, tmp_path,
-                                                                                monkeypatch):
+                                                                                 make_oauth_account, local_server,
+                                                                                 tmp_path, monkeypatch):
     """imapsync 2.229 logs in with a token by XOAUTH2 only: a server announcing only OAUTHBEARER is refused with a
     sentence, by validate (check_logins) and by a run, and imapsync never starts."""
     domain = f"{unique_name('d')}.example"
