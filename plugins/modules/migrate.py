@@ -483,6 +483,12 @@ accounts:
       type: list
       elements: str
       sample: []
+    failure:
+      description:
+        - For an account that ended V(failed), the error that stopped its run (the last of RV(accounts[].errors)) as
+          C(kind) and C(message) (a sentence naming the cause and the fix, never a secret); null otherwise.
+      type: dict
+      sample: {"kind": "auth_failed", "message": "The remote server refused the login of bob@example.org; check remote_user and remote_password."}
 """
 
 from ansible.module_utils.basic import AnsibleModule
