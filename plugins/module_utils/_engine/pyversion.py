@@ -27,7 +27,7 @@ ENVIRONMENT_HINT = ("The role mailops.imap.imapsync (tasks_from: venv) builds a 
 def unsupported_python(version: t.Sequence[int] | None = None, executable: str | None = None) -> str | None:
     """A sentence naming the interpreter, its version and the fix when it is older than :data:`MINIMUM_PYTHON`,
     else None (``version`` and ``executable`` default to the running interpreter's)."""
-    version = tuple(sys.version_info) if version is None else version
+    version = sys.version_info[:3] if version is None else version
     executable = sys.executable if executable is None else executable
     if tuple(version[:2]) >= MINIMUM_PYTHON:
         return None

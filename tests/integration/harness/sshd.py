@@ -111,6 +111,7 @@ class SshHost:
             # Ansible's persistent connections, with their sockets here so that close() can end them.
             "ansible_ssh_args": f"-o ControlMaster=auto -o ControlPersist=60s -o ControlPath={self.root}/cp-%C",
             "ansible_become_method": "sudo",
+            "ansible_pipelining": "true",  # one SSH round trip a task (sudo without requiretty, Debian's default)
         }
 
     def processes(self) -> list[int]:
@@ -118,10 +119,18 @@ class SshHost:
         done = subprocess.run(["pgrep", "-u", self.user], capture_output=True, text=True, check=False)
         return [int(pid) for pid in done.stdout.split()]
 
-    def close(self) -> None:
+    def end_connections(self, timeout: float = 10.0) -> list[int]:
+        """End Ansible's persistent connections (ControlPersist); the user's processes still running after them."""
         for socket_path in self.root.glob("cp-*"):
             subprocess.run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "managed"], capture_output=True,
                            check=False, timeout=10)
+        deadline = time.monotonic() + timeout
+        while (left := self.processes()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return left
+
+    def close(self) -> None:
+        self.end_connections(timeout=0)
         if self._proc is not None and self._proc.poll() is None:
             os.killpg(self._proc.pid, signal.SIGTERM)
             try:
