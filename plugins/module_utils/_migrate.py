@@ -23,7 +23,7 @@ import typing as t
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.mailops.imap.plugins.module_utils._argspec import Account, MigratePlan, parse_migrate
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, files, runner, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, files, pyversion, runner, sync
 from ansible_collections.mailops.imap.plugins.module_utils._engine.contract import Kind, Status, plain
 from ansible_collections.mailops.imap.plugins.module_utils._engine.result import RunResult
 from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store
@@ -362,12 +362,16 @@ def run_bulk(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
 
 def main(module: ModuleLike) -> t.NoReturn:
     """Run what the validated parameters ask for and exit the module."""
+    too_old = pyversion.unsupported_python()
+    if too_old is not None:
+        module.fail_json(msg=too_old)
     try:
         plan = parse_migrate(module.params)
     except errors.ConfigError as exc:
         module.fail_json(msg=str(exc))
     if not sync.HAS_IMAPCLIENT:
-        module.fail_json(msg=missing_required_lib("imapclient"), exception=sync.IMAPCLIENT_IMPORT_ERROR)
+        module.fail_json(msg=f"{missing_required_lib('imapclient')} {pyversion.ENVIRONMENT_HINT}",
+                         exception=sync.IMAPCLIENT_IMPORT_ERROR)
     if plan.mode == "task":
         run_defined(module, plan)
     if plan.mode == "bulk":

@@ -38,7 +38,9 @@ description:
 author:
   - mailops.imap maintainers (@mailops)
 requirements:
-  - the Python library imapclient on the managed host
+  - Python 3.9 to 3.13 on the managed host, with the Python library imapclient; the role M(mailops.imap.imapsync)
+    (its entry point C(venv)) builds a virtual environment with it, and C(playbooks/migrate.yml) runs this module
+    with that environment's interpreter (C(ansible_python_interpreter)). See the README's Requirements.
 extends_documentation_fragment:
   - mailops.imap.fields.migrate
   - ansible.builtin.action_common_attributes

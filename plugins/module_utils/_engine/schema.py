@@ -637,7 +637,7 @@ class Task:  # pylint: disable=too-many-instance-attributes
         return [re.compile(p) for p in self.exclude]
 
 
-Definition = t.Union[type[Task], type[Target]]
+Definition = t.Union[t.Type[Task], t.Type[Target]]  # typing.Type: importable on Python 3.8, which pyversion.py refuses clearly
 
 
 def meta(cls: Definition, name: str) -> Meta:
