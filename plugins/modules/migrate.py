@@ -126,6 +126,19 @@ options:
         is skipped while one runs.
     type: path
     default: /var/lib/mailops-imap
+seealso:
+  - module: mailops.imap.sync_task
+    description: Declares the tasks that a run with O(task) starts, and that the role's timers run.
+  - module: mailops.imap.sync_task_info
+    description: Shows the tasks of a host with the last result of each run.
+  - module: mailops.imap.mail_target
+    description: Declares the local mail server that O(target) names.
+  - name: The mailops.imap.imapsync role
+    description: Installs the engine on the host and runs the tasks with systemd timers.
+    link: https://github.com/mailops/mailops.imap/blob/main/roles/imapsync/README.md
+  - name: The playbook mailops.imap.migrate
+    description: Shares the accounts of a CSV or a list out to many hosts and reports the totals.
+    link: https://github.com/mailops/mailops.imap/blob/main/docs/playbooks.md
 notes:
   - A bulk migration runs accounts in threads of one process on the host; with many accounts use C(async) too.
   - Repeating the same migration is cheap, its cost grows with what is new on the remote, not with the mailbox size.

@@ -40,6 +40,7 @@ from harness.systemd import SYSTEMD, UserManager
 UNIT = "mailops-imapsync@"
 FIRST_DELAY = "3s"
 TICK_DEADLINE_S = 100.0  # the first tick comes FIRST_DELAY after the apply, the next one a minute later
+DIFF_LINES = 600  # the output of a first apply with --diff
 RECAP_RE = re.compile(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
 
@@ -294,6 +295,10 @@ def test_apply_installs_a_timer_for_the_interval_task_only_and_it_fires(deployme
     output, recap = d.play(inventory, "--diff")
 
     assert recap["failed"] == 0 and recap["changed"] > 0, output
+    # --diff shows the definitions and the units, not the engine's Python source (one line per copied file).
+    assert "from __future__ import annotations" not in output and "def " not in output, output
+    assert "OnUnitActiveSec=1min" in output and "ExecStart=" in output and '"remote_user"' in output, output
+    assert len(output.splitlines()) < DIFF_LINES, f"{len(output.splitlines())} lines of output"
     timers = sorted(p.name for p in d.unit_dir.glob(f"{UNIT}*.timer"))
     assert timers == [f"{UNIT}tick.timer"], timers
     assert (d.unit_dir / f"{UNIT}.service").is_file()
@@ -332,9 +337,33 @@ def test_a_path_with_a_line_feed_is_refused_before_anything_is_written(deploymen
     before = snapshot(d.home, skip=(d.home / ".ansible", d.state_dir))
     with pytest.raises(AssertionError) as refused:
         d.play(inventory)
-    assert "must be absolute paths" in str(refused.value) and "control characters" in str(refused.value)
+    assert "imapsync_state_dir: " in str(refused.value) and "must be an absolute path" in str(refused.value)
+    assert "control characters" in str(refused.value)
     assert snapshot(d.home, skip=(d.home / ".ansible", d.state_dir)) == before, "the role wrote before refusing"
     assert "TimeoutStartSec=12h" in (d.unit_dir / f"{UNIT}.service").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("bad, phrases", [
+    # The role's own check: every bad variable named in one message, with what it takes.
+    ({"imapsync_timer_accuracy": "bogus", "imapsync_timer_first_delay": "1min; ExecStart=/bin/sh",
+      "imapsync_service_memory_max": "1X", "imapsync_pip_index_url": "ftp://index.example",
+      "imapsync_service_read_paths": ["relative/path"]},
+     ["imapsync_timer_accuracy: \"bogus\" is not a systemd time span", "imapsync_timer_first_delay: ",
+      "imapsync_service_memory_max: \"1X\" is not valid", "imapsync_pip_index_url: ", "imapsync_service_read_paths: "]),
+    # The argument spec (meta/argument_specs.yml): types and choices.
+    ({"imapsync_scope": "bogus", "imapsync_stop_timeout": "soon", "imapsync_oauth_libraries": "sometimes"},
+     ["imapsync_scope", "imapsync_stop_timeout", "imapsync_oauth_libraries"]),
+])
+def test_bad_values_are_refused_before_anything_is_written_naming_each_variable(deployment, bad, phrases):
+    d = deployment
+    d.require("apply")
+    inventory = d.inventory([d.task("manual", schedule="manual")], imapsync_service_timeout="2h", **bad)
+    before = snapshot(d.home, skip=(d.home / ".ansible", d.state_dir))
+    with pytest.raises(AssertionError) as refused:
+        d.play(inventory)
+    for phrase in phrases:
+        assert phrase in str(refused.value), str(refused.value)
+    assert snapshot(d.home, skip=(d.home / ".ansible", d.state_dir)) == before, "the role wrote before refusing"
 
 
 def test_starting_the_manual_service_delivers_and_status_shows_both(deployment):
@@ -383,6 +412,29 @@ def test_a_second_apply_changes_nothing(deployment):
     output, recap = d.play(inventory)
     assert recap["changed"] == 0 and recap["failed"] == 0, output
     d.applied.append("second")
+
+
+def test_a_reload_that_an_earlier_run_did_not_get_is_done_by_the_next_apply(deployment):
+    """A run that wrote a unit file and failed before systemd reloaded leaves the file as the role wants it and
+    systemd running the old one (NeedDaemonReload=yes): the next apply reloads, though no file changes."""
+    d = deployment
+    d.require("second")
+    timer = d.unit_dir / f"{UNIT}tick.timer"
+    wanted = timer.read_text(encoding="utf-8")
+    timer.write_text(wanted.replace("AccuracySec=1s", "AccuracySec=1h"), encoding="utf-8")
+    d.systemctl("daemon-reload")  # systemd runs the old timer ...
+    timer.write_text(wanted, encoding="utf-8")  # ... and the new file is in place, as the failed run left it
+    assert d.show(f"{UNIT}tick.timer")["NeedDaemonReload"] == "yes"
+    assert d.show(f"{UNIT}tick.timer")["AccuracyUSec"] == "1h"
+    inventory = d.inventory([d.task("tick", folders="inbox", schedule="interval", interval_minutes=1),
+                             d.task("manual", schedule="manual")])
+
+    output, recap = d.play(inventory, "--diff")
+
+    assert recap["changed"] == 1 and recap["failed"] == 0, output
+    assert "systemd has not loaded the current file of mailops-imapsync@tick.timer" in output, output
+    shown = d.show(f"{UNIT}tick.timer")
+    assert shown["NeedDaemonReload"] == "no" and shown["AccuracyUSec"] == "1s", shown
 
 
 def test_no_password_in_unit_files_systemctl_show_or_what_the_service_prints(deployment):
