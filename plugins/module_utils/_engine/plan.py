@@ -362,9 +362,9 @@ class Planner:
             window.known = known
             yield window
 
-    def _window(self, ctx: FolderRun, uids: list[int], known_sizes: t.Mapping[int, int] | None = None) -> CopyPlan:
+    def _window(self, ctx: FolderRun, uids: list[int], known_sizes: dict[int, int] | None = None) -> CopyPlan:
         """Which of ``uids`` are present locally already (by identity, when the state cannot tell) and which to copy;
-        ``known_sizes``: their sizes, read with the UIDs (else fetched here)."""
+        ``known_sizes``: the sizes of ``uids`` and perhaps of others, read with the UIDs (else fetched here)."""
         present: dict[int, int] = {}
         pool = ctx.pool
         if pool is not None:
@@ -386,7 +386,8 @@ class Planner:
                 if luid is not None:
                     present[ruid] = luid
         elif known_sizes is not None:
-            sizes = {uid: known_sizes[uid] for uid in uids}
+            # Every UID of the window is new on a first run: its sizes are the plan's as they are (no copy of a window).
+            sizes = known_sizes if len(known_sizes) == len(uids) else {uid: known_sizes[uid] for uid in uids}
         else:
             sizes = {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in ctx.remote.fetch(uids, ["RFC822.SIZE"]).items()}
         limit = ctx.local.max_message()
