@@ -122,8 +122,8 @@ def test_a_fetched_date_goes_back_into_append_and_a_bad_one_is_left_out(serve):
 ])
 def test_internaldate_passes_only_the_rfc3501_form(raw, expected):
     got = fetchparse.internaldate(raw)
-    assert got == expected and (got is None or type(got) is bytes)
-    if got == raw and type(raw) is bytes:
+    assert got == expected and (got is None or isinstance(got, bytes))  # never a bytearray (bytes is not its base)
+    if got == raw and isinstance(raw, bytes):
         assert got is raw  # the form sent back is passed on as it is, not rebuilt
 
 
