@@ -25,14 +25,14 @@ import traceback
 import typing as t
 
 from . import errors
-from .apply import BATCH_BYTES, BATCH_COUNT, Applier, Outcome, Tally
+from .apply import BATCH_BYTES, BATCH_COUNT, Applier, Outcome, Tally, batches
 from .config import Target, Task
 from .contract import RUN_STOPPERS, Kind, Scope, Status
 from .files import RunLocks
 from .folders import FolderPlan, plan as plan_folders
 from .imap import HAS_IMAPCLIENT, IMAPCLIENT_IMPORT_ERROR, SERVER_TEXT_LIMIT, Connection, Endpoint, insecure_notice
 from .oauth import token_source
-from .plan import WINDOW, FlagReader, FolderRun, Planner
+from .plan import WINDOW, CopyPlan, DeletePlan, FlagPlan, FlagReader, FolderRun, Planner
 from .result import FolderResult, RunResult
 from .state import State
 from .text import printable
@@ -41,6 +41,10 @@ __all__ = ["run", "begin", "endpoints", "Syncer", "HAS_IMAPCLIENT", "IMAPCLIENT_
            "WINDOW"]
 
 MAX_RECONNECTS = 5  # per folder, and for the logins at the start of a run
+# Folder lanes: with at least LANE_MIN_FOLDERS folders to work on, a second pair of sessions syncs folders beside the
+# first (docs/sync-engine.md "Transfer"): one lane's round trips (CREATE, SELECT, state) overlap the other's transfer.
+LANES = 2
+LANE_MIN_FOLDERS = 16
 BACKOFF_S = (1, 2, 4, 8, 16)  # seconds before each reconnect (or new login after a busy server's refusal)
 
 # Failures of a reconnect that may pass: the next reconnect is tried (with backoff) until MAX_RECONNECTS. (The failures
@@ -49,6 +53,20 @@ _RECONNECT_AGAIN = frozenset({Kind.CONNECT_FAILED, Kind.TIMEOUT, Kind.CONNECTION
 
 LogFn = t.Callable[[str], None]
 Connect = t.Callable[[Endpoint], t.Any]  # an Endpoint -> a logged-in session (imap.Connection)
+
+
+class Lane:
+    """One pair of sessions, remote and local, that syncs folders one after the other."""
+
+    def __init__(self) -> None:
+        self.remote: t.Any = None  # imap.Connection (or what ``connect`` returns)
+        self.local: t.Any = None
+
+    def close(self) -> None:
+        for conn in (self.remote, self.local):
+            if conn is not None:
+                conn.close()
+        self.remote = self.local = None
 
 
 def run(
@@ -117,6 +135,69 @@ def endpoints(task: Task, target: Target) -> tuple[Endpoint, Endpoint]:
     return remote, local
 
 
+class BatchGate:
+    """The batches of message bodies the run's lanes hold at once: at most two, as with one lane (a transfer of several
+    batches fetches the next while appending one), so a run's memory bound does not grow with its lanes
+    (docs/sync-engine.md "Connections")."""
+
+    LIMIT = 2
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.cond = threading.Condition()
+
+    def acquire(self, batches_held: int) -> None:
+        with self.cond:
+            while self.held + batches_held > self.LIMIT:
+                self.cond.wait()
+            self.held += batches_held
+
+    def release(self, batches_held: int) -> None:
+        with self.cond:
+            self.held -= batches_held
+            self.cond.notify_all()
+
+
+class Gated(Outcome):
+    """An outcome whose copies wait for room in a BatchGate: a copy that is a single batch (apply.batches, counted as
+    for a folder's first transfer, which cuts the most batches) holds one, any other two. Everything else is the inner
+    outcome's."""
+
+    def __init__(self, inner: Outcome, gate: BatchGate) -> None:
+        super().__init__(inner.result)
+        self.inner = inner
+        self.gate = gate
+
+    def create_folder(self, ctx: FolderRun) -> None:
+        self.inner.create_folder(ctx)
+
+    def reset_state(self, ctx: FolderRun) -> None:
+        self.inner.reset_state(ctx)
+
+    def flags(self, ctx: FolderRun, plan: FlagPlan) -> None:
+        self.inner.flags(ctx, plan)
+
+    def copy(self, ctx: FolderRun, plan: CopyPlan) -> list[int]:
+        held = min(BatchGate.LIMIT, len(batches(plan.copy, plan.sizes, ramp=True)))
+        self.gate.acquire(held)
+        try:
+            return self.inner.copy(ctx, plan)
+        finally:
+            self.gate.release(held)
+
+    def examined(self, ctx: FolderRun) -> None:
+        self.inner.examined(ctx)
+
+    def may_delete(self, ctx: FolderRun) -> bool:
+        return self.inner.may_delete(ctx)
+
+    def delete(self, ctx: FolderRun, plan: DeletePlan) -> None:
+        self.inner.delete(ctx, plan)
+
+    def finish(self, ctx: FolderRun) -> None:
+        self.inner.finish(ctx)
+
+
 class Syncer:
     """One run of the builtin engine (see the module's docstring)."""
 
@@ -131,8 +212,7 @@ class Syncer:
         self.connect = connect or Connection
         self.result = RunResult(task=task_name, check_mode=check_mode)
         self.remote_ep, self.local_ep = endpoints(task, target)
-        self.remote: t.Any = None  # imap.Connection (or what ``connect`` returns)
-        self.local: t.Any = None
+        self.lane = Lane()  # the run's sessions: listing, and the folders of the first lane
         self.state: State | None = None
         self.local_names: set[str] = set()
         # Folder statuses from LIST-STATUS at the start of the run: each is used once, by the first attempt.
@@ -140,8 +220,8 @@ class Syncer:
         self.local_status: dict[str, dict[str, int]] = {}
         self.flags = FlagReader()  # flags a server sent that are not IMAP flags: dropped, counted, shown in a notice
         self.planner = Planner(task, self.flags, self.stop, self.log, writes=not check_mode)
-        self.outcome: Outcome = (Tally(self.result, remember=self.planner.policy.deletes) if check_mode else
-                                 Applier(self.result, task, target, self.flags, self.stop, self.log))
+        self.outcome: Outcome = Gated((Tally(self.result, remember=self.planner.policy.deletes) if check_mode else
+                                       Applier(self.result, task, target, self.flags, self.stop, self.log)), BatchGate())
         self.on_locked: t.Callable[[], None] | None = None
         self.state_dir: str | None = None  # where the account's lock lives (run(): default, the state file's directory)
 
@@ -160,12 +240,8 @@ class Syncer:
             self.state = State(self.state_path, readonly=self.check)
             for notice in self.state.notices:
                 result.notice(notice)
-            self._connect()
-            plans = self._folders()
-            for plan in plans:
-                if self.stop.is_set():
-                    break
-                self._folder_with_retry(plan)
+            self._connect(self.lane)
+            self._run_folders(self._folders())
             if self.stop.is_set():
                 result.notice("The run was stopped on request; the next run continues where it stopped.")
         except errors.SyncError as exc:
@@ -187,7 +263,7 @@ class Syncer:
                                f"({printable(exc, SERVER_TEXT_LIMIT)}); what was copied is recorded and the next run "
                                "resumes. Please report this with the run log.")
         finally:
-            self._disconnect()
+            self.lane.close()
             if self.state is not None:
                 self.state.close()
             locks.release()
@@ -200,29 +276,29 @@ class Syncer:
         if notice:
             self.result.notice(notice)
 
-    def _sessions(self) -> tuple[t.Any, t.Any, State]:
-        """The open connections and the state (a run always has them once connected)."""
-        if self.remote is None or self.local is None or not self.remote.alive or not self.local.alive:
-            self._connect()
-        if self.remote is None or self.local is None or self.state is None:
+    def _sessions(self, lane: Lane) -> tuple[t.Any, t.Any, State]:
+        """The lane's open connections and the state (a run always has them once connected)."""
+        if lane.remote is None or lane.local is None or not lane.remote.alive or not lane.local.alive:
+            self._connect(lane)
+        if lane.remote is None or lane.local is None or self.state is None:
             raise RuntimeError("sync: not connected")  # a programming error, never a user's
-        return self.remote, self.local, self.state
+        return lane.remote, lane.local, self.state
 
-    def _connect(self) -> None:
+    def _connect(self, lane: Lane) -> None:
         """Log in to both servers; a server refusing for now (too many connections, unavailable) is tried again with
         the reconnect backoff, at most MAX_RECONNECTS times."""
         attempt = 0
         while True:
             try:
-                self._open()
+                self._open(lane)
                 return
             except errors.ServerBusy as exc:
                 attempt = self._back_off(exc, attempt)
 
-    def _open(self) -> None:
-        self._disconnect()
-        self.remote = self.connect(self.remote_ep)
-        self.local = self.connect(self.local_ep)
+    def _open(self, lane: Lane) -> None:
+        lane.close()
+        lane.remote = self.connect(self.remote_ep)
+        lane.local = self.connect(self.local_ep)
 
     def _back_off(self, failure: errors.SyncError, attempt: int) -> int:
         """Wait before attempt ``attempt + 1`` (BACKOFF_S); the failure that stops the run once MAX_RECONNECTS are used."""
@@ -234,15 +310,9 @@ class Syncer:
         time.sleep(delay)
         return attempt
 
-    def _disconnect(self) -> None:
-        for conn in (self.remote, self.local):
-            if conn is not None:
-                conn.close()
-        self.remote = self.local = None
-
     def _folders(self) -> list[FolderPlan]:
         """The folders to sync (folders.plan), with the statuses LIST-STATUS gave of them."""
-        remote, local, _state = self._sessions()
+        remote, local, _state = self._sessions(self.lane)
         remote_list, self.remote_status = remote.list_folders()
         local_list, self.local_status = local.list_folders()
         self.local_names = {name.upper() if name.upper() == "INBOX" else name for _f, _s, name in local_list
@@ -255,14 +325,92 @@ class Syncer:
         self.log(f"{len(plans)} folders to sync")
         return plans
 
-    def _folder_with_retry(self, plan: FolderPlan) -> None:
+    def _run_folders(self, plans: list[FolderPlan]) -> None:
+        """Sync the folders in order, on LANES lanes when enough of them need work (:meth:`_lanes`): each lane takes the
+        next folder not yet taken. The result lists the folders started, in the order of ``plans``; a failure that
+        stops the run stops every lane after its current folder, and is raised here."""
+        todo = iter(list(enumerate(plans)))
+        taken = threading.Lock()
+        halt = threading.Event()  # a lane failed: the others take no further folder
+        started: list[tuple[int, FolderResult]] = []
+
+        def work(lane: Lane) -> None:
+            while not (self.stop.is_set() or halt.is_set()):
+                with taken:
+                    index, plan = next(todo, (-1, None))
+                    if plan is None:
+                        return
+                    fr = FolderResult(remote=plan.remote, local=plan.local)
+                    started.append((index, fr))
+                self._folder_with_retry(lane, plan, fr)
+
+        extra: list[tuple[threading.Thread, Lane, list[BaseException]]] = []
+        try:
+            for number in range(1, self._lanes(plans)):
+                lane, failed = Lane(), []
+                thread = threading.Thread(target=self._second_lane, args=(lane, work, halt, failed),
+                                          name=f"mailops-imap-lane{number}", daemon=True)
+                thread.start()
+                extra.append((thread, lane, failed))
+            try:
+                work(self.lane)
+            except BaseException:
+                halt.set()
+                raise
+            for thread, _lane, failed in extra:
+                thread.join()
+                if failed:
+                    raise failed[0]
+        finally:
+            halt.set()
+            for thread, lane, _failed in extra:
+                thread.join()
+                lane.close()
+            self.result.folders.extend(fr for _index, fr in sorted(started, key=lambda item: item[0]))
+
+    def _second_lane(self, lane: Lane, work: t.Callable[[Lane], None], halt: threading.Event,
+                     failed: list[BaseException]) -> None:
+        """A lane beside the run's own: its logins (refused, they leave the folders to the other lanes), then folders
+        as :meth:`_run_folders` hands them out; a failure is kept for the run's thread, and halts the other lanes."""
+        try:
+            try:
+                self._open(lane)
+            except errors.SyncError as exc:
+                lane.close()
+                self.log(f"no second pair of sessions ({exc.message}); the folders are synced one at a time")
+                return
+            work(lane)
+        except BaseException as exc:  # pylint: disable=broad-exception-caught  # raised in the run's thread
+            failed.append(exc)
+            halt.set()
+
+    def _lanes(self, plans: list[FolderPlan]) -> int:
+        """How many lanes sync the folders: LANES when at least LANE_MIN_FOLDERS folders look like needing more than
+        their status (:meth:`_busy`) and no two folders land in the same local folder; else one. A second pair of
+        sessions costs two logins, which only a run with many folders to work on gains back."""
+        if LANES < 2 or len(plans) < LANE_MIN_FOLDERS:
+            return 1
+        if len({plan.local.casefold() for plan in plans}) < len(plans):
+            return 1
+        busy = sum(1 for plan in plans if self._busy(plan))
+        return LANES if busy >= LANE_MIN_FOLDERS else 1
+
+    def _busy(self, plan: FolderPlan) -> bool:
+        """Whether a folder likely needs more than its status: no status from LIST-STATUS, no state record, no local
+        folder yet, or new messages or flag changes by the listed status (a guess for choosing lanes, nothing more:
+        Planner.match_state decides)."""
+        status = self.remote_status.get(plan.remote)
+        fs = self.state.folder(plan.remote) if self.state is not None else None
+        if status is None or fs is None or plan.local not in self.local_names:
+            return True
+        return status.get("UIDNEXT") != fs.remote_uidnext or status.get("HIGHESTMODSEQ", 0) != fs.highestmodseq
+
+    def _folder_with_retry(self, lane: Lane, plan: FolderPlan, fr: FolderResult) -> None:
         """Sync one folder; a dropped connection is reconnected with backoff and the folder resumes from its checkpoint."""
-        fr = FolderResult(remote=plan.remote, local=plan.local)
-        self.result.folders.append(fr)
         attempt = 0
         while True:
             try:
-                self._sync_folder(plan, fr, first=attempt == 0)
+                self._sync_folder(lane, plan, fr, first=attempt == 0)
                 self.log(f"{printable(plan.remote)} -> {printable(plan.local)}: done, {fr.copied} copied, {fr.already_present} "
                          f"already present, {fr.flags_updated} flag updates, {fr.deleted_remote} deleted on the remote, "
                          f"{fr.errors} errors")
@@ -273,15 +421,15 @@ class Syncer:
                 if scope(exc.kind) is Scope.RUN:
                     raise
                 fr.errors += 1  # this folder failed (for example the local server refused to create it)
-                if not (self.remote and self.remote.alive and self.local and self.local.alive):
-                    self._disconnect()  # a server broke the protocol: the next folder starts on new connections
+                if not (lane.remote and lane.remote.alive and lane.local and lane.local.alive):
+                    lane.close()  # a server broke the protocol: the next folder starts on new connections
                 self.result.add_error(exc.kind, exc.message, folder=plan.remote)
                 return
-            self._disconnect()
+            lane.close()
             while True:
                 attempt = self._back_off(lost, attempt)
                 try:
-                    self._open()
+                    self._open(lane)
                     break
                 except errors.SyncError as again:
                     if again.kind not in _RECONNECT_AGAIN:
@@ -289,8 +437,8 @@ class Syncer:
                     lost = again
 
     # -- one folder: plan a window, carry it out (or, in check mode, count it), plan the next ------------------------
-    def _sync_folder(self, plan: FolderPlan, fr: FolderResult, first: bool) -> None:
-        remote, local, state = self._sessions()
+    def _sync_folder(self, lane: Lane, plan: FolderPlan, fr: FolderResult, first: bool) -> None:
+        remote, local, state = self._sessions(lane)
         ctx = FolderRun(folder=plan, result=fr, remote=remote, local=local, state=state)
         planner, outcome = self.planner, self.outcome
         exists = plan.local in self.local_names

@@ -1,0 +1,119 @@
+# Copyright (c) 2026 mailops.imap contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Folder lanes of the builtin engine (sync.Syncer): with many folders to work on, a second pair of sessions syncs
+folders beside the first; every folder copied once, the result in folder order, at most two batches held at once,
+a refused second login leaves the folders to the first lane, a failure in a lane stops the run."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, sync
+from ansible_collections.mailops.imap.tests.unit.plugins.module_utils._engine.fakestore import Server, message
+
+TARGET = config.parse_target({"host": "127.0.0.1", "master_user": "vmail", "master_password": "pw"})
+TASK = config.parse_task({"local_user": "alice", "remote_user": "alice@old", "remote_password": "secret",
+                          "remote_host": "old.example.org", "folders": "all"})
+FOLDERS = [f"F{number:02d}" for number in range(12)]
+
+
+@pytest.fixture(name="servers")
+def _servers(monkeypatch):
+    monkeypatch.setattr(sync, "LANE_MIN_FOLDERS", 4)
+    remote, local = Server(), Server()
+    for name in FOLDERS:
+        for number in range(3):
+            remote.add(name, message(f"{name}-{number}", subject=name))
+    return remote, local
+
+
+def connector(remote, local, refuse_after=None, broken=None):
+    """A ``connect`` for sync.run: sessions of the fake servers; remote logins past ``refuse_after`` refused as busy;
+    ``broken(session)`` may replace a remote session past the first."""
+    opened = {"remote": 0}
+
+    def connect(ep):
+        if ep.side != "remote":
+            return local.connect()
+        opened["remote"] += 1
+        if refuse_after is not None and opened["remote"] > refuse_after:
+            raise errors.ServerBusy("The remote server has too many connections of this user [LIMIT].", "remote")
+        session = remote.connect()
+        return broken(session) if broken is not None and opened["remote"] > 1 else session
+
+    return connect
+
+
+def test_two_lanes_copy_every_folder_once_and_report_in_folder_order(servers, tmp_path):
+    remote, local = servers
+    log: list[str] = []
+    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), log=log.append, connect=connector(remote, local)).as_dict()
+    assert result["status"] == "success", result
+    assert remote.sessions == 2 and local.sessions == 2  # two lanes: two pairs of sessions
+    assert [f["remote"] for f in result["folders"]] == ["INBOX", *FOLDERS]
+    assert result["totals"]["copied"] == 3 * len(FOLDERS)
+    for name in FOLDERS:
+        assert sorted(local.bodies(name)) == sorted(remote.bodies(name))
+    again = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connector(remote, local)).as_dict()
+    assert again["status"] == "success" and again["totals"]["copied"] == again["totals"]["already_present"] == 0
+
+
+def test_a_refused_second_login_leaves_the_folders_to_the_first_lane(servers, tmp_path):
+    remote, local = servers
+    log: list[str] = []
+    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), log=log.append,
+                      connect=connector(remote, local, refuse_after=1)).as_dict()
+    assert result["status"] == "success", result
+    assert result["totals"]["copied"] == 3 * len(FOLDERS)
+    assert any("no second pair of sessions" in line and "too many connections" in line for line in log), log
+
+
+def test_a_failure_in_the_second_lane_stops_the_run_without_a_traceback(servers, tmp_path):
+    remote, local = servers
+
+    class Broken:
+        """A remote session whose SELECT fails unexpectedly (a bug, not a server's answer)."""
+
+        def __init__(self, session):
+            self.session = session
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+        def select(self, folder, readonly):
+            raise KeyError("unexpected")
+
+    before = threading.active_count()
+    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connector(remote, local, broken=Broken)).as_dict()
+    assert result["status"] == "failed" and result["errors"][-1]["kind"] == "internal_error", result
+    assert "KeyError" in result["errors"][-1]["detail"]
+    assert threading.active_count() == before  # no lane left running
+    names = [f["remote"] for f in result["folders"]]
+    assert names == sorted(names, key=["INBOX", *FOLDERS].index)  # the folders started, in folder order
+    again = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connector(remote, local)).as_dict()
+    assert again["status"] == "success"
+    for name in FOLDERS:
+        assert sorted(local.bodies(name)) == sorted(remote.bodies(name))  # resumed: nothing lost, nothing doubled
+
+
+def test_the_batch_gate_holds_at_most_two_batches():
+    gate = sync.BatchGate()
+    gate.acquire(2)  # a transfer of several batches
+    entered = threading.Event()
+
+    def single() -> None:
+        gate.acquire(1)
+        entered.set()
+        gate.release(1)
+
+    thread = threading.Thread(target=single)
+    thread.start()
+    assert not entered.wait(0.2)  # a single batch waits while two are held
+    gate.release(2)
+    assert entered.wait(5)
+    thread.join()
+    gate.acquire(1)
+    gate.acquire(1)  # two single batches together
+    assert gate.held == 2
