@@ -296,9 +296,27 @@ class Syncer:
                 attempt = self._back_off(exc, attempt)
 
     def _open(self, lane: Lane) -> None:
+        """Log in to both servers at the same time (the local login in a thread of its own): a failure of the remote
+        one is raised first, as when they were made one after the other."""
         lane.close()
-        lane.remote = self.connect(self.remote_ep)
-        lane.local = self.connect(self.local_ep)
+        local: list[t.Any] = []
+        failed: list[BaseException] = []
+
+        def log_in_locally() -> None:
+            try:
+                local.append(self.connect(self.local_ep))
+            except BaseException as exc:  # pylint: disable=broad-exception-caught  # raised below, in the lane's thread
+                failed.append(exc)
+
+        worker = threading.Thread(target=log_in_locally, name="mailops-imap-login", daemon=True)
+        worker.start()
+        try:
+            lane.remote = self.connect(self.remote_ep)
+        finally:
+            worker.join()
+            lane.local = local[0] if local else None
+        if failed:
+            raise failed[0]
 
     def _back_off(self, failure: errors.SyncError, attempt: int) -> int:
         """Wait before attempt ``attempt + 1`` (BACKOFF_S); the failure that stops the run once MAX_RECONNECTS are used."""
