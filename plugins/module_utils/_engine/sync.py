@@ -10,7 +10,8 @@ byte-bounded batches, fetching the next batch while the previous one is appended
 checkpointed. Remote flag changes reach the local copy by a three-way merge against the flags recorded at the
 last sync, so local changes are never overwritten.
 
-This module runs a sync: locks, logins, reconnects with backoff, one folder after the other. What a folder needs is
+This module runs a sync: locks, logins, reconnects with backoff, one folder after the other on each lane (a second
+pair of sessions when many folders need work, docs/sync-engine.md "Transfer"). What a folder needs is
 read by plan.Planner (read-only), a window at a time, and carried out by apply.Applier; in check mode apply.Tally
 only counts the plans.
 """
@@ -372,8 +373,16 @@ class Syncer:
                 extra.append((thread, lane, failed))
             try:
                 work(self.lane)
-            except BaseException:
+            except BaseException as exc:
                 halt.set()
+                for thread, _lane, _failed in extra:
+                    thread.join()
+                # The cause before its consequence: a lane's failure the user can act on (the state file damaged)
+                # rather than what it left this lane with.
+                found = [failure for _thread, _lane, failed in extra for failure in failed]
+                cause = next((f for f in found if isinstance(f, errors.SyncError)), None)
+                if cause is not None and not isinstance(exc, errors.SyncError):
+                    raise cause from None
                 raise
             for thread, _lane, failed in extra:
                 thread.join()
