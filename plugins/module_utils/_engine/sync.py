@@ -366,7 +366,8 @@ class Syncer:
         extra: list[tuple[threading.Thread, Lane, list[BaseException]]] = []
         try:
             for number in range(1, self._lanes(plans)):
-                lane, failed = Lane(), []
+                lane = Lane()
+                failed: list[BaseException] = []
                 thread = threading.Thread(target=self._second_lane, args=(lane, work, halt, failed),
                                           name=f"mailops-imap-lane{number}", daemon=True)
                 thread.start()
