@@ -119,6 +119,39 @@ def scope(kind: Kind) -> Scope:
     return Scope.RUN if kind in RUN_STOPPERS else Scope.FOLDER
 
 
+_T = t.TypeVar("_T")
+_U = t.TypeVar("_U")
+
+
+def at_once(here: t.Callable[[], _T], there: t.Callable[[], _U], name: str,
+            undo: t.Callable[[_U], None] | None = None) -> tuple[_T, _U]:
+    """``there()`` in a thread of its own while ``here()`` runs in this one (each on its own connection): both results.
+    A failure of ``here`` is raised first, once ``there`` is done (``undo`` then gets what ``there`` gave, if anything);
+    then a failure of ``there``."""
+    got: list[_U] = []
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            got.append(there())
+        except BaseException as exc:  # pylint: disable=broad-exception-caught  # raised below, in the caller's thread
+            failed.append(exc)
+
+    worker = threading.Thread(target=work, name=name, daemon=True)
+    worker.start()
+    try:
+        mine = here()
+    except BaseException:
+        worker.join()
+        if got and undo is not None:
+            undo(got[0])
+        raise
+    worker.join()
+    if failed:
+        raise failed[0]
+    return mine, got[0]
+
+
 def endpoints(task: Task, target: Target) -> tuple[Endpoint, Endpoint]:
     """The remote account (with its token source when remote_auth is not password: every connection of the run shares
     it, so a grant's token is kept across reconnects), and the local one (reached through the target's master user)."""
@@ -297,27 +330,15 @@ class Syncer:
                 attempt = self._back_off(exc, attempt)
 
     def _open(self, lane: Lane) -> None:
-        """Log in to both servers at the same time (the local login in a thread of its own): a failure of the remote
-        one is raised first, as when they were made one after the other."""
+        """Log in to both servers at the same time (:func:`at_once`): a failure of the remote login is raised first, as
+        when they were made one after the other."""
         lane.close()
-        local: list[t.Any] = []
-        failed: list[BaseException] = []
-
-        def log_in_locally() -> None:
-            try:
-                local.append(self.connect(self.local_ep))
-            except BaseException as exc:  # pylint: disable=broad-exception-caught  # raised below, in the lane's thread
-                failed.append(exc)
-
-        worker = threading.Thread(target=log_in_locally, name="mailops-imap-login", daemon=True)
-        worker.start()
         try:
-            lane.remote = self.connect(self.remote_ep)
-        finally:
-            worker.join()
-            lane.local = local[0] if local else None
-        if failed:
-            raise failed[0]
+            lane.remote, lane.local = at_once(lambda: self.connect(self.remote_ep), lambda: self.connect(self.local_ep),
+                                              "mailops-imap-login", undo=lambda conn: conn.close())
+        except BaseException:
+            lane.close()  # the remote session of a failed local login
+            raise
 
     def _back_off(self, failure: errors.SyncError, attempt: int) -> int:
         """Wait before attempt ``attempt + 1`` (BACKOFF_S); the failure that stops the run once MAX_RECONNECTS are used."""
@@ -332,13 +353,15 @@ class Syncer:
     def _folders(self) -> list[FolderPlan]:
         """The folders to sync (folders.plan), with the statuses LIST-STATUS gave of them."""
         remote, local, _state = self._sessions(self.lane)
-        remote_list, self.remote_status = remote.list_folders()
-        local_list, self.local_status = local.list_folders()
+        # Each server lists its folders at the same time (:func:`at_once`).
+        ((remote_list, self.remote_status), remote_ns), ((local_list, self.local_status), local_ns) = at_once(
+            lambda: (remote.list_folders(), remote.namespace()), lambda: (local.list_folders(), local.namespace()),
+            "mailops-imap-list")
         self.local_names = {name.upper() if name.upper() == "INBOX" else name for _f, _s, name in local_list
                             if b"\\NONEXISTENT" not in _f and b"\\NOSELECT" not in _f}
         self.local_names.add("INBOX")
         plans = plan_folders(
-            remote_list, remote.namespace(), local_list, local.namespace(),
+            remote_list, remote_ns, local_list, local_ns,
             self.task.folders, self.task.exclude_patterns(), self.task.special_use_mapping,
         )
         self.log(f"{len(plans)} folders to sync")
@@ -510,19 +533,4 @@ class Syncer:
         """Create the local folder (the local server's work: CREATE, SUBSCRIBE, STATUS) while the remote folder is
         opened (the remote server's: SELECT), each on its own connection, at the same time. A new folder always needs
         the remote one opened: no state can match a folder that did not exist."""
-        failed: list[BaseException] = []
-
-        def create() -> None:
-            try:
-                self.outcome.create_folder(ctx)
-            except BaseException as exc:  # pylint: disable=broad-exception-caught  # raised below, in the run's thread
-                failed.append(exc)
-
-        worker = threading.Thread(target=create, name="mailops-imap-create", daemon=True)
-        worker.start()
-        try:
-            self.planner.select_remote(ctx)
-        finally:
-            worker.join()  # the local connection is the run's again (a failure of the SELECT goes on after this)
-        if failed:
-            raise failed[0]
+        at_once(lambda: self.planner.select_remote(ctx), lambda: self.outcome.create_folder(ctx), "mailops-imap-create")
