@@ -117,3 +117,21 @@ def test_the_batch_gate_holds_at_most_two_batches():
     gate.acquire(1)
     gate.acquire(1)  # two single batches together
     assert gate.held == 2
+
+
+def test_at_once_raises_the_failure_here_first_and_undoes_what_there_gave():
+    undone = []
+
+    def here():
+        raise errors.SyncError(errors.AUTH_FAILED, "remote refused", "remote")
+
+    with pytest.raises(errors.SyncError, match="remote refused"):
+        sync.at_once(here, lambda: "local session", "test", undo=undone.append)
+    assert undone == ["local session"]
+
+    def there():
+        raise errors.SyncError(errors.CONNECT_FAILED, "local unreachable", "local")
+
+    with pytest.raises(errors.SyncError, match="local unreachable"):
+        sync.at_once(lambda: "remote session", there, "test", undo=undone.append)
+    assert sync.at_once(lambda: 1, lambda: 2, "test") == (1, 2)
