@@ -171,8 +171,8 @@ def endpoints(task: Task, target: Target) -> tuple[Endpoint, Endpoint]:
 
 class BatchGate:
     """The batches of message bodies the run's lanes hold at once: at most two, as with one lane (a transfer of several
-    batches fetches the next while appending one), so a run's memory bound does not grow with its lanes
-    (docs/sync-engine.md "Connections")."""
+    batches fetches the next while appending one; a message larger than a batch is held alone), so a run's memory bound
+    does not grow with its lanes (docs/sync-engine.md "Connections")."""
 
     LIMIT = 2
 
@@ -193,9 +193,9 @@ class BatchGate:
 
 
 class Gated(Outcome):
-    """An outcome whose copies wait for room in a BatchGate: a copy that is a single batch (apply.batches, counted as
-    for a folder's first transfer, which cuts the most batches) holds one, any other two. Everything else is the inner
-    outcome's."""
+    """An outcome whose copies wait for room in a BatchGate: a copy that is one batch of at most BATCH_BYTES
+    (apply.batches, cut as for a folder's first transfer, which cuts the most batches) holds one; any other, two (the
+    whole gate: several batches, or a message larger than a batch). Everything else is the inner outcome's."""
 
     def __init__(self, inner: Outcome, gate: BatchGate) -> None:
         super().__init__(inner.result)
@@ -212,7 +212,8 @@ class Gated(Outcome):
         self.inner.flags(ctx, plan)
 
     def copy(self, ctx: FolderRun, plan: CopyPlan) -> list[int]:
-        held = min(BatchGate.LIMIT, len(batches(plan.copy, plan.sizes, ramp=True)))
+        one = plan.bytes <= BATCH_BYTES and len(batches(plan.copy, plan.sizes, ramp=True)) == 1
+        held = 0 if not plan.copy else (1 if one else BatchGate.LIMIT)
         self.gate.acquire(held)
         try:
             return self.inner.copy(ctx, plan)

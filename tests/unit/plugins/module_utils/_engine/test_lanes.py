@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import apply, config, errors, imap, plan, sync
 from ansible_collections.mailops.imap.tests.unit.plugins.module_utils._engine.fakestore import Server, message
 
 TARGET = config.parse_target({"host": "127.0.0.1", "master_user": "vmail", "master_password": "pw"})
@@ -135,3 +135,24 @@ def test_at_once_raises_the_failure_here_first_and_undoes_what_there_gave():
     with pytest.raises(errors.SyncError, match="local unreachable"):
         sync.at_once(lambda: "remote session", there, "test", undo=undone.append)
     assert sync.at_once(lambda: 1, lambda: 2, "test") == (1, 2)
+
+
+@pytest.mark.parametrize("sizes, held", [
+    ([2000] * 20, 1),  # one small batch
+    ([5 << 20], 2),  # a message larger than a batch: alone in the gate
+    ([100_000] * 20, 2),  # 2 MB: several batches, the next fetched while one is appended
+    ([], 0),  # nothing to copy
+])
+def test_a_copy_holds_one_batch_only_when_it_is_one_small_batch(sizes, held):
+    gate = sync.BatchGate()
+    seen = []
+
+    class Inner(apply.Outcome):
+        def copy(self, ctx, plan):
+            seen.append(gate.held)
+            return []
+
+    uids = list(range(1, len(sizes) + 1))
+    copy = plan.CopyPlan(present={}, copy=uids, sizes=dict(zip(uids, sizes)), too_big=[], limit=imap.MAX_MESSAGE)
+    sync.Gated(Inner(None), gate).copy(None, copy)
+    assert seen == [held] and gate.held == 0
