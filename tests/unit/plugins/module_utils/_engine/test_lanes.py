@@ -1,6 +1,6 @@
 # Copyright (c) 2026 mailops.imap contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Folder lanes of the builtin engine (sync.Syncer): with many folders to work on, a second pair of sessions syncs
+"""Folder lanes of the builtin engine (sync.Syncer): with many folders to work on, more pairs of sessions sync
 folders beside the first; every folder copied once, the result in folder order, at most two batches held at once,
 a refused second login leaves the folders to the first lane, a failure in a lane stops the run."""
 
@@ -51,7 +51,7 @@ def test_two_lanes_copy_every_folder_once_and_report_in_folder_order(servers, tm
     log: list[str] = []
     result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), log=log.append, connect=connector(remote, local)).as_dict()
     assert result["status"] == "success", result
-    assert remote.sessions == 2 and local.sessions == 2  # two lanes: two pairs of sessions
+    assert remote.sessions == local.sessions == sync.LANES  # a pair of sessions per lane
     assert [f["remote"] for f in result["folders"]] == ["INBOX", *FOLDERS]
     assert result["totals"]["copied"] == 3 * len(FOLDERS)
     for name in FOLDERS:
@@ -67,7 +67,7 @@ def test_a_refused_second_login_leaves_the_folders_to_the_first_lane(servers, tm
                       connect=connector(remote, local, refuse_after=1)).as_dict()
     assert result["status"] == "success", result
     assert result["totals"]["copied"] == 3 * len(FOLDERS)
-    assert any("no second pair of sessions" in line and "too many connections" in line for line in log), log
+    assert any("no further pair of sessions" in line and "too many connections" in line for line in log), log
 
 
 def test_a_failure_in_the_second_lane_stops_the_run_without_a_traceback(servers, tmp_path):
