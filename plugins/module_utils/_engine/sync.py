@@ -422,7 +422,7 @@ class Syncer:
             self.result.folders.extend(fr for _index, fr in sorted(started, key=lambda item: item[0]))
 
     def _extra_lane(self, lane: Lane, work: t.Callable[[Lane], None], halt: threading.Event,
-                     failed: list[BaseException]) -> None:
+                    failed: list[BaseException]) -> None:
         """A lane beside the run's own: its logins (refused, they leave the folders to the other lanes), then folders
         as :meth:`_run_folders` hands them out; a failure is kept for the run's thread, and halts the other lanes."""
         try:
