@@ -73,13 +73,16 @@ class FlagReader:
     def __init__(self) -> None:
         self.dropped = 0
         self.examples: list[bytes] = []  # the first few dropped, shown in the notice
+        self.mutex = threading.Lock()  # a run's folder lanes and their fetch threads read flags at the same time
 
     def __call__(self, raw: t.Any) -> frozenset[bytes]:
         valid, dropped = split_flags(raw)
-        self.dropped += len(dropped)
-        for flag in dropped:
-            if len(self.examples) < 3 and flag not in self.examples:
-                self.examples.append(flag)
+        if dropped:
+            with self.mutex:
+                self.dropped += len(dropped)
+                for flag in dropped:
+                    if len(self.examples) < 3 and flag not in self.examples:
+                        self.examples.append(flag)
         return frozenset(f for f in valid if f.upper() != _RECENT)
 
     def notice(self) -> str | None:

@@ -57,6 +57,18 @@ LogFn = t.Callable[[str], None]
 Connect = t.Callable[[Endpoint], t.Any]  # an Endpoint -> a logged-in session (imap.Connection)
 
 
+class Halt(threading.Event):
+    """Set when a run's lanes stop after their current batch: on request (the run's ``stop``, which it reads as well) or
+    because a lane's failure stops the run (docs/sync-engine.md "Transfer"). Only ``is_set`` reads ``stop``."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self.request = stop
+
+    def is_set(self) -> bool:
+        return self.request.is_set() or super().is_set()
+
+
 class Lane:
     """One pair of sessions, remote and local, that syncs folders one after the other."""
 
@@ -245,6 +257,7 @@ class Syncer:
         self.check = check_mode
         self.log = log or (lambda _msg: None)
         self.stop = stop or threading.Event()
+        self.halt = Halt(self.stop)  # what the planner, the applier and the lanes read: the stop, or a lane's failure
         self.connect = connect or Connection
         self.result = RunResult(task=task_name, check_mode=check_mode)
         self.remote_ep, self.local_ep = endpoints(task, target)
@@ -255,9 +268,9 @@ class Syncer:
         self.remote_status: dict[str, dict[str, int]] = {}
         self.local_status: dict[str, dict[str, int]] = {}
         self.flags = FlagReader()  # flags a server sent that are not IMAP flags: dropped, counted, shown in a notice
-        self.planner = Planner(task, self.flags, self.stop, self.log, writes=not check_mode)
+        self.planner = Planner(task, self.flags, self.halt, self.log, writes=not check_mode)
         self.outcome: Outcome = Gated((Tally(self.result, remember=self.planner.policy.deletes) if check_mode else
-                                       Applier(self.result, task, target, self.flags, self.stop, self.log)), BatchGate())
+                                       Applier(self.result, task, target, self.flags, self.halt, self.log)), BatchGate())
         self.on_locked: t.Callable[[], None] | None = None
         self.state_dir: str | None = None  # where the account's lock lives (run(): default, the state file's directory)
 
@@ -371,71 +384,66 @@ class Syncer:
 
     def _run_folders(self, plans: list[FolderPlan]) -> None:
         """Sync the folders in order, on LANES lanes when enough of them need work (:meth:`_lanes`): each lane takes the
-        next folder not yet taken. The result lists the folders started, in the order of ``plans``; a failure that
-        stops the run stops every lane after its current folder, and is raised here."""
+        next folder not yet taken. The result lists the folders started, and their errors, in the order of ``plans``. A
+        failure that stops the run halts every lane after its current batch (checkpointed); the first failure a user
+        can act on (a SyncError, in the order they happened) is raised here, else the first failure."""
         todo = iter(list(enumerate(plans)))
         taken = threading.Lock()
-        halt = threading.Event()  # a lane failed: the others take no further folder
+        failures: list[BaseException] = []  # the lanes' failures, in the order they happened (appended under ``taken``)
         started: list[tuple[int, FolderResult]] = []
+        errors_before = len(self.result.errors)
 
         def work(lane: Lane) -> None:
-            while not (self.stop.is_set() or halt.is_set()):
+            try:
+                if lane.remote is None and not self._open_extra(lane):
+                    return
+                while not self.halt.is_set():
+                    with taken:
+                        index, plan = next(todo, (-1, None))
+                        if plan is None:
+                            return
+                        fr = FolderResult(remote=plan.remote, local=plan.local)
+                        started.append((index, fr))
+                    self._folder_with_retry(lane, plan, fr)
+            except BaseException as exc:  # pylint: disable=broad-exception-caught  # raised below, in the run's thread
                 with taken:
-                    index, plan = next(todo, (-1, None))
-                    if plan is None:
-                        return
-                    fr = FolderResult(remote=plan.remote, local=plan.local)
-                    started.append((index, fr))
-                self._folder_with_retry(lane, plan, fr)
+                    failures.append(exc)
+                self.halt.set()
 
-        extra: list[tuple[threading.Thread, Lane, list[BaseException]]] = []
+        extra: list[tuple[threading.Thread, Lane]] = []
         try:
             for number in range(1, self._lanes(plans)):
                 lane = Lane()
-                failed: list[BaseException] = []
-                thread = threading.Thread(target=self._extra_lane, args=(lane, work, halt, failed),
-                                          name=f"mailops-imap-lane{number}", daemon=True)
+                thread = threading.Thread(target=work, args=(lane,), name=f"mailops-imap-lane{number}", daemon=True)
                 thread.start()
-                extra.append((thread, lane, failed))
-            try:
-                work(self.lane)
-            except BaseException as exc:
-                halt.set()
-                for thread, _lane, _failed in extra:
-                    thread.join()
-                # The cause before its consequence: a lane's failure the user can act on (the state file damaged)
-                # rather than what it left this lane with.
-                found = [failure for _thread, _lane, failed in extra for failure in failed]
-                cause = next((f for f in found if isinstance(f, errors.SyncError)), None)
-                if cause is not None and not isinstance(exc, errors.SyncError):
-                    raise cause from None
-                raise
-            for thread, _lane, failed in extra:
-                thread.join()
-                if failed:
-                    raise failed[0]
+                extra.append((thread, lane))
+            work(self.lane)
         finally:
-            halt.set()
-            for thread, lane, _failed in extra:
+            for thread, lane in extra:
                 thread.join()
                 lane.close()
+            self.halt.clear()
             self.result.folders.extend(fr for _index, fr in sorted(started, key=lambda item: item[0]))
+            if extra:
+                # The lanes added their folders' errors as they happened: put them in folder order, as one lane does.
+                order = {plan.remote: index for index, plan in enumerate(plans)}
+                self.result.errors[errors_before:] = sorted(self.result.errors[errors_before:],
+                                                            key=lambda error: order.get(error["folder"], len(plans)))
+        if failures:
+            # The cause before its consequence: a failure the user can act on (the state file damaged) rather than what
+            # it left another lane with.
+            raise next((f for f in failures if isinstance(f, errors.SyncError)), failures[0]) from None
 
-    def _extra_lane(self, lane: Lane, work: t.Callable[[Lane], None], halt: threading.Event,
-                    failed: list[BaseException]) -> None:
-        """A lane beside the run's own: its logins (refused, they leave the folders to the other lanes), then folders
-        as :meth:`_run_folders` hands them out; a failure is kept for the run's thread, and halts the other lanes."""
+    def _open_extra(self, lane: Lane) -> bool:
+        """The logins of a lane beside the run's own; refused (a connection limit), False: the folders are left to the
+        lanes already open."""
         try:
-            try:
-                self._open(lane)
-            except errors.SyncError as exc:
-                lane.close()
-                self.log(f"no further pair of sessions ({exc.message}); the folders are synced on the lanes already open")
-                return
-            work(lane)
-        except BaseException as exc:  # pylint: disable=broad-exception-caught  # raised in the run's thread
-            failed.append(exc)
-            halt.set()
+            self._open(lane)
+            return True
+        except errors.SyncError as exc:
+            lane.close()
+            self.log(f"no further pair of sessions ({exc.message}); the folders are synced on the lanes already open")
+            return False
 
     def _lanes(self, plans: list[FolderPlan]) -> int:
         """How many lanes sync the folders: LANES when at least LANE_MIN_FOLDERS folders look like needing more than
@@ -528,7 +536,7 @@ class Syncer:
         if planner.policy.deletes and ctx.rstat["MESSAGES"] and outcome.may_delete(ctx):
             for doomed in planner.deletions(ctx):
                 outcome.delete(ctx, doomed)
-        if not self.stop.is_set():
+        if not self.halt.is_set():
             outcome.finish(ctx)
 
     def _create_while_selecting(self, ctx: FolderRun) -> None:

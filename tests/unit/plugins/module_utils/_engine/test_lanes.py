@@ -7,6 +7,7 @@ a refused second login leaves the folders to the first lane, a failure in a lane
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -156,3 +157,110 @@ def test_a_copy_holds_one_batch_only_when_it_is_one_small_batch(sizes, held):
     copy = plan.CopyPlan(present={}, copy=uids, sizes=dict(zip(uids, sizes)), too_big=[], limit=imap.MAX_MESSAGE)
     sync.Gated(Inner(None), gate).copy(None, copy)
     assert seen == [held] and gate.held == 0
+
+
+def test_the_folders_errors_are_reported_in_folder_order(servers, tmp_path):
+    remote, local = servers
+    refused = {"F02", "F05", "F07", "F10"}
+
+    class Refusing:
+        """A remote session that cannot open some folders (a folder's failure: the lane goes on)."""
+
+        def __init__(self, session):
+            self.session = session
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+        def select(self, folder, readonly):
+            if folder in refused:
+                raise errors.SyncError(errors.PROTOCOL_ERROR, f"{folder} cannot be opened", "remote")
+            return self.session.select(folder, readonly)
+
+    def connect(ep):
+        return Refusing(remote.connect()) if ep.side == "remote" else local.connect()
+
+    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connect).as_dict()
+    assert remote.sessions == sync.LANES
+    assert [e["folder"] for e in result["errors"]] == sorted(refused)
+    assert result["totals"]["copied"] == 3 * (len(FOLDERS) - len(refused))
+
+
+def test_a_lane_failure_the_user_can_act_on_is_reported_before_its_consequence(servers, tmp_path):
+    remote, local = servers
+    entered, first = threading.Event(), threading.Event()
+
+    class Failing:
+        """Remote sessions: F03 (on another lane) meets a bug once F01 has failed the run with a sentence for the user."""
+
+        def __init__(self, session):
+            self.session = session
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+        def select(self, folder, readonly):
+            if folder == "F01":
+                entered.wait(5)
+                first.set()
+                raise errors.SyncError(errors.AUTH_FAILED, "The remote server refused the password.", "remote")
+            if folder == "F03":
+                entered.set()
+                first.wait(5)
+                raise KeyError("a consequence")
+            return self.session.select(folder, readonly)
+
+    def connect(ep):
+        return Failing(remote.connect()) if ep.side == "remote" else local.connect()
+
+    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connect).as_dict()
+    assert result["status"] == "failed"
+    assert result["errors"][-1]["kind"] == "auth_failed", result
+
+
+def test_a_run_stopping_failure_halts_the_other_lanes_after_their_batch(servers, tmp_path, monkeypatch):
+    remote, local = servers
+    for number in range(200):
+        remote.add("F00", message(f"big-{number}", subject="big", body="x" * 50_000))
+    monkeypatch.setattr(apply, "BATCH_COUNT", 10)
+    started = threading.Event()
+    appended = []
+
+    class Slow:
+        """Local sessions: appends are counted; the first one lets F01's failure happen."""
+
+        def __init__(self, session):
+            self.session = session
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+        def append_many(self, folder, messages):
+            appended.append(folder)
+            started.set()
+            time.sleep(0.02)  # a local server's commit
+            return self.session.append_many(folder, messages)
+
+    class Failing:
+        def __init__(self, session):
+            self.session = session
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+        def select(self, folder, readonly):
+            if folder == "F01":
+                started.wait(5)
+                raise errors.SyncError(errors.AUTH_FAILED, "The remote server refused the password.", "remote")
+            return self.session.select(folder, readonly)
+
+    def connect(ep):
+        return Failing(remote.connect()) if ep.side == "remote" else Slow(local.connect())
+
+    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connect).as_dict()
+    assert result["status"] == "failed" and result["errors"][-1]["kind"] == "auth_failed", result
+    assert appended.count("F00") < 10 and len(local.bodies("F00")) < 203  # F00 stopped after a batch, not at its end
+    again = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connector(remote, local)).as_dict()
+    assert again["status"] == "success", again
+    for name in FOLDERS:
+        assert sorted(local.bodies(name)) == sorted(remote.bodies(name))  # resumed: nothing lost, nothing doubled
