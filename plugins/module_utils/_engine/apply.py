@@ -62,23 +62,33 @@ def batches(uids: list[int], sizes: t.Mapping[int, int], ramp: bool = False) -> 
     return out
 
 
-class _Budget:
-    """Bytes of message data in flight between the fetching thread and the appending one."""
+class Budget:
+    """The message bytes a run holds at once, fetched and not yet appended, whatever its folder lanes: at most
+    ``limit``, or one batch larger than that (a single large message) alone. Taken in the order asked for, so a large
+    message is not starved by smaller batches; only a batch's appending releases it, which never waits for it."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
         self.cond = threading.Condition()
+        self.waiting: list[object] = []  # the acquirers, first come first served
 
     def acquire(self, amount: int, stopped: threading.Event) -> bool:
+        """Room for ``amount`` bytes; False (nothing taken) when ``stopped`` is set while waiting."""
         amount = min(amount, self.limit)
+        ticket = object()
         with self.cond:
-            while self.used and self.used + amount > self.limit:
-                if stopped.is_set():
-                    return False
-                self.cond.wait(0.2)
-            self.used += amount
-            return True
+            self.waiting.append(ticket)
+            try:
+                while self.waiting[0] is not ticket or (self.used and self.used + amount > self.limit):
+                    if stopped.is_set():
+                        return False
+                    self.cond.wait(0.2)
+                self.used += amount
+                return True
+            finally:
+                self.waiting.remove(ticket)
+                self.cond.notify_all()
 
     def release(self, amount: int) -> None:
         with self.cond:
@@ -156,6 +166,8 @@ class Applier(Outcome):
         self.read_flags = flags
         self.stop = stop
         self.log = log
+        # Two batches: one fetched while one is appended; the run's lanes share them (docs/sync-engine.md "Connections").
+        self.budget = Budget(2 * BATCH_BYTES)
 
     # -- the folder ---------------------------------------------------------------------------------
     def create_folder(self, ctx: FolderRun) -> None:
@@ -270,10 +282,16 @@ class Applier(Outcome):
         """Fetch batch n+1 on the remote while batch n is appended locally; checkpoint every batch."""
         uids, sizes, remote = plan.copy, plan.sizes, ctx.remote
         todo = batches(uids, sizes, ramp=ctx.last_luid == 0)  # nothing stored by this attempt yet: its first transfer
+        budget = self.budget
         if len(todo) == 1:  # nothing to overlap with
-            data = remote.fetch(todo[0], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], sizes=sizes)
-            return self._append_batch(ctx, todo[0], data, advance)
-        budget = _Budget(2 * BATCH_BYTES)
+            weight = sum(sizes[u] for u in todo[0])
+            if not budget.acquire(weight, self.stop):
+                return []
+            try:
+                return self._append_batch(ctx, todo[0], remote.fetch(todo[0], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"],
+                                                                     sizes=sizes), advance)
+            finally:
+                budget.release(weight)
         done = threading.Event()
         handoff: queue.Queue[t.Any] = queue.Queue(maxsize=2)
 

@@ -26,14 +26,14 @@ import traceback
 import typing as t
 
 from . import errors
-from .apply import BATCH_BYTES, BATCH_COUNT, Applier, Outcome, Tally, batches
+from .apply import BATCH_BYTES, BATCH_COUNT, Applier, Outcome, Tally
 from .config import Target, Task
 from .contract import RUN_STOPPERS, Kind, Scope, Status
 from .files import RunLocks
 from .folders import FolderPlan, plan as plan_folders
 from .imap import HAS_IMAPCLIENT, IMAPCLIENT_IMPORT_ERROR, SERVER_TEXT_LIMIT, Connection, Endpoint, insecure_notice
 from .oauth import token_source
-from .plan import WINDOW, CopyPlan, DeletePlan, FlagPlan, FlagReader, FolderRun, Planner
+from .plan import WINDOW, FlagReader, FolderRun, Planner
 from .result import FolderResult, RunResult
 from .state import State
 from .text import printable
@@ -182,70 +182,6 @@ def endpoints(task: Task, target: Target) -> tuple[Endpoint, Endpoint]:
     return remote, local
 
 
-class BatchGate:
-    """The batches of message bodies the run's lanes hold at once: at most two, as with one lane (a transfer of several
-    batches fetches the next while appending one; a message larger than a batch is held alone), so a run's memory bound
-    does not grow with its lanes (docs/sync-engine.md "Connections")."""
-
-    LIMIT = 2
-
-    def __init__(self) -> None:
-        self.held = 0
-        self.cond = threading.Condition()
-
-    def acquire(self, batches_held: int) -> None:
-        with self.cond:
-            while self.held + batches_held > self.LIMIT:
-                self.cond.wait()
-            self.held += batches_held
-
-    def release(self, batches_held: int) -> None:
-        with self.cond:
-            self.held -= batches_held
-            self.cond.notify_all()
-
-
-class Gated(Outcome):
-    """An outcome whose copies wait for room in a BatchGate: a copy that is one batch of at most BATCH_BYTES
-    (apply.batches, cut as for a folder's first transfer, which cuts the most batches) holds one; any other, two (the
-    whole gate: several batches, or a message larger than a batch). Everything else is the inner outcome's."""
-
-    def __init__(self, inner: Outcome, gate: BatchGate) -> None:
-        super().__init__(inner.result)
-        self.inner = inner
-        self.gate = gate
-
-    def create_folder(self, ctx: FolderRun) -> None:
-        self.inner.create_folder(ctx)
-
-    def reset_state(self, ctx: FolderRun) -> None:
-        self.inner.reset_state(ctx)
-
-    def flags(self, ctx: FolderRun, plan: FlagPlan) -> None:
-        self.inner.flags(ctx, plan)
-
-    def copy(self, ctx: FolderRun, plan: CopyPlan) -> list[int]:
-        one = plan.bytes <= BATCH_BYTES and len(batches(plan.copy, plan.sizes, ramp=True)) == 1
-        held = 0 if not plan.copy else (1 if one else BatchGate.LIMIT)
-        self.gate.acquire(held)
-        try:
-            return self.inner.copy(ctx, plan)
-        finally:
-            self.gate.release(held)
-
-    def examined(self, ctx: FolderRun) -> None:
-        self.inner.examined(ctx)
-
-    def may_delete(self, ctx: FolderRun) -> bool:
-        return self.inner.may_delete(ctx)
-
-    def delete(self, ctx: FolderRun, plan: DeletePlan) -> None:
-        self.inner.delete(ctx, plan)
-
-    def finish(self, ctx: FolderRun) -> None:
-        self.inner.finish(ctx)
-
-
 class Syncer:
     """One run of the builtin engine (see the module's docstring)."""
 
@@ -269,8 +205,8 @@ class Syncer:
         self.local_status: dict[str, dict[str, int]] = {}
         self.flags = FlagReader()  # flags a server sent that are not IMAP flags: dropped, counted, shown in a notice
         self.planner = Planner(task, self.flags, self.halt, self.log, writes=not check_mode)
-        self.outcome: Outcome = Gated((Tally(self.result, remember=self.planner.policy.deletes) if check_mode else
-                                       Applier(self.result, task, target, self.flags, self.halt, self.log)), BatchGate())
+        self.outcome: Outcome = (Tally(self.result, remember=self.planner.policy.deletes) if check_mode else
+                                 Applier(self.result, task, target, self.flags, self.halt, self.log))
         self.on_locked: t.Callable[[], None] | None = None
         self.state_dir: str | None = None  # where the account's lock lives (run(): default, the state file's directory)
 

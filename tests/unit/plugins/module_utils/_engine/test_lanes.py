@@ -99,25 +99,59 @@ def test_a_failure_in_the_second_lane_stops_the_run_without_a_traceback(servers,
         assert sorted(local.bodies(name)) == sorted(remote.bodies(name))  # resumed: nothing lost, nothing doubled
 
 
-def test_the_batch_gate_holds_at_most_two_batches():
-    gate = sync.BatchGate()
-    gate.acquire(2)  # a transfer of several batches
-    entered = threading.Event()
+def test_the_budget_holds_at_most_its_limit_and_a_larger_batch_alone():
+    budget = apply.Budget(100)
+    never = threading.Event()
+    assert budget.acquire(60, never) and budget.acquire(40, never)  # two batches together
+    order = []
 
-    def single() -> None:
-        gate.acquire(1)
-        entered.set()
-        gate.release(1)
+    def take(amount, name):
+        assert budget.acquire(amount, never)
+        order.append(name)
 
-    thread = threading.Thread(target=single)
-    thread.start()
-    assert not entered.wait(0.2)  # a single batch waits while two are held
-    gate.release(2)
-    assert entered.wait(5)
-    thread.join()
-    gate.acquire(1)
-    gate.acquire(1)  # two single batches together
-    assert gate.held == 2
+    large = threading.Thread(target=take, args=(500, "large"))  # larger than the limit: alone, once all is released
+    large.start()
+    time.sleep(0.1)
+    small = threading.Thread(target=take, args=(10, "small"))  # asked after the large one: served after it
+    small.start()
+    time.sleep(0.3)
+    assert order == []
+    budget.release(60)
+    time.sleep(0.3)
+    assert order == []  # 40 still held: the large batch waits, and the small one behind it
+    budget.release(40)
+    large.join(5)
+    assert order == ["large"] and budget.used == 100
+    budget.release(500)
+    small.join(5)
+    assert order == ["large", "small"] and budget.used == 10
+    stopped = threading.Event()
+    stopped.set()
+    assert not budget.acquire(100, stopped) and budget.used == 10  # a stopped run takes nothing
+
+
+def test_lanes_share_one_budget_of_message_bytes(servers, tmp_path, monkeypatch):
+    remote, local = servers
+    for name in FOLDERS:
+        for number in range(20):
+            remote.add(name, message(f"{name}-big-{number}", subject=name, body="y" * 20_000))
+    monkeypatch.setattr(apply, "BATCH_BYTES", 64 * 1024)  # several batches per folder
+    peaks = []
+
+    class Watched(apply.Budget):
+        def acquire(self, amount, stopped):
+            took = super().acquire(amount, stopped)
+            with self.cond:
+                peaks.append(self.used)
+            return took
+
+    monkeypatch.setattr(apply, "Budget", Watched)
+    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connector(remote, local)).as_dict()
+    assert result["status"] == "success", result
+    assert remote.sessions == sync.LANES
+    assert peaks and max(peaks) <= 2 * 64 * 1024  # two batches' worth, whatever the lanes
+    for name in FOLDERS:
+        assert sorted(local.bodies(name)) == sorted(remote.bodies(name))
 
 
 def test_at_once_raises_the_failure_here_first_and_undoes_what_there_gave():
@@ -136,131 +170,3 @@ def test_at_once_raises_the_failure_here_first_and_undoes_what_there_gave():
     with pytest.raises(errors.SyncError, match="local unreachable"):
         sync.at_once(lambda: "remote session", there, "test", undo=undone.append)
     assert sync.at_once(lambda: 1, lambda: 2, "test") == (1, 2)
-
-
-@pytest.mark.parametrize("sizes, held", [
-    ([2000] * 20, 1),  # one small batch
-    ([5 << 20], 2),  # a message larger than a batch: alone in the gate
-    ([100_000] * 20, 2),  # 2 MB: several batches, the next fetched while one is appended
-    ([], 0),  # nothing to copy
-])
-def test_a_copy_holds_one_batch_only_when_it_is_one_small_batch(sizes, held):
-    gate = sync.BatchGate()
-    seen = []
-
-    class Inner(apply.Outcome):
-        def copy(self, ctx, plan):
-            seen.append(gate.held)
-            return []
-
-    uids = list(range(1, len(sizes) + 1))
-    copy = plan.CopyPlan(present={}, copy=uids, sizes=dict(zip(uids, sizes)), too_big=[], limit=imap.MAX_MESSAGE)
-    sync.Gated(Inner(None), gate).copy(None, copy)
-    assert seen == [held] and gate.held == 0
-
-
-def test_the_folders_errors_are_reported_in_folder_order(servers, tmp_path):
-    remote, local = servers
-    refused = {"F02", "F05", "F07", "F10"}
-
-    class Refusing:
-        """A remote session that cannot open some folders (a folder's failure: the lane goes on)."""
-
-        def __init__(self, session):
-            self.session = session
-
-        def __getattr__(self, name):
-            return getattr(self.session, name)
-
-        def select(self, folder, readonly):
-            if folder in refused:
-                raise errors.SyncError(errors.PROTOCOL_ERROR, f"{folder} cannot be opened", "remote")
-            return self.session.select(folder, readonly)
-
-    def connect(ep):
-        return Refusing(remote.connect()) if ep.side == "remote" else local.connect()
-
-    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connect).as_dict()
-    assert remote.sessions == sync.LANES
-    assert [e["folder"] for e in result["errors"]] == sorted(refused)
-    assert result["totals"]["copied"] == 3 * (len(FOLDERS) - len(refused))
-
-
-def test_a_lane_failure_the_user_can_act_on_is_reported_before_its_consequence(servers, tmp_path):
-    remote, local = servers
-    entered, first = threading.Event(), threading.Event()
-
-    class Failing:
-        """Remote sessions: F03 (on another lane) meets a bug once F01 has failed the run with a sentence for the user."""
-
-        def __init__(self, session):
-            self.session = session
-
-        def __getattr__(self, name):
-            return getattr(self.session, name)
-
-        def select(self, folder, readonly):
-            if folder == "F01":
-                entered.wait(5)
-                first.set()
-                raise errors.SyncError(errors.AUTH_FAILED, "The remote server refused the password.", "remote")
-            if folder == "F03":
-                entered.set()
-                first.wait(5)
-                raise KeyError("a consequence")
-            return self.session.select(folder, readonly)
-
-    def connect(ep):
-        return Failing(remote.connect()) if ep.side == "remote" else local.connect()
-
-    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connect).as_dict()
-    assert result["status"] == "failed"
-    assert result["errors"][-1]["kind"] == "auth_failed", result
-
-
-def test_a_run_stopping_failure_halts_the_other_lanes_after_their_batch(servers, tmp_path, monkeypatch):
-    remote, local = servers
-    for number in range(200):
-        remote.add("F00", message(f"big-{number}", subject="big", body="x" * 50_000))
-    monkeypatch.setattr(apply, "BATCH_COUNT", 10)
-    started = threading.Event()
-    appended = []
-
-    class Slow:
-        """Local sessions: appends are counted; the first one lets F01's failure happen."""
-
-        def __init__(self, session):
-            self.session = session
-
-        def __getattr__(self, name):
-            return getattr(self.session, name)
-
-        def append_many(self, folder, messages):
-            appended.append(folder)
-            started.set()
-            time.sleep(0.02)  # a local server's commit
-            return self.session.append_many(folder, messages)
-
-    class Failing:
-        def __init__(self, session):
-            self.session = session
-
-        def __getattr__(self, name):
-            return getattr(self.session, name)
-
-        def select(self, folder, readonly):
-            if folder == "F01":
-                started.wait(5)
-                raise errors.SyncError(errors.AUTH_FAILED, "The remote server refused the password.", "remote")
-            return self.session.select(folder, readonly)
-
-    def connect(ep):
-        return Failing(remote.connect()) if ep.side == "remote" else Slow(local.connect())
-
-    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connect).as_dict()
-    assert result["status"] == "failed" and result["errors"][-1]["kind"] == "auth_failed", result
-    assert appended.count("F00") < 10 and len(local.bodies("F00")) < 203  # F00 stopped after a batch, not at its end
-    again = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connector(remote, local)).as_dict()
-    assert again["status"] == "success", again
-    for name in FOLDERS:
-        assert sorted(local.bodies(name)) == sorted(remote.bodies(name))  # resumed: nothing lost, nothing doubled
