@@ -128,6 +128,8 @@ def test_the_budget_holds_at_most_its_limit_and_a_larger_batch_alone():
     stopped = threading.Event()
     stopped.set()
     assert not budget.acquire(100, stopped) and budget.used == 10  # a stopped run takes nothing
+    assert budget.acquire(10, never)
+    assert not budget.acquire(10, stopped) and budget.held == 2  # two batches, however small: a third waits
 
 
 def test_lanes_share_one_budget_of_message_bytes(servers, tmp_path, monkeypatch):
@@ -137,19 +139,48 @@ def test_lanes_share_one_budget_of_message_bytes(servers, tmp_path, monkeypatch)
             remote.add(name, message(f"{name}-big-{number}", subject=name, body="y" * 20_000))
     monkeypatch.setattr(apply, "BATCH_BYTES", 64 * 1024)  # several batches per folder
     peaks = []
+    budgets = []
 
     class Watched(apply.Budget):
+        def __init__(self, limit):
+            super().__init__(limit)
+            budgets.append(self)
+
         def acquire(self, amount, stopped):
             took = super().acquire(amount, stopped)
             with self.cond:
-                peaks.append(self.used)
+                peaks.append((self.used, self.held))
             return took
 
+    lost = set()
+
+    class Dropping:
+        """Remote sessions that lose their connection once in the middle of each of some folders' transfers."""
+
+        def __init__(self, session):
+            self.session = session
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+        def fetch(self, uids, items, **kwargs):
+            folder = self.session.selected.name
+            if "BODY.PEEK[]" in items and folder in ("F03", "F07") and folder not in lost and len(uids) > 1:
+                lost.add(folder)
+                raise errors.ConnectionLost("The remote server closed the connection.", "remote")
+            return self.session.fetch(uids, items, **kwargs)
+
+    def connect(ep):
+        return Dropping(remote.connect()) if ep.side == "remote" else local.connect()
+
     monkeypatch.setattr(apply, "Budget", Watched)
-    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connector(remote, local)).as_dict()
+    monkeypatch.setattr(sync, "BACKOFF_S", (0, 0, 0, 0, 0))
+    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connect).as_dict()
     assert result["status"] == "success", result
-    assert remote.sessions == sync.LANES
-    assert peaks and max(peaks) <= 2 * 64 * 1024  # two batches' worth, whatever the lanes
+    assert remote.sessions > sync.LANES and lost == {"F03", "F07"}  # the reconnects
+    assert peaks and max(used for used, _held in peaks) <= 2 * 64 * 1024  # two batches' worth, whatever the lanes
+    assert max(held for _used, held in peaks) <= 2
+    assert (budgets[0].used, budgets[0].held) == (0, 0)  # every batch gave its room back, the lost ones too
     for name in FOLDERS:
         assert sorted(local.bodies(name)) == sorted(remote.bodies(name))
 
@@ -170,3 +201,110 @@ def test_at_once_raises_the_failure_here_first_and_undoes_what_there_gave():
     with pytest.raises(errors.SyncError, match="local unreachable"):
         sync.at_once(lambda: "remote session", there, "test", undo=undone.append)
     assert sync.at_once(lambda: 1, lambda: 2, "test") == (1, 2)
+
+
+def test_the_folders_errors_are_reported_in_folder_order(servers, tmp_path):
+    remote, local = servers
+    refused = {"F02", "F05", "F07", "F10"}
+
+    class Refusing:
+        """A remote session that cannot open some folders (a folder's failure: the lane goes on)."""
+
+        def __init__(self, session):
+            self.session = session
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+        def select(self, folder, readonly):
+            if folder in refused:
+                raise errors.SyncError(errors.PROTOCOL_ERROR, f"{folder} cannot be opened", "remote")
+            return self.session.select(folder, readonly)
+
+    def connect(ep):
+        return Refusing(remote.connect()) if ep.side == "remote" else local.connect()
+
+    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connect).as_dict()
+    assert remote.sessions == sync.LANES
+    assert [e["folder"] for e in result["errors"]] == sorted(refused)
+    assert result["totals"]["copied"] == 3 * (len(FOLDERS) - len(refused))
+
+
+def test_a_lane_failure_the_user_can_act_on_is_reported_before_its_consequence(servers, tmp_path):
+    remote, local = servers
+    entered, first = threading.Event(), threading.Event()
+
+    class Failing:
+        """Remote sessions: F03 (on another lane) meets a bug once F01 has failed the run with a sentence for the user."""
+
+        def __init__(self, session):
+            self.session = session
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+        def select(self, folder, readonly):
+            if folder == "F01":
+                entered.wait(5)
+                first.set()
+                raise errors.SyncError(errors.AUTH_FAILED, "The remote server refused the password.", "remote")
+            if folder == "F03":
+                entered.set()
+                first.wait(5)
+                raise KeyError("a consequence")
+            return self.session.select(folder, readonly)
+
+    def connect(ep):
+        return Failing(remote.connect()) if ep.side == "remote" else local.connect()
+
+    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connect).as_dict()
+    assert result["status"] == "failed"
+    assert result["errors"][-1]["kind"] == "auth_failed", result
+
+
+def test_a_run_stopping_failure_halts_the_other_lanes_after_their_batch(servers, tmp_path, monkeypatch):
+    remote, local = servers
+    for number in range(200):
+        remote.add("F00", message(f"big-{number}", subject="big", body="x" * 50_000))
+    monkeypatch.setattr(apply, "BATCH_COUNT", 10)
+    started = threading.Event()
+    appended = []
+
+    class Slow:
+        """Local sessions: appends are counted; the first one lets F01's failure happen."""
+
+        def __init__(self, session):
+            self.session = session
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+        def append_many(self, folder, messages):
+            appended.append(folder)
+            started.set()
+            time.sleep(0.02)  # a local server's commit
+            return self.session.append_many(folder, messages)
+
+    class Failing:
+        def __init__(self, session):
+            self.session = session
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+        def select(self, folder, readonly):
+            if folder == "F01":
+                started.wait(5)
+                raise errors.SyncError(errors.AUTH_FAILED, "The remote server refused the password.", "remote")
+            return self.session.select(folder, readonly)
+
+    def connect(ep):
+        return Failing(remote.connect()) if ep.side == "remote" else Slow(local.connect())
+
+    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connect).as_dict()
+    assert result["status"] == "failed" and result["errors"][-1]["kind"] == "auth_failed", result
+    assert appended.count("F00") < 10 and len(local.bodies("F00")) < 203  # F00 stopped after a batch, not at its end
+    again = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connector(remote, local)).as_dict()
+    assert again["status"] == "success", again
+    for name in FOLDERS:
+        assert sorted(local.bodies(name)) == sorted(remote.bodies(name))  # resumed: nothing lost, nothing doubled
