@@ -76,7 +76,7 @@ def _import_imapclient() -> t.Any:
     return None  # pragma: no cover - the loop returns
 
 
-imapclient = _import_imapclient()
+imapclient: t.Any = _import_imapclient()
 
 # A message body up to this size is written together with its APPEND head (LITERAL+).
 _JOIN_BELOW = 16384

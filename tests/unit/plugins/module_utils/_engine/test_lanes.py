@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import apply, config, errors, imap, plan, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import apply, config, errors, sync
 from ansible_collections.mailops.imap.tests.unit.plugins.module_utils._engine.fakestore import Server, message
 
 TARGET = config.parse_target({"host": "127.0.0.1", "master_user": "vmail", "master_password": "pw"})
