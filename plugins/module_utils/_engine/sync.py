@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 import traceback
 import typing as t
 
@@ -298,7 +297,7 @@ class Syncer:
         delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
         attempt += 1
         self.log(f"{failure.message} Reconnecting in {delay} s (attempt {attempt} of {MAX_RECONNECTS}).")
-        time.sleep(delay)
+        self.halt.wait(delay)  # cut short when another lane's failure halts the run
         return attempt
 
     def _folders(self) -> list[FolderPlan]:
@@ -425,6 +424,8 @@ class Syncer:
             lane.close()
             while True:
                 attempt = self._back_off(lost, attempt)
+                if self.halt.is_set():
+                    return  # the run stops (on request, or by another lane's failure): the folder resumes next run
                 try:
                     self._open(lane)
                     break

@@ -308,3 +308,35 @@ def test_a_run_stopping_failure_halts_the_other_lanes_after_their_batch(servers,
     assert again["status"] == "success", again
     for name in FOLDERS:
         assert sorted(local.bodies(name)) == sorted(remote.bodies(name))  # resumed: nothing lost, nothing doubled
+
+
+def test_a_lane_waiting_to_reconnect_stops_when_another_lane_fails_the_run(servers, tmp_path, monkeypatch):
+    remote, local = servers
+    monkeypatch.setattr(sync, "BACKOFF_S", (30, 30, 30, 30, 30))
+    dropped = threading.Event()
+
+    class Failing:
+        """F00 loses its connection (its lane waits 30 s to reconnect); then F01 fails the run."""
+
+        def __init__(self, session):
+            self.session = session
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+        def select(self, folder, readonly):
+            if folder == "F00":
+                dropped.set()
+                raise errors.ConnectionLost("The remote server closed the connection.", "remote")
+            if folder == "F01":
+                dropped.wait(5)
+                raise errors.SyncError(errors.AUTH_FAILED, "The remote server refused the password.", "remote")
+            return self.session.select(folder, readonly)
+
+    def connect(ep):
+        return Failing(remote.connect()) if ep.side == "remote" else local.connect()
+
+    started = time.monotonic()
+    result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connect).as_dict()
+    assert time.monotonic() - started < 10  # not the 30 s of the backoff
+    assert result["status"] == "failed" and result["errors"][-1]["kind"] == "auth_failed", result
