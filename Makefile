@@ -32,9 +32,10 @@ COLL := $(BUILD)/ansible_collections/mailops/imap
 
 # Debian packages the integration tests need (a local Dovecot with Sieve and LMTP),
 # plus shellcheck so that the sanity test of that name runs instead of being skipped,
-# plus systemd (the tests' and the demo's private user manager) and python3-venv (the
-# imapsync role builds the engine's virtual environment with python3 -m venv).
-APT_PACKAGES := dovecot-imapd dovecot-sieve dovecot-lmtpd openssl shellcheck systemd python3-venv
+# plus systemd (the tests' and the demo's private user manager), python3-venv (the
+# imapsync role builds the engine's virtual environment with python3 -m venv), and openssh-server
+# and sudo (tests/integration/test_managed_host.py: a throwaway sshd and a user who becomes root with sudo).
+APT_PACKAGES := dovecot-imapd dovecot-sieve dovecot-lmtpd openssl shellcheck systemd python3-venv openssh-server sudo
 
 # Cyrus IMAP 3.6, a remote server nobody here wrote (tests/integration/harness/cyrus.py): tests/install_cyrus.sh
 # unpacks Debian's cyrus-imapd and cyrus-common (they conflict with dovecot under apt) into

@@ -38,7 +38,9 @@ description:
 author:
   - mailops.imap maintainers (@mailops)
 requirements:
-  - the Python library imapclient on the managed host
+  - Python 3.9 to 3.13 on the managed host, with the Python library imapclient; the role M(mailops.imap.imapsync)
+    (its entry point C(venv)) builds a virtual environment with it, and C(playbooks/migrate.yml) runs this module
+    with that environment's interpreter (C(ansible_python_interpreter)). See the README's Requirements.
 extends_documentation_fragment:
   - mailops.imap.fields.migrate
   - ansible.builtin.action_common_attributes
@@ -483,6 +485,12 @@ accounts:
       type: list
       elements: str
       sample: []
+    failure:
+      description:
+        - For an account that ended V(failed), the error that stopped its run (the last of RV(accounts[].errors)) as
+          C(kind) and C(message) (a sentence naming the cause and the fix, never a secret); null otherwise.
+      type: dict
+      sample: {"kind": "auth_failed", "message": "The remote server refused the login of bob@example.org; check remote_user and remote_password."}
 """
 
 from ansible.module_utils.basic import AnsibleModule

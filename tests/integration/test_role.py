@@ -520,6 +520,50 @@ def test_purge_removes_the_timer_unit_instance_definition_and_secret_of_a_droppe
     assert again["changed"] == 0, again_output
 
 
+def test_a_client_credentials_task_gets_the_oauth_libraries_and_runs_in_the_sandboxed_service(
+        deployment, oauth_server, oauth_remote_server, make_oauth_account, tmp_path_factory):
+    """An Entra ID application's task (docs/oauth2.md): the role puts msal into the engine's environment
+    (imapsync_oauth_libraries: auto, from a wheel directory), stores the client secret as the task's 0600 secret, and
+    the service obtains a token from the token endpoint and copies the mail; the secret and the tokens are in no
+    output."""
+    d = deployment
+    d.require("apply")
+    wheels = tmp_path_factory.mktemp("oauth-wheels")
+    pins = [line.strip() for line in (Path(__file__).parents[1] / "requirements.txt").read_text(encoding="utf-8").splitlines()
+            if line.split("==")[0].strip() in ("msal", "google-auth", "imapclient")]
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                           "--only-binary=:all:", "--dest", str(wheels), *pins],
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0 and len(pins) == 3, f"cannot download {pins}: {proc.stderr[-2000:]}"
+    tenant = oauth_server.add_tenant()
+    app = oauth_server.add_app(tenant)
+    account = make_oauth_account(tenant.domain)
+    mail.seed(oauth_remote_server, account.remote_user, account.remote_password, "INBOX", [mail.make_message("via oauth")])
+    d.accounts["m365"] = Account(account.remote_user, "", account.local_user)
+    d.secrets.append(app.secret)
+    task = {"name": "m365", "schedule": "manual", "local_user": account.local_user, "remote_user": account.remote_user,
+            "remote_host": oauth_remote_server.host, "remote_port": oauth_remote_server.port,
+            "ca_file": str(oauth_remote_server.cert_path), "remote_auth": "client_credentials",
+            "remote_oauth_client_id": app.client_id, "remote_oauth_tenant": tenant.domain,
+            "remote_oauth_client_secret": app.secret, "remote_oauth_authority": oauth_server.url,
+            "remote_oauth_ca_file": str(oauth_server.ca_path)}
+    output, recap = d.play(d.inventory([task], imapsync_pip_wheel_dir=str(wheels)))
+    assert recap["failed"] == 0, output
+    secret = d.config_dir / "secrets" / "tasks" / "m365"
+    assert secret.read_text(encoding="utf-8") == app.secret and (secret.stat().st_mode & 0o777) == 0o600
+    assert app.secret not in (d.config_dir / "tasks" / "m365.json").read_text(encoding="utf-8")
+
+    started = d.systemctl("start", f"{UNIT}m365.service", check=False)
+    assert started.returncode == 0, d.diagnostics("m365")
+    assert d.local_subjects("m365") == ["via oauth"]
+    tokens = [issued.token for issued in oauth_server.issued(app.client_id)]
+    assert len(tokens) == 1, "the service obtained one token from the token endpoint"
+    written = d.output_log.read_text(encoding="utf-8", errors="replace") + json.dumps(d.last_result("m365"))
+    written += "".join(path.read_text(encoding="utf-8", errors="replace") for path in d.unit_dir.glob(f"{UNIT}*")
+                       if path.is_file())
+    assert app.secret not in written and tokens[0] not in written
+
+
 def test_a_run_past_its_time_limit_is_stopped_by_systemd_and_frees_the_lock(deployment):
     """Last: it applies a tiny time limit. A remote server that accepts the connection and never greets holds the run
     (the engine's own read timeout is minutes long); systemd stops it and the task's lock is free afterwards."""
