@@ -186,6 +186,30 @@ def test_a_literal_bigger_than_announced_is_cut_off_before_it_is_read(fake, acco
     assert [m.subject for m in local(account, "Other")] == ["still copied"]  # the next folder, on a new connection
 
 
+def test_folder_lanes_keep_the_bounds_against_a_hostile_remote(fake, victim, tmp_path):
+    """Enough folders for lanes (docs/sync-engine.md "Transfer"): a literal bigger than announced fails its folder only,
+    on its lane; the hostile flags of every other folder are dropped, and counted across the lanes."""
+    def endless():
+        chunk = b"x" * 65536
+        for _count in range(2 * 1024 ** 3 // len(chunk)):
+            yield chunk
+
+    names = [f"Lane{number:02d}" for number in range(sync.LANE_MIN_FOLDERS + 2)]
+    for name in names[1:]:
+        fake.folder(name).add(FakeMessage(mail.make_message(f"{name} mail"), flags=hostile_flag_payload("Victim")))
+    fake.folder(names[0]).add(FakeMessage(b"", size=1000, literal=(2 * 1024 ** 3, endless)))
+    result = run(fake, victim, tmp_path)
+    assert result.status == "partial", result.as_dict()
+    assert fake.connections > 2  # more than one lane
+    assert [(e["kind"], e["folder"]) for e in result.errors] == [("protocol_error", names[0])]
+    assert fake.body_bytes_sent < 64 * 1024 * 1024
+    assert [m.subject for m in local(victim, "Victim")] == ["keep me"]
+    for name in names[1:]:
+        assert [(m.subject, m.flags) for m in local(victim, name)] == [(f"{name} mail", frozenset({"\\Seen", "\\Flagged"}))]
+    # one dropped keyword per message, whichever lane read it
+    assert [n for n in result.notices if "not valid IMAP flags" in n][0].startswith(f"A server sent {len(names) - 1} flags")
+
+
 def test_a_list_of_300000_folders_is_refused_with_a_sentence(fake, account, tmp_path):
     fake.extra_list = lambda: (b'* LIST () "/" "f%d"\r\n' % i for i in range(300_000))
     started = time.monotonic()

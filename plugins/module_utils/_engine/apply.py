@@ -62,27 +62,45 @@ def batches(uids: list[int], sizes: t.Mapping[int, int], ramp: bool = False) -> 
     return out
 
 
-class _Budget:
-    """Bytes of message data in flight between the fetching thread and the appending one."""
+class Budget:
+    """The message bodies a run holds at once, fetched and not yet appended, whatever its folder lanes: at most
+    ``BATCHES`` batches (a batch's bodies are at most what was announced for it plus one message, fetchparse.py), and
+    of at most ``limit`` announced bytes together, or one batch larger than that alone. Taken in the order asked for,
+    so a large batch is not starved by smaller ones; only a batch's appending releases it, which never waits here."""
+
+    BATCHES = 2  # one fetched while one is appended
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        self.held = 0  # batches
         self.cond = threading.Condition()
+        self.waiting: list[object] = []  # the acquirers, first come first served
 
     def acquire(self, amount: int, stopped: threading.Event) -> bool:
+        """Room for a batch of ``amount`` announced bytes; False (nothing taken) when ``stopped`` is set while waiting."""
         amount = min(amount, self.limit)
+        ticket = object()
         with self.cond:
-            while self.used and self.used + amount > self.limit:
-                if stopped.is_set():
-                    return False
-                self.cond.wait(0.2)
-            self.used += amount
-            return True
+            self.waiting.append(ticket)
+            try:
+                while (self.waiting[0] is not ticket or self.held >= self.BATCHES
+                       or (self.used and self.used + amount > self.limit)):
+                    if stopped.is_set():
+                        return False
+                    self.cond.wait(0.2)
+                self.used += amount
+                self.held += 1
+                return True
+            finally:
+                self.waiting.remove(ticket)
+                self.cond.notify_all()
 
     def release(self, amount: int) -> None:
+        """The batch of ``amount`` announced bytes was appended (or dropped)."""
         with self.cond:
             self.used = max(0, self.used - min(amount, self.limit))
+            self.held = max(0, self.held - 1)
             self.cond.notify_all()
 
 
@@ -156,6 +174,8 @@ class Applier(Outcome):
         self.read_flags = flags
         self.stop = stop
         self.log = log
+        # Two batches: one fetched while one is appended; the run's lanes share them (docs/sync-engine.md "Connections").
+        self.budget = Budget(2 * BATCH_BYTES)
 
     # -- the folder ---------------------------------------------------------------------------------
     def create_folder(self, ctx: FolderRun) -> None:
@@ -270,10 +290,16 @@ class Applier(Outcome):
         """Fetch batch n+1 on the remote while batch n is appended locally; checkpoint every batch."""
         uids, sizes, remote = plan.copy, plan.sizes, ctx.remote
         todo = batches(uids, sizes, ramp=ctx.last_luid == 0)  # nothing stored by this attempt yet: its first transfer
+        budget = self.budget
         if len(todo) == 1:  # nothing to overlap with
-            data = remote.fetch(todo[0], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], sizes=sizes)
-            return self._append_batch(ctx, todo[0], data, advance)
-        budget = _Budget(2 * BATCH_BYTES)
+            weight = sum(sizes[u] for u in todo[0])
+            if not budget.acquire(weight, self.stop):
+                return []
+            try:
+                return self._append_batch(ctx, todo[0], remote.fetch(todo[0], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"],
+                                                                     sizes=sizes), advance)
+            finally:
+                budget.release(weight)
         done = threading.Event()
         handoff: queue.Queue[t.Any] = queue.Queue(maxsize=2)
 
@@ -283,17 +309,22 @@ class Applier(Outcome):
                     weight = sum(sizes[u] for u in batch)
                     if not budget.acquire(weight, done):
                         return
-                    if done.is_set() or self.stop.is_set():
-                        budget.release(weight)
-                        break
-                    data = remote.fetch(batch, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], sizes=sizes)
-                    while not done.is_set():
-                        try:
-                            handoff.put((batch, weight, data), timeout=0.2)
+                    handed = False  # to the appending loop, which releases the batch's room in the budget
+                    try:
+                        if done.is_set() or self.stop.is_set():
                             break
-                        except queue.Full:
-                            continue
-                    del data
+                        data = remote.fetch(batch, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], sizes=sizes)
+                        while not done.is_set():
+                            try:
+                                handoff.put((batch, weight, data), timeout=0.2)
+                                handed = True
+                                break
+                            except queue.Full:
+                                continue
+                        del data
+                    finally:
+                        if not handed:
+                            budget.release(weight)
             except BaseException as exc:  # pylint: disable=broad-except
                 handoff.put(exc)
                 return
@@ -318,12 +349,16 @@ class Applier(Outcome):
                 self.log(f"{ctx.route}: {len(copied)} of {len(uids)} messages copied")
         finally:
             done.set()
-            while thread.is_alive():
+            # The fetching thread ends; the batches it handed over and nobody appended give their room back.
+            while thread.is_alive() or not handoff.empty():
                 try:
-                    handoff.get(timeout=0.2)
+                    left = handoff.get(timeout=0.05)
                 except queue.Empty:
-                    pass
-                thread.join(0.05)
+                    continue
+                if isinstance(left, tuple):
+                    budget.release(left[1])
+                del left
+            thread.join()
         return copied
 
     def _append_batch(self, ctx: FolderRun, batch: list[int], data: dict[int, dict[bytes, t.Any]], advance: bool) -> list[int]:

@@ -29,6 +29,10 @@ _QUOTED_ESCAPE = re.compile(rb"\\([\"\\])")
 # RFC 3501 date-time, without its quotes: "01-Jan-2024 10:00:00 +0000" (date-day-fixed may be " 1"; one digit accepted).
 _DATE = re.compile(rb"( \d|\d{1,2})-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)",
                    re.IGNORECASE)
+# The same form as it is sent back (internaldate's answer): two-digit day, the month as written here, every field within
+# its range; a date in this form is passed on as it is, without taking it apart (twice per message copied).
+_CANONICAL_DATE = re.compile(rb"(?:0[1-9]|[12]\d|3[01])-(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-(?!0000)\d{4} "
+                             rb"(?:[01]\d|2[0-3]):[0-5]\d:(?:[0-5]\d|60) [+-](?:[01]\d|2[0-3])[0-5]\d")
 _MAX_DEPTH = 8  # parenthesized lists nested in one response
 
 
@@ -65,6 +69,8 @@ class Lost(Exception):
 def internaldate(raw: t.Any) -> bytes | None:
     """``raw`` as an RFC 3501 date-time (the form APPEND takes, without quotes): itself when it is one, re-formatted when
     it is one but for a one-digit or space-padded day or the month's case, None when it is anything else."""
+    if isinstance(raw, bytes) and _CANONICAL_DATE.fullmatch(raw):
+        return raw
     if not isinstance(raw, (bytes, bytearray)):
         return None
     match = _DATE.fullmatch(raw)

@@ -27,7 +27,10 @@ from .state import FolderState, State
 from .text import printable
 
 WINDOW = 2000  # UIDs considered at a time: memory stays flat whatever the size of a folder
-COPY_WINDOW = 8000  # UIDs considered at a time by copies() without identity matching (a UID and a size each)
+# UIDs considered at a time by copies() without identity matching (a UID and a size each). 4,000 rather than 8,000: the
+# peak RSS of 5,000 / 50,000 new messages in one folder went from 37.1 / 41.0 MiB to 36.8 / 38.1 MiB (flat), at about
+# the same speed (docs/benchmarks.md "Folder lanes").
+COPY_WINDOW = 4000
 
 _RECENT = b"\\RECENT"
 
@@ -73,13 +76,16 @@ class FlagReader:
     def __init__(self) -> None:
         self.dropped = 0
         self.examples: list[bytes] = []  # the first few dropped, shown in the notice
+        self.mutex = threading.Lock()  # a run's folder lanes and their fetch threads read flags at the same time
 
     def __call__(self, raw: t.Any) -> frozenset[bytes]:
         valid, dropped = split_flags(raw)
-        self.dropped += len(dropped)
-        for flag in dropped:
-            if len(self.examples) < 3 and flag not in self.examples:
-                self.examples.append(flag)
+        if dropped:
+            with self.mutex:
+                self.dropped += len(dropped)
+                for flag in dropped:
+                    if len(self.examples) < 3 and flag not in self.examples:
+                        self.examples.append(flag)
         return frozenset(f for f in valid if f.upper() != _RECENT)
 
     def notice(self) -> str | None:
@@ -362,9 +368,9 @@ class Planner:
             window.known = known
             yield window
 
-    def _window(self, ctx: FolderRun, uids: list[int], known_sizes: t.Mapping[int, int] | None = None) -> CopyPlan:
+    def _window(self, ctx: FolderRun, uids: list[int], known_sizes: dict[int, int] | None = None) -> CopyPlan:
         """Which of ``uids`` are present locally already (by identity, when the state cannot tell) and which to copy;
-        ``known_sizes``: their sizes, read with the UIDs (else fetched here)."""
+        ``known_sizes``: the sizes of ``uids`` and perhaps of others, read with the UIDs (else fetched here)."""
         present: dict[int, int] = {}
         pool = ctx.pool
         if pool is not None:
@@ -386,7 +392,8 @@ class Planner:
                 if luid is not None:
                     present[ruid] = luid
         elif known_sizes is not None:
-            sizes = {uid: known_sizes[uid] for uid in uids}
+            # Every UID of the window is new on a first run: its sizes are the plan's as they are (no copy of a window).
+            sizes = known_sizes if len(known_sizes) == len(uids) else {uid: known_sizes[uid] for uid in uids}
         else:
             sizes = {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in ctx.remote.fetch(uids, ["RFC822.SIZE"]).items()}
         limit = ctx.local.max_message()

@@ -15,6 +15,7 @@ import datetime
 import functools
 import os
 import sqlite3
+import threading
 import typing as t
 
 from . import errors, files
@@ -90,6 +91,10 @@ def _prepare(db: sqlite3.Connection) -> None:
     # from the state, and the identity check of the next run finds them in the mailbox.
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
+    # SQLite's default page cache (2 MiB) filled as a large folder's rows were recorded, so the run's memory grew with
+    # the folder; the pages a run writes (the end of the messages index) stay in these 256 KiB, the others are in the
+    # kernel's cache (docs/benchmarks.md: peak RSS flat from 5,000 to 50,000 messages).
+    db.execute("PRAGMA cache_size=-256")
     db.executescript(_SCHEMA)
     db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
     _migrate(db)
@@ -146,14 +151,16 @@ class Busy(Exception):
 
 
 def _guarded(method: _F) -> _F:
-    """SQLite failures of a state method become a run-stopping state_error (a damaged file is set aside first)."""
+    """SQLite failures of a state method become a run-stopping state_error (a damaged file is set aside first); one
+    thread at a time uses the database (the folder lanes of sync.Syncer share it)."""
 
     @functools.wraps(method)
     def wrapper(self: State, *args: t.Any, **kwargs: t.Any) -> t.Any:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise self.failure(exc) from None
+        with self.mutex:
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                raise self.failure(exc) from None
 
     return t.cast(_F, wrapper)
 
@@ -172,6 +179,7 @@ class State:
         self.readonly = readonly
         self.db: sqlite3.Connection | None = None
         self.notices: list[str] = []
+        self.mutex = threading.RLock()  # held by every method that reads or writes the database (_guarded)
         self._lock: files.FileLock | None = None
         self._messages_column = "remote_messages"  # "NULL" in a read-only file of schema version 1
         try:
@@ -193,7 +201,7 @@ class State:
             raise files.state_error(path, exc) from None
 
     def _connect(self) -> sqlite3.Connection:
-        return _checked(sqlite3.connect(self.path, isolation_level=None), _prepare)
+        return _checked(sqlite3.connect(self.path, isolation_level=None, check_same_thread=False), _prepare)
 
     def _open_readonly(self) -> None:
         if not os.path.lexists(self.path):
@@ -206,7 +214,7 @@ class State:
         if not os.path.exists(self.path + "-wal"):
             uri += "&immutable=1"
         try:
-            self.db = _checked(sqlite3.connect(uri, uri=True, isolation_level=None))
+            self.db = _checked(sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False))
             if not _has_messages_column(self.db):
                 self._messages_column = "NULL"  # check mode never migrates: the count is unknown
         except _Damaged as exc:

@@ -106,9 +106,25 @@ def test_a_fetched_date_goes_back_into_append_and_a_bad_one_is_left_out(serve):
     (b"Mon, 01 Jan 2024 10:00:00 +0100", None),
     (b"", None),
     (None, None),
+    # the bounds of every field, in the form sent back (passed on as it is) and in the other forms
+    (b"31-Dec-9999 23:59:60 -2359", b"31-Dec-9999 23:59:60 -2359"),
+    (b"01-Jan-0001 00:00:00 +0000", b"01-Jan-0001 00:00:00 +0000"),
+    (b"00-Jan-2024 10:00:00 +0100", None),
+    (b"01-Jan-0000 10:00:00 +0100", None),
+    (b"01-Jan-2024 10:60:00 +0100", None),
+    (b"01-Jan-2024 10:00:61 +0100", None),
+    (b"01-Jan-2024 10:00:00 +2400", None),
+    (b"01-Jan-2024 10:00:00 +0160", None),
+    (b"01-JAN-2024 10:00:00 +0100", b"01-Jan-2024 10:00:00 +0100"),
+    (b" 9-Sep-2024 10:00:00 +0100", b"09-Sep-2024 10:00:00 +0100"),
+    (bytearray(DATE), DATE),
+    ("01-Jan-2024 10:00:00 +0100", None),
 ])
 def test_internaldate_passes_only_the_rfc3501_form(raw, expected):
-    assert fetchparse.internaldate(raw) == expected
+    got = fetchparse.internaldate(raw)
+    assert got == expected and (got is None or isinstance(got, bytes))  # never a bytearray (bytes is not its base)
+    if got == raw and isinstance(raw, bytes):
+        assert got is raw  # the form sent back is passed on as it is, not rebuilt
 
 
 def test_garbage_dates_and_flags_never_reach_a_command(serve):

@@ -6,10 +6,15 @@ changes those internals fails here. (STARTTLS: tests/integration/test_engine.py,
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import subprocess
+import sys
 import typing as t
+from importlib import metadata
 
+import imapclient
 import pytest
 
 from ansible_collections.mailops.imap.plugins.module_utils._engine import imap, imapclient_compat
@@ -147,3 +152,28 @@ def test_append_refusals_keep_the_servers_words(connect, flags, body, words):
     session, _responder = connect(CAPS.replace(b" LITERAL+", b""))
     with pytest.raises(imap.AppendRefused, match=re.escape(words)):
         session.append_many("INBOX", [(body, flags, None)])
+
+
+def _import_in_a_new_process(code: str, path: str = "") -> str:
+    """Run ``code`` after importing imapclient_compat in a fresh interpreter (``path`` first on sys.path): its stdout."""
+    prelude = ("import sys\n" + (f"sys.path.insert(0, {path!r})\n" if path else "") +
+               "from ansible_collections.mailops.imap.plugins.module_utils._engine import imapclient_compat\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.run([sys.executable, "-c", prelude + code], env=env, check=True, capture_output=True,
+                          text=True, timeout=60).stdout.strip()
+
+
+def test_imapclient_is_imported_without_importlib_metadata_and_with_its_own_version():
+    out = _import_in_a_new_process("import imapclient\n"
+                                   "print('importlib.metadata' in sys.modules, imapclient.__version__, imapclient.version_info)")
+    assert out == f"False {metadata.version('imapclient')} {imapclient.version_info}"
+
+
+def test_an_imapclient_wanting_more_of_its_version_module_gets_its_own(tmp_path):
+    package = tmp_path / "imapclient"
+    package.mkdir()
+    (tmp_path / "imapclient-9.8.7.dist-info").mkdir()
+    (package / "__init__.py").write_text("from .version import version as __version__, author\nclass IMAPClient:\n    pass\n")
+    (package / "version.py").write_text("version = '9.8.7'\nauthor = 'its own'\n")
+    out = _import_in_a_new_process("import imapclient\nprint(imapclient.__version__, imapclient.author)", str(tmp_path))
+    assert out == "9.8.7 its own"
