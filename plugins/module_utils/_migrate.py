@@ -532,7 +532,8 @@ class Job:
                 accounts = int(handle.read().strip())
         except (OSError, ValueError):
             accounts = 0
-        running, done = [], 0
+        running: list[t.Any] = []
+        done = 0
         with contextlib.suppress(OSError):
             names = sorted((n for n in os.listdir(self.directory) if n.startswith("account-") and n.endswith(".json")),
                            key=lambda n: int(n[8:-5]) if n[8:-5].isdigit() else 0)
@@ -654,7 +655,6 @@ def _publish(job: Job) -> t.NoReturn:
     """The run's last act: its answer (the module's output) named result.json, the module's payload removed."""
     try:
         sys.stdout.flush()
-        os.fsync(1)
         os.replace(job.path("result.tmp"), job.path("result.json"))
         payload = _payload_dir()
         if payload is not None:

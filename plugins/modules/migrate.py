@@ -126,7 +126,7 @@ options:
     default: /var/lib/mailops-imap
   progress_interval:
     description:
-      - How often, in seconds, an inline or bulk migration shows its progress while it runs: one line per running
+      - How often, in seconds, an inline or bulk migration shows its progress while it runs, one line per running
         account in the playbook output (and so in AWX's job output), with the account, the folder, the messages done of
         the remote total, the bytes copied, the rate and the time left. V(0) turns it off.
       - The run then goes on in a process of its own on the host, and the task asks for its progress (and its result)
