@@ -24,7 +24,7 @@ def _stall(proxy: CuttingProxy, holds: int = 2, nbytes: int = 400_000, seconds: 
     """Hold the remote's traffic ``holds`` times, ``seconds`` each, after every ``nbytes`` bytes it sends."""
 
     def run() -> None:
-        for _ in range(holds):
+        for _hold in range(holds):
             proxy.pause_after(nbytes)
             if not proxy.wait_paused(60):
                 return
