@@ -87,6 +87,12 @@ def run_inline(task: config.Task, target: config.Target, state_dir: str, check_m
     key = config.state_key(task, target)
     progress = job.progress(number, describe_account(task)) if job is not None else None
     stop = job.watch() if job is not None else None
+    if stop is not None and stop.is_set():  # abandoned before this account (of a bulk run) started: it does not start
+        outcome = RunResult(task=None, check_mode=check_mode)
+        outcome.notice("The controller stopped waiting for this migration (interrupted or timed out); this account was "
+                       "not started.")
+        outcome.finish(Status.SKIPPED)
+        return outcome
     try:
         with _run_log(store, key, task, target, check_mode) as log:
             outcome = sync.run(task, target, store.inline_state_path(task, target), check_mode=check_mode, task_name=None,
@@ -479,6 +485,9 @@ class Job:
     def watch(self) -> threading.Event:
         """An event set once the run is abandoned (checked every second by a daemon thread while the process lives)."""
         stop = threading.Event()
+        if self.abandoned():
+            stop.set()
+            return stop
 
         def watcher() -> None:
             while not stop.wait(1.0):

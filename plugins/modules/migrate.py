@@ -143,7 +143,7 @@ options:
       - Set by the migrate action to ask a running migration for its progress; never set it in a task.
     type: str
 notes:
-  - A bulk migration runs each account in a process of its own on the host (O(parallel) at a time).
+  - With O(parallel) above 1, a bulk migration runs each account in a worker process of its own on the host.
   - Repeating the same migration is cheap, its cost grows with what is new on the remote, not with the mailbox size.
   - An inline migration (and each account of a bulk one) keeps a run log, as a defined task does, in
     C(runs/inline-KEY/) under O(state_dir) (KEY derived from the account, as its state's name), the newest 10 kept.

@@ -83,7 +83,7 @@ def test_bulk_run_shows_each_running_account(make_account, remote_server, local_
     for acc in (first, second):
         _seed(acc, 30)
     with CuttingProxy(remote_server.host, remote_server.port) as proxy:
-        stalls = _stall(proxy, holds=2)
+        stalls = _stall(proxy, holds=1)
         data = {
             "accounts": [{"remote_user": a.remote_user, "remote_password": a.remote_password, "local_user": a.local_user}
                          for a in (first, second)],
