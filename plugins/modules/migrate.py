@@ -148,7 +148,7 @@ notes:
   - An inline migration (and each account of a bulk one) keeps a run log, as a defined task does, in
     C(runs/inline-KEY/) under O(state_dir) (KEY derived from the account, as its state's name), the newest 10 kept.
     It holds no secret.
-  - A long migration needs no C(async): the task shows its progress while it runs (O(progress_interval)).
+  - A long migration needs no C(async), the task shows its progress while it runs (O(progress_interval)).
 """
 
 EXAMPLES = r"""
