@@ -17,6 +17,7 @@ import json
 import os
 import pickle
 import secrets
+import select
 import selectors
 import shutil
 import signal
@@ -86,6 +87,8 @@ def run_inline(task: config.Task, target: config.Target, state_dir: str, check_m
     store = Store(state_dir=state_dir)
     key = config.state_key(task, target)
     progress = job.progress(number, describe_account(task)) if job is not None else None
+    if progress is not None:
+        progress.update(force=True)  # shown as starting until its folders are known
     stop = job.watch() if job is not None else None
     if stop is not None and stop.is_set():  # abandoned before this account (of a bulk run) started: it does not start
         outcome = RunResult(task=None, check_mode=check_mode)
@@ -504,18 +507,24 @@ class Job:
         except (OSError, ValueError):
             return None
 
-    def wait(self, timeout: float, child: int | None = None) -> str:
+    def wait(self, timeout: float, child: int | None = None, wake: int | None = None) -> str:
         """``result`` once the answer is there, ``running`` after ``timeout`` s, ``lost`` when the run's process ended
-        without one (``child``: the run's pid when this process is its parent, which must reap it)."""
+        without one (``child``: the run's pid when this process is its parent, which must reap it; ``wake``: the read
+        end of a pipe whose write end the run holds until it leaves, so its end is seen at once)."""
         deadline = time.monotonic() + timeout
         while True:
             if os.path.exists(self.path("result.json")):
                 return "result"
             if not self._alive(child):
                 return "result" if os.path.exists(self.path("result.json")) else "lost"
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return "running"
-            time.sleep(WAIT_STEP_S)
+            if wake is None:
+                time.sleep(min(left, WAIT_STEP_S))
+            elif select.select([wake], [], [], min(left, 1.0))[0]:
+                os.close(wake)  # the run has left (end of file): its answer is there, or it is lost
+                wake = None
 
     def _alive(self, child: int | None) -> bool:
         if child is not None:
@@ -624,8 +633,10 @@ def detach(module: ModuleLike, state_dir: str, accounts: int) -> Job | None:
         return None
     sys.stdout.flush()
     sys.stderr.flush()
+    wake, awake = os.pipe()
     pid = os.fork()
     if pid == 0:  # the run: a session of its own, its answer to result.tmp, nothing on the caller's terminal or pipes
+        os.close(wake)  # ``awake`` stays open until the run leaves
         os.setsid()
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
@@ -636,7 +647,8 @@ def detach(module: ModuleLike, state_dir: str, accounts: int) -> Job | None:
         write_json(job.path("pid"), os.getpid())
         return job
     os.close(out)
-    if job.wait(interval, child=pid) == "result":
+    os.close(awake)
+    if job.wait(interval, child=pid, wake=wake) == "result":
         job.answer()
     if not os.path.exists(job.path("pid")):  # the run died before it started
         shutil.rmtree(directory, ignore_errors=True)

@@ -16,8 +16,8 @@ from harness.proxy import CuttingProxy
 
 from test_migrate_playbook import migration
 
-LINE = re.compile(r"^localhost: (?P<account>.+?): (?:folder \d+ of \d+ \([^)]*\)|starting \(\d+ folders\)|done), (?P<done>\d+) of (?P<total>\d+) "
-                  r"messages \(\d+%\), [0-9.]+ \S+ copied", re.M)
+LINE = re.compile(r"^localhost: (?P<account>.+?): (?:folder \d+ of \d+ \([^)]*\)|starting(?: \(\d+ folders\))?|done), (?P<done>\d+)(?: of (?P<total>\d+))? "
+                  r"messages(?: \(\d+%\))?, [0-9.]+ \S+ copied", re.M)
 
 
 def _stall(proxy: CuttingProxy, holds: int = 2, nbytes: int = 400_000, seconds: float = 2.5) -> threading.Thread:
@@ -61,7 +61,7 @@ def test_inline_run_shows_progress_keeps_a_run_log_and_returns_the_same_result(a
     assert "mailops_progress" not in result
     counts = _monotone(played.proc.stdout, account.remote_user)
     assert len(counts) >= 2 and any(0 < count < 60 for count in counts), played.proc.stdout
-    assert all(m["total"] == "60" for m in LINE.finditer(played.proc.stdout))
+    assert all(m["total"] in ("60", None) for m in LINE.finditer(played.proc.stdout))
     assert not (state_dir / "jobs").exists() or not any((state_dir / "jobs").iterdir()), "the job's directory is removed"
 
     logs = list(state_dir.glob("runs/inline-*/*.log"))

@@ -152,7 +152,7 @@ def line(snapshot: t.Any) -> str | None:
             where += f" ({printable(folder, NAME_LIMIT)})"
         parts.append(where)
     else:
-        parts.append(f"starting ({folders or 0} folders)")
+        parts.append(f"starting ({folders} folders)" if folders else "starting")
     if total:
         parts.append(f"{done} of {total} messages ({100 * done // total}%)")
     else:
