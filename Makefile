@@ -32,9 +32,10 @@ COLL := $(BUILD)/ansible_collections/mailops/imap
 
 # Debian packages the integration tests need (a local Dovecot with Sieve and LMTP),
 # plus shellcheck so that the sanity test of that name runs instead of being skipped,
-# plus systemd (the tests' and the demo's private user manager) and python3-venv (the
-# imapsync role builds the engine's virtual environment with python3 -m venv).
-APT_PACKAGES := dovecot-imapd dovecot-sieve dovecot-lmtpd openssl shellcheck systemd python3-venv
+# plus systemd (the tests' and the demo's private user manager), python3-venv (the
+# imapsync role builds the engine's virtual environment with python3 -m venv), and openssh-server
+# and sudo (tests/integration/test_managed_host.py: a throwaway sshd and a user who becomes root with sudo).
+APT_PACKAGES := dovecot-imapd dovecot-sieve dovecot-lmtpd openssl shellcheck systemd python3-venv openssh-server sudo
 
 # Cyrus IMAP 3.6, a remote server nobody here wrote (tests/integration/harness/cyrus.py): tests/install_cyrus.sh
 # unpacks Debian's cyrus-imapd and cyrus-common (they conflict with dovecot under apt) into
@@ -154,13 +155,20 @@ ansible-test-get-pip: venv
 sanity: deps ansible-test-get-pip collection
 	cd $(COLL) && $(VENV)/bin/ansible-test sanity --python 3.11 --venv --requirements $(SANITY_ARGS)
 
-# ansible-lint with the production profile on roles/, playbooks/ and the collection's metadata, as
-# configured in .ansible-lint (offline: it installs nothing; the exclusions). It runs in the laid-out copy,
-# where it finds this collection through ANSIBLE_COLLECTIONS_PATH=build like everything else. ANSIBLE_HOME
-# keeps its cache in the copy (.ansible/) and keeps ~/.ansible/collections (an older mailops.imap installed
-# there, say) off its collections path. No .ansible-lint-ignore: fix the finding instead.
+# ansible-lint with the production profile on what ships: the collection built into a tarball from the laid-out
+# copy and installed from it (in $(BUILD)/lint), linted whole (roles, playbooks, meta, changelogs, docs, ...) as
+# configured by the .ansible-lint it ships (offline: it installs nothing; the exclusions; the kinds). It finds
+# this collection through ANSIBLE_COLLECTIONS_PATH=$(BUILD)/lint. ANSIBLE_HOME keeps its cache there and keeps
+# ~/.ansible/collections (an older mailops.imap installed there, say) off its collections path.
+# No .ansible-lint-ignore: fix the finding instead.
+LINT_DIR := $(BUILD)/lint
 lint: deps collection
-	cd $(COLL) && $(TEST_ENV) ANSIBLE_HOME=$(COLL)/.ansible $(VENV)/bin/ansible-lint $(LINT_ARGS) roles playbooks
+	rm -rf $(LINT_DIR) && mkdir -p $(LINT_DIR)
+	$(VENV)/bin/ansible-galaxy collection build --output-path $(LINT_DIR) $(COLL) >/dev/null
+	ANSIBLE_HOME=$(LINT_DIR)/.ansible $(VENV)/bin/ansible-galaxy collection install --offline -p $(LINT_DIR) \
+	  $(LINT_DIR)/mailops-imap-*.tar.gz >/dev/null
+	cd $(LINT_DIR)/ansible_collections/mailops/imap && PATH=$(VENV)/bin:$$PATH ANSIBLE_COLLECTIONS_PATH=$(LINT_DIR) \
+	  ANSIBLE_HOME=$(LINT_DIR)/.ansible $(VENV)/bin/ansible-lint $(LINT_ARGS)
 
 # mypy on every plugin directory of the laid-out copy (plugins/module_utils, modules, action, ...), configured by
 # tests/mypy.ini: every function typed, no error. It runs from $(BUILD), so that the files are the modules

@@ -66,6 +66,7 @@ class Change:
     path: str
     before: dict[str, t.Any] | None  # stored public dict (None: no definition file)
     before_secret: bool  # whether a secret file exists
+    before_secret_shown: bool  # whether the diff shows a stored secret (masked): its file exists and is not empty
     after: dict[str, t.Any] | None  # declared public dict (None: state absent)
     secret: str | None = dataclasses.field(default=None, repr=False)  # declared secret
     secret_changed: bool = False
@@ -87,11 +88,13 @@ class Change:
 
     def diff(self) -> dict[str, t.Any]:
         """Ansible's diff: the definition before and after, the secret masked."""
-        before = masked(self.before, self.secret_field, self.before_secret)
-        if self.before is None and self.before_secret:
+        # A task whose token source has no secret (a token file or command, a certificate) stores an empty secret:
+        # its diff shows no masked field at all.
+        before = masked(self.before, self.secret_field, self.before_secret_shown)
+        if self.before is None and self.before_secret_shown:
             before = {self.secret_field: MASK}  # a secret left without its definition
-        after = masked(self.after, self.secret_field, self.after is not None,
-                       self.secret_changed and self.before_secret)
+        after = masked(self.after, self.secret_field, self.after is not None and bool(self.secret),
+                       self.secret_changed and self.before_secret_shown)
         return {"before": before, "after": after, "before_header": self.path, "after_header": self.path}
 
     def definition(self) -> dict[str, t.Any]:
@@ -116,7 +119,7 @@ def plan_present(store: Store, kind: str, name: str, public: t.Mapping[str, t.An
     has_secret, stored_secret = store.read_secret(kind, name)
     return Change(
         kind=kind, name=name, path=path,
-        before=stored if exists else None, before_secret=has_secret,
+        before=stored if exists else None, before_secret=has_secret, before_secret_shown=bool(stored_secret),
         after=_normalized(public), secret=secret,
         secret_changed=not has_secret or stored_secret != secret,
         secret_exposed=has_secret and _exposed(secret_path),
@@ -129,7 +132,8 @@ def plan_absent(store: Store, kind: str, name: str) -> Change:
     path = store.definition_path(kind, name)
     exists, stored = _stored(store, kind, name)
     has_secret = os.path.lexists(store.secret_path(kind, name))
-    return Change(kind=kind, name=name, path=path, before=stored if exists else None, before_secret=has_secret, after=None)
+    return Change(kind=kind, name=name, path=path, before=stored if exists else None, before_secret=has_secret,
+                  before_secret_shown=has_secret, after=None)
 
 
 def action(change: Change) -> str:

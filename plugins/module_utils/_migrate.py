@@ -29,7 +29,7 @@ import typing as t
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.mailops.imap.plugins.module_utils._argspec import Account, MigratePlan, describe_account, parse_migrate
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, files, runner, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, files, pyversion, runner, sync
 from ansible_collections.mailops.imap.plugins.module_utils._engine.progress import Progress, write_json
 from ansible_collections.mailops.imap.plugins.module_utils._engine.contract import Kind, Status, plain
 from ansible_collections.mailops.imap.plugins.module_utils._engine.result import RunResult
@@ -362,14 +362,25 @@ def _run_in_workers(accounts: t.Sequence[Account], target: config.Target, state_
     return [t.cast(RunResult, outcome) for outcome in outcomes]
 
 
+def failure(outcome: RunResult) -> dict[str, str] | None:
+    """The failure that stopped a failed run, as ``kind`` and ``message`` (the error RunResult.fail recorded last; the
+    engine's sentences hold no secret); None when the run did not fail."""
+    if outcome.status != Status.FAILED:
+        return None
+    if not outcome.errors:
+        return {"kind": plain(Kind.INTERNAL_ERROR), "message": "The run failed without a reason; see the host's log."}
+    stopped = outcome.errors[-1]
+    return {"kind": plain(stopped["kind"]), "message": stopped["detail"]}
+
+
 def aggregate(accounts: t.Sequence[Account], outcomes: t.Sequence[RunResult], check_mode: bool, started: str,
               duration_s: float) -> dict[str, t.Any]:
-    """The result of many accounts: totals, a count per status, one entry per account."""
+    """The result of many accounts: totals, a count per status, one entry per account (with its ``failure``)."""
     entries = []
     totals = dict.fromkeys(TOTAL_KEYS, 0)
     summary = {"accounts": len(outcomes), **dict.fromkeys(STATUS_ORDER, 0)}
     for account, outcome in zip(accounts, outcomes):
-        entry = {"account": account.name, **outcome.as_dict()}
+        entry = {"account": account.name, **outcome.as_dict(), "failure": failure(outcome)}
         entries.append(entry)
         for key in TOTAL_KEYS:
             totals[key] += entry["totals"][key]
@@ -426,8 +437,7 @@ def _bulk(module: ModuleLike, plan: MigratePlan, accounts: list[Account], target
         module.warn(f"{summary[Status.SKIPPED]} account(s) were skipped because the same account was already being migrated on this host.")
     if summary[Status.FAILED]:
         failed = [(a, o) for a, o in zip(accounts, outcomes) if o.status == Status.FAILED]
-        details = "; ".join(
-            f"{a.name}: {o.errors[0]['detail'] if o.errors else 'failed without a reason'}" for a, o in failed[:10])
+        details = "; ".join(f"{a.name}: {t.cast(dict, failure(o))['message']}" for a, o in failed[:10])
         more = f"; and {len(failed) - 10} more" if len(failed) > 10 else ""
         others = "The other accounts ran; see" if len(failed) < summary["accounts"] else "See"
         module.fail_json(msg=f"{len(failed)} of {summary['accounts']} account(s) failed ({details}{more}). "
@@ -710,6 +720,9 @@ def poll(module: ModuleLike, job_id: t.Any) -> t.NoReturn:
 
 def main(module: ModuleLike) -> t.NoReturn:
     """Run what the validated parameters ask for and exit the module."""
+    too_old = pyversion.unsupported_python()
+    if too_old is not None:
+        module.fail_json(msg=too_old)
     if module.params.get("progress_job"):
         poll(module, module.params["progress_job"])
     try:
@@ -717,7 +730,8 @@ def main(module: ModuleLike) -> t.NoReturn:
     except errors.ConfigError as exc:
         module.fail_json(msg=str(exc))
     if not sync.HAS_IMAPCLIENT:
-        module.fail_json(msg=missing_required_lib("imapclient"), exception=sync.IMAPCLIENT_IMPORT_ERROR)
+        module.fail_json(msg=f"{missing_required_lib('imapclient')} {pyversion.ENVIRONMENT_HINT}",
+                         exception=sync.IMAPCLIENT_IMPORT_ERROR)
     if plan.mode == "task":
         run_defined(module, plan)
     if plan.mode == "bulk":

@@ -9,8 +9,10 @@ service. The timers of manual, disabled (and, with ``purge``, unlisted) tasks ar
 
 Everything is asked of ``systemctl`` in as few calls as possible, whatever the number of tasks: one
 ``list-units`` and one ``show`` to learn the state, then at most one call per action (stop, disable, enable,
-``daemon-reload``, reset-failed, start), each on every unit that needs it. ``daemon-reload`` runs only when a
-unit file changed (or the caller says another one did). Nothing is done where the state is already the wanted
+``daemon-reload``, reset-failed, start), each on every unit that needs it. ``daemon-reload`` runs when a unit
+file changes here, when systemd says a unit of the tasks needs it (``NeedDaemonReload=yes``: its file changed
+since the manager last read it, for example written by an earlier run that failed before its reload), or when the
+caller asks for it. Nothing is done where the state is already the wanted
 one, so a second run changes nothing; :func:`plan` alone is check mode.
 
 The template service ``mailops-imapsync@.service`` that the timers start comes from here too
@@ -47,6 +49,8 @@ _SPAN_TOKEN_RE = re.compile(r"[ \t]*(\d+(?:\.\d+)?)[ \t]*([a-zA-Z]*)[ \t]*")
 SPAN_UNITS = frozenset(("usec", "us", "msec", "ms", "seconds", "second", "sec", "s", "minutes", "minute", "min", "m",
                         "hours", "hour", "hr", "h", "days", "day", "d", "weeks", "week", "w", ""))
 ACTIVE_STATES = ("active", "activating", "reloading", "deactivating")
+# What systemctl show reports of each unit (Systemctl.show).
+SHOWN = ("Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "NeedDaemonReload")
 CHUNK = 200  # units per systemctl call (command lines stay short)
 TIMEOUT_S = 120.0
 
@@ -381,11 +385,11 @@ class Systemctl:
         return units
 
     def show(self, units: t.Sequence[str]) -> dict[str, dict[str, str]]:
-        """``systemctl show`` of each unit: Id, LoadState, ActiveState, SubState, UnitFileState."""
+        """``systemctl show`` of each unit: Id, LoadState, ActiveState, SubState, UnitFileState, NeedDaemonReload."""
         found: dict[str, dict[str, str]] = {}
         for start in range(0, len(units), CHUNK):
             chunk = list(units[start:start + CHUNK])
-            _rc, out, _err = self.call("show", "--no-pager", "--property=Id,LoadState,ActiveState,SubState,UnitFileState",
+            _rc, out, _err = self.call("show", "--no-pager", "--property=" + ",".join(SHOWN),
                                        "--", *chunk)
             blocks = [block for block in out.split("\n\n") if block.strip()]
             for unit, block in zip(chunk, blocks):
@@ -434,6 +438,7 @@ class Plan:
     purged: list[str] = dataclasses.field(default_factory=list)  # task names whose units are removed
     reload: bool = False
     reload_requested: bool = False
+    stale: list[str] = dataclasses.field(default_factory=list)  # units systemd runs from files it has not reloaded
 
     @property
     def files_changed(self) -> bool:
@@ -453,6 +458,14 @@ class Plan:
         """The unit files to write: the service first, then the timers."""
         return ([self.service] if self.service is not None else []) + [change for change in self.files if change.after is not None]
 
+    def reload_reason(self) -> str:
+        """Why the manager is reloaded (the first reason of :func:`plan`'s)."""
+        if self.files_changed:
+            return "a unit file changed"
+        if self.stale:
+            return f"systemd has not loaded the current file of {', '.join(self.stale)}"
+        return "asked for: daemon_reload"
+
     def actions(self) -> list[str]:
         """The systemctl calls, in order, as an administrator would type them."""
         lines = [f"systemctl stop {' '.join(self.stop)}"] if self.stop else []
@@ -463,8 +476,7 @@ class Plan:
         if self.enable:
             lines.append(f"systemctl enable {' '.join(self.enable)}")
         if self.reload:
-            reason = "a unit file changed" if self.files_changed else "asked for: daemon_reload"
-            lines.append(f"systemctl daemon-reload  ({reason})")
+            lines.append(f"systemctl daemon-reload  ({self.reload_reason()})")
         if self.reset_failed:
             lines.append(f"systemctl reset-failed {' '.join(self.reset_failed)}")
         if self.start:
@@ -508,7 +520,10 @@ def plan(tasks: t.Sequence[TimerTask], unit_dir: str, systemctl: Systemctl, *, p
     unwanted = sorted(name for name in known if name not in wanted and (name in listed or purge))
     result.purged = sorted(name for name in known if purge and name not in listed)
 
-    states = systemctl.show([timer_unit(name) for name in wanted] + [timer_unit(name) for name in unwanted])
+    # The timers, and the service instances loaded now (one that is not loaded reads its files when it is).
+    instances = [unit for unit in loaded if unit.endswith(".service")]
+    states = systemctl.show([timer_unit(name) for name in wanted] + [timer_unit(name) for name in unwanted] + instances)
+    result.stale = sorted(unit for unit, props in states.items() if props.get("NeedDaemonReload") == "yes")
 
     # Files.
     for name, task in wanted.items():
@@ -546,7 +561,8 @@ def plan(tasks: t.Sequence[TimerTask], unit_dir: str, systemctl: Systemctl, *, p
             result.enable.append(timer_unit(name))
         if state.get("ActiveState") != "active":
             result.start.append(timer_unit(name))
-    result.reload = result.files_changed or reload_requested
+    # A reload a file change asked for earlier and did not get (a later step failed) is still due: systemd says so.
+    result.reload = result.files_changed or reload_requested or bool(result.stale)
     return result
 
 

@@ -38,7 +38,9 @@ description:
 author:
   - mailops.imap maintainers (@mailops)
 requirements:
-  - the Python library imapclient on the managed host
+  - Python 3.9 to 3.13 on the managed host, with the Python library imapclient; the role M(mailops.imap.imapsync)
+    (its entry point C(venv)) builds a virtual environment with it, and C(playbooks/migrate.yml) runs this module
+    with that environment's interpreter (C(ansible_python_interpreter)). See the README's Requirements.
 extends_documentation_fragment:
   - mailops.imap.fields.migrate
   - ansible.builtin.action_common_attributes
@@ -142,6 +144,19 @@ options:
     description:
       - Set by the migrate action to ask a running migration for its progress; never set it in a task.
     type: str
+seealso:
+  - module: mailops.imap.sync_task
+    description: Declares the tasks that a run with O(task) starts, and that the role's timers run.
+  - module: mailops.imap.sync_task_info
+    description: Shows the tasks of a host with the last result of each run.
+  - module: mailops.imap.mail_target
+    description: Declares the local mail server that O(target) names.
+  - name: The mailops.imap.imapsync role
+    description: Installs the engine on the host and runs the tasks with systemd timers.
+    link: https://github.com/mailops/mailops.imap/blob/main/roles/imapsync/README.md
+  - name: The playbook mailops.imap.migrate
+    description: Shares the accounts of a CSV or a list out to many hosts and reports the totals.
+    link: https://github.com/mailops/mailops.imap/blob/main/docs/playbooks.md
 notes:
   - With O(parallel) above 1, a bulk migration runs each account in a worker process of its own on the host.
   - Repeating the same migration is cheap, its cost grows with what is new on the remote, not with the mailbox size.
@@ -504,6 +519,12 @@ accounts:
       type: list
       elements: str
       sample: []
+    failure:
+      description:
+        - For an account that ended V(failed), the error that stopped its run (the last of RV(accounts[].errors)) as
+          C(kind) and C(message) (a sentence naming the cause and the fix, never a secret); null otherwise.
+      type: dict
+      sample: {"kind": "auth_failed", "message": "The remote server refused the login of bob@example.org; check remote_user and remote_password."}
 """
 
 from ansible.module_utils.basic import AnsibleModule

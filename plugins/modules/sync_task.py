@@ -269,7 +269,7 @@ from ansible.module_utils.common.validation import check_required_if
 
 from ansible_collections.mailops.imap.plugins.module_utils import _definitions as defs
 from ansible_collections.mailops.imap.plugins.module_utils import _definitions_spec as spec
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, imapsync_cmd, runner, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, imapsync_cmd, pyversion, runner, sync
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store, check_name, task_secret
 
@@ -310,8 +310,11 @@ def _check_imapsync(task: config.Task, targets: Targets) -> None:
 
 
 def _require_imapclient(module: AnsibleModule) -> None:
+    too_old = pyversion.unsupported_python()
+    if too_old is not None:
+        module.fail_json(msg=too_old + " It is needed by validate: true.")
     if not sync.HAS_IMAPCLIENT:
-        module.fail_json(msg=missing_required_lib("imapclient") + " It is needed by validate: true.",
+        module.fail_json(msg=f"{missing_required_lib('imapclient')} It is needed by validate: true. {pyversion.ENVIRONMENT_HINT}",
                          exception=sync.IMAPCLIENT_IMPORT_ERROR)
 
 

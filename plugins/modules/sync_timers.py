@@ -22,8 +22,11 @@ description:
     running sync ends after its current batch, with its state saved) and, when failed, reset, so that nothing of
     it stays loaded.
   - The state of every unit is read with one C(systemctl show) call; systemctl is called only where something
-    must change, each action once for all the units that need it. C(systemctl daemon-reload) runs only when a
-    unit file changed (a timer file, or the service of O(service)), or with O(daemon_reload=true).
+    must change, each action once for all the units that need it.
+  - C(systemctl daemon-reload) runs when a unit file changes (a timer file, or the service of O(service)), when
+    systemd reports that a timer or a loaded service instance of the tasks needs it (C(NeedDaemonReload=yes), its
+    file changed since the manager read it, for example written by an earlier run that failed before its reload,
+    so a reload is never lost), or with O(daemon_reload=true).
   - Unit files are written atomically, and only when their text changes.
 author:
   - mailops.imap maintainers (@mailops)
@@ -256,7 +259,9 @@ service_changed:
   type: bool
   sample: false
 reloaded:
-  description: Whether C(systemctl daemon-reload) ran (would run).
+  description:
+    - Whether C(systemctl daemon-reload) ran (would run), because a unit file changed, systemd reported a unit of the
+      tasks that needs it, or O(daemon_reload=true).
   returned: always
   type: bool
   sample: true

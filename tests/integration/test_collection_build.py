@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import typing as t
 from pathlib import Path
@@ -56,7 +58,7 @@ FORBIDDEN_FILES = {"Makefile", ".gitignore", "build", "tests/output"}
 
 # Everything under these directories of the source tree ships (what users run and read).
 SHIPPED_DIRS = ("plugins", "roles", "playbooks", "docs", "meta", "changelogs")
-SHIPPED_FILES = ("README.md",)
+SHIPPED_FILES = ("README.md", "LICENSE")
 NOT_SHIPPED = {"changelogs/.plugin-cache.yaml"}  # antsibull-changelog's cache
 
 
@@ -168,7 +170,7 @@ def isolated_env(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 def test_tarball_ships_what_users_need(source: Path, members: set[str]) -> None:
     expected = _shipped_sources(source)
     for needed in ("plugins/modules/migrate.py", "plugins/action/migrate.py", "plugins/module_utils/_engine/sync.py",
-                   "meta/runtime.yml", "meta/execution-environment.yml", "README.md", "docs/sync-engine.md"):
+                   "meta/runtime.yml", "meta/execution-environment.yml", "README.md", "LICENSE", "docs/sync-engine.md"):
         assert needed in expected, f"{needed} is not in the source tree any more: update this test"
     missing = sorted(expected - members)
     assert not missing, f"the tarball lacks files users need: {missing}"
@@ -188,8 +190,15 @@ def test_manifest_matches_galaxy_yml(tarball: Path) -> None:
         handle = archive.extractfile("MANIFEST.json")
         assert handle is not None
         info = json.load(handle)["collection_info"]
-    for key in ("namespace", "name", "version", "license", "dependencies"):
+    for key in ("namespace", "name", "version", "license", "dependencies", "repository", "documentation", "homepage",
+                "issues"):
         assert info[key] == galaxy[key], f"MANIFEST.json {key}: {info[key]!r}, galaxy.yml: {galaxy[key]!r}"
+    assert info["license"] == ["GPL-3.0-or-later"]
+    with tarfile.open(tarball) as archive:
+        handle = archive.extractfile("LICENSE")
+        assert handle is not None
+        text = handle.read().decode("utf-8")
+    assert "GNU GENERAL PUBLIC LICENSE" in text and "Version 3, 29 June 2007" in text, "the licence text ships"
 
 
 def test_installed_copy_matches_the_tarball(installed: Path, isolated_env: dict[str, str]) -> None:
@@ -248,3 +257,48 @@ def test_playbooks_pass_syntax_check_from_the_installed_copy(source: Path, insta
         proc = _run([_tool("ansible-playbook"), "--syntax-check", "-i", str(inventory), f"mailops.imap.{name}"],
                     env=isolated_env, cwd=installed)
         assert "ERROR" not in proc.stderr, f"mailops.imap.{name}: {proc.stderr}"
+
+
+def test_the_lowest_declared_ansible_core_runs_the_collection_with_its_action_group(
+        tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """meta/runtime.yml's requires_ansible names the oldest ansible-core the collection supports: that very release,
+    from PyPI (its dependencies those of the test environment), installs the tarball and runs the collection's modules
+    without a warning, their config_dir and state_dir set once by module_defaults for the action group
+    mailops.imap.imap."""
+    runtime = yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text(encoding="utf-8"))
+    lowest = runtime["requires_ansible"].removeprefix(">=")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", lowest), f"requires_ansible {runtime['requires_ansible']!r} is not >=X.Y.Z"
+    assert set(runtime["action_groups"]["imap"]) == {"mail_target", "sync_task", "sync_task_info", "migrate"}
+    work = tmp_path_factory.mktemp("lowest")
+    core = work / "ansible-core"
+    _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--target",
+          str(core), f"ansible-core=={lowest}"])
+    collections = work / "collections"
+    env = dict(ansible_env(collections, work / "home"), PYTHONPATH=str(core))
+    assert f"core {lowest}" in _run([str(core / "bin" / "ansible"), "--version"], env=env).stdout
+    _run([str(core / "bin" / "ansible-galaxy"), "collection", "install", "--offline", "-p", str(collections), str(tarball)],
+         env=env)
+    playbook = work / "play.yml"
+    playbook.write_text(f"""\
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/mailops.imap.imap:
+      config_dir: {work}/config
+      state_dir: {work}/state
+  tasks:
+    - mailops.imap.mail_target:
+        master_password: not-a-real-password
+    - mailops.imap.sync_task:
+        tasks:
+          - {{name: lowest, local_user: alice, remote_user: alice@old.example, remote_password: pw, remote_host: old.example}}
+    - mailops.imap.sync_task_info:
+      register: info
+    - ansible.builtin.assert:
+        that: info.tasks | map(attribute='name') | list == ['lowest']
+""", encoding="utf-8")
+    proc = _run([str(core / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook), "-e",
+                 f"ansible_python_interpreter={sys.executable}"], env=dict(env, ANSIBLE_LOCALHOST_WARNING="0"), cwd=work)
+    output = proc.stdout + proc.stderr
+    assert "WARNING" not in output and "failed=0" in output, output
+    assert (work / "config" / "tasks" / "lowest.json").is_file(), "module_defaults of the group set config_dir"

@@ -15,7 +15,7 @@ import pytest
 from conftest import unique_name
 from harness import mail
 from harness.dovecot import DovecotServer
-from harness.oauth import OAuthServer
+from harness.oauth import DROP, OAuthServer
 from harness.proxy import CuttingProxy
 
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config, sync
@@ -143,6 +143,7 @@ def _cut_run(oauth_remote, local_server, tmp_path, user, auth, on_reconnect):
     assert result.status == "success", [e["detail"] for e in result.errors]
     assert any("Reconnecting" in line for line in lines)
     copied(oauth_remote, user, the_task, local_server)
+    return lines
 
 
 def test_a_token_that_expires_during_a_run_is_renewed_at_the_reconnect(lifetime, oauth_remote, local_server, tmp_path):
@@ -158,6 +159,27 @@ def test_a_token_that_expires_during_a_run_is_renewed_at_the_reconnect(lifetime,
     # Two logins, each with a live token: the expired one was never sent (a refused login and a retry would be a third).
     # Dovecot asks about an app-only token twice per login: harness/dovecot.py _oauth2_passdbs (user, then app).
     assert oauth_server.hits["introspect"] - introspected == 2 * 2
+
+
+def test_a_token_endpoint_unreachable_at_a_reconnect_is_tried_again_with_the_backoff(lifetime, oauth_remote,
+                                                                                     local_server, tmp_path):
+    oauth_server = lifetime
+    oauth_server.token_lifetime = 1.0  # the reconnect needs a new token
+    tenant = oauth_server.add_tenant()
+    app = oauth_server.add_app(tenant)
+    user = mailbox(oauth_remote, tenant.domain, messages=12, size=40_000)
+    scripted: list[bool] = []
+
+    def endpoint_down_once() -> None:
+        if not scripted:
+            scripted.append(True)
+            oauth_server.script_token_responses((DROP, b""))
+
+    lines = _cut_run(oauth_remote, local_server, tmp_path, user, entra(oauth_server, app), endpoint_down_once)
+    (down,) = [line for line in lines if "could not be reached" in line]
+    assert down.startswith(f"The token endpoint 127.0.0.1:{oauth_server.port} could not be reached")
+    assert "Reconnecting in 2 s (attempt 2 of 5)" in down
+    assert len(oauth_server.issued(app.client_id)) == 2
 
 
 def test_a_token_revoked_during_a_run_is_replaced_after_the_servers_refusal(oauth_server, oauth_remote, local_server,

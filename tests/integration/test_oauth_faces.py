@@ -20,6 +20,7 @@ from conftest import unique_name
 from harness import fakeimapsync, mail
 from harness.dovecot import DovecotServer
 from harness.oauth import OAuthServer
+from harness.proxy import CuttingProxy
 
 pytest.importorskip("msal", reason="msal is in tests/requirements.txt: run make deps")
 
@@ -141,3 +142,35 @@ def test_engine_imapsync_logs_in_with_the_token_from_its_file(oauth_server, oaut
     written = "\n".join(lines) + json.dumps(outcome.as_dict())
     written += "".join(Path(path).read_text(encoding="utf-8") for path in st.logs("tok"))
     assert "Host1: password is MASKED" in written and token not in written
+
+
+def test_engine_imapsync_refuses_a_remote_without_xoauth2_before_imapsync_starts(oauth_server, oauth_remote_server,
+                                                                                 make_oauth_account, local_server,
+                                                                                 tmp_path, monkeypatch):
+    """imapsync 2.229 logs in with a token by XOAUTH2 only: a server announcing only OAUTHBEARER is refused with a
+    sentence, by validate (check_logins) and by a run, and imapsync never starts."""
+    domain = f"{unique_name('d')}.example"
+    remote, local = _mailbox(make_oauth_account, domain, 1)
+    token_file = tmp_path / "token"
+    token_file.write_text(oauth_server.mint_token(remote), encoding="ascii")
+    token_file.chmod(0o600)
+    st = store_mod.Store(str(tmp_path / "etc"), str(tmp_path / "var"))
+    target = config.parse_target(_target(local_server))
+    st.write("targets", "default", target.public(), target.master_password)
+    record = tmp_path / "record.json"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("MAILOPS_IMAP_IMAPSYNC", str(fakeimapsync.install(bin_dir)))
+    monkeypatch.setenv(fakeimapsync.ENV_RECORD, str(record))
+    with CuttingProxy(oauth_remote_server.host, oauth_remote_server.port) as proxy:
+        proxy.rewrite(b" AUTH=XOAUTH2", b"", count=20)  # from the greetings' and CAPABILITY's lists
+        task = config.parse_task({"name": "bearer", "local_user": local, "remote_user": remote,
+                                  "remote_host": proxy.host, "remote_port": proxy.port, "remote_security": "none",
+                                  "engine": "imapsync", "remote_auth": "token_file", "remote_token_file": str(token_file)})
+        st.write("tasks", "bearer", task.public(), store_mod.task_secret(task))
+        (problem,) = runner.check_logins(task, target)
+        outcome = runner.run_task(st, "bearer")
+    assert (problem["kind"], problem["side"]) == ("auth_failed", "remote")
+    assert "does not announce AUTH=XOAUTH2" in problem["detail"] and "use engine: builtin" in problem["detail"]
+    assert outcome.status == "failed" and "does not announce AUTH=XOAUTH2" in json.dumps(outcome.as_dict())
+    assert not record.exists(), "imapsync was started"

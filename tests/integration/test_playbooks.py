@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 import subprocess
+import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -109,18 +111,61 @@ def state_file(remote, local, account) -> str:
     return config.state_key(task, config.parse_target({"host": local.host})) + ".sqlite"
 
 
+class FileWatcher:
+    """Scans every file under some directories, while something runs, for secrets (as written, and as JSON escapes
+    them); ``seen`` lists the files that held one. It sees a module's temporary payload on the host (ANSIBLE_REMOTE_TMP
+    with pipelining off) while the module runs."""
+
+    def __init__(self, roots: list[Path], secrets: list[str], interval: float = 0.02) -> None:
+        self.roots = roots
+        self.needles = {n.encode("utf-8") for s in secrets for n in (s, json.dumps(s)[1:-1], json.dumps(s, ensure_ascii=False)[1:-1])}
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def scan(self) -> None:
+        for root in self.roots:
+            for directory, _dirs, files in os.walk(root):
+                for name in files:
+                    path = os.path.join(directory, name)
+                    try:
+                        with open(path, "rb") as handle:
+                            data = handle.read(16 << 20)
+                    except OSError:
+                        continue
+                    if any(needle in data for needle in self.needles):
+                        self.seen.add(path)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.scan()
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> FileWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.scan()
+
+
 # --- migrate.yml ---------------------------------------------------------------------------------------------
 
 
 def test_migrate_shares_a_vault_csv_across_hosts_check_real_again(make_account, remote_server, local_server, tmp_path):
     # A password that looks like a template arrives as written: the CSV's values are never templated.
-    passwords = [f"pw{i}, 'with' \"quotes\" \u00e4 {{{{ {i} * 7 }}}}" for i in range(5)]
+    # Each holds a token the file watcher below finds however a file encodes the rest (JSON, a module's payload).
+    tokens = [f"pw{i}{uuid.uuid4().hex}" for i in range(5)]
+    passwords = [f"{token}, 'with' \"quotes\" \u00e4 {{{{ {i} * 7 }}}}" for i, token in enumerate(tokens)]
     accounts = [make_account(remote_password=p) for p in passwords]
     for index, acc in enumerate(accounts):
         mail.seed(remote_server, acc.remote_user, acc.remote_password, "INBOX",
                   [(mail.make_message(f"shard {index} {i}"), (b"\\Seen",), None) for i in range(index + 1)])
         mail.seed(remote_server, acc.remote_user, acc.remote_password, "Archive/2025", [(mail.make_message(f"a{index}"), (), None)])
-    accounts_csv = write_csv(tmp_path / "accounts.csv", ["local_user", "remote_user", "remote_password"],
+    (tmp_path / "migration").mkdir()
+    accounts_csv = write_csv(tmp_path / "migration" / "accounts.csv", ["local_user", "remote_user", "remote_password"],
                              [[a.local_user, a.remote_user, a.remote_password] for a in accounts])
     vault_password = tmp_path / "vault-pass"
     vault_password.write_text("demo-vault-secret\n", encoding="utf-8")
@@ -132,14 +177,26 @@ def test_migrate_shares_a_vault_csv_across_hosts_check_real_again(make_account, 
     names = ["worker-c", "worker-a", "worker-b"]
     states = {name: tmp_path / f"state-{name}" for name in names}
     inventory = workers_inventory(names, **{n: {"migrate_state_dir": states[n]} for n in names})
-    extra = {"migrate_accounts_file": str(accounts_csv), "migrate_become": False, "migrate_parallel": 2,
+    # A path relative to the current directory (an AWX project's checkout), in a directory: no warning about it.
+    extra = {"migrate_accounts_file": "migration/accounts.csv", "migrate_become": False, "migrate_parallel": 2,
              "migrate_defaults": {"remote_host": remote_server.host, "remote_port": remote_server.port,
                                   "ca_file": str(remote_server.cert_path), "folders": "all"},
              "migrate_target": target_vars(local_server)}
     secrets = (*passwords, local_server.master_password)
     vault = ("--vault-password-file", str(vault_password))
 
-    check = run_playbook(tmp_path, "migrate.yml", inventory, extra, "--check", "--diff", *vault, secrets=secrets)
+    # No decrypted copy of the CSV on the controller or in the hosts' temporary directories, not even for a moment: the
+    # passwords reach each host only as its migrate task's no_log arguments, piped to the module (pipelining).
+    temp = {name: tmp_path / name for name in ("local-tmp", "remote-tmp", "tmp")}
+    for path in temp.values():
+        path.mkdir()
+    env = {"ANSIBLE_LOCAL_TEMP": str(temp["local-tmp"]), "ANSIBLE_REMOTE_TMP": str(temp["remote-tmp"]),
+           "TMPDIR": str(temp["tmp"]), "ANSIBLE_PIPELINING": "1"}
+    with FileWatcher([tmp_path], tokens) as files:
+        check = run_playbook(tmp_path, "migrate.yml", inventory, extra, "--check", "--diff", *vault, secrets=secrets,
+                             env=env, cwd=tmp_path)
+    assert not files.seen, f"a password of the vaulted CSV was written to {sorted(files.seen)}"
+    assert "[WARNING]" not in check.output, check.output
     stats = check.stats["mailops_imap_migrate"]
     assert stats["check_mode"] is True and stats["status"] == "success"
     assert stats["summary"] == {"accounts": 5, "success": 5, "partial": 0, "failed": 0, "skipped": 0}
@@ -150,7 +207,10 @@ def test_migrate_shares_a_vault_csv_across_hosts_check_real_again(make_account, 
         assert mail.snapshot(local_server, acc.local_user, master=True).get("INBOX") == [], "check mode wrote nothing"
     assert not any(path.exists() for path in states.values()), "check mode wrote no state"
 
-    real = run_playbook(tmp_path, "migrate.yml", inventory, extra, *vault, secrets=secrets)
+    with FileWatcher([tmp_path], tokens) as files:
+        real = run_playbook(tmp_path, "migrate.yml", inventory, extra, *vault, secrets=secrets, env=env, cwd=tmp_path)
+    assert not files.seen, f"a password of the vaulted CSV was written to {sorted(files.seen)}"
+    assert "[WARNING]" not in real.output, real.output
     stats = real.stats["mailops_imap_migrate"]
     assert stats["check_mode"] is False and stats["status"] == "success" and stats["missing_hosts"] == []
     assert stats["summary"]["success"] == 5 and stats["totals"]["copied"] == 20
@@ -168,7 +228,7 @@ def test_migrate_shares_a_vault_csv_across_hosts_check_real_again(make_account, 
         assert local["INBOX"] == remote["INBOX"] and local["Archive.2025"] == remote["Archive/2025"]
     assert "20 message(s) copied" in real.output
 
-    again = run_playbook(tmp_path, "migrate.yml", inventory, extra, "-vvv", *vault, secrets=secrets)
+    again = run_playbook(tmp_path, "migrate.yml", inventory, extra, "-vvv", *vault, secrets=secrets, env=env, cwd=tmp_path)
     stats = again.stats["mailops_imap_migrate"]
     assert stats["status"] == "success" and stats["totals"]["copied"] == 0 and stats["totals"]["already_present"] == 0
     assert re.search(r"worker-[abc]\s+: ok=\d+\s+changed=0 ", again.output), again.output

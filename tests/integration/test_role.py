@@ -40,6 +40,7 @@ from harness.systemd import SYSTEMD, UserManager
 UNIT = "mailops-imapsync@"
 FIRST_DELAY = "3s"
 TICK_DEADLINE_S = 100.0  # the first tick comes FIRST_DELAY after the apply, the next one a minute later
+DIFF_LINES = 600  # the output of a first apply with --diff
 RECAP_RE = re.compile(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
 
@@ -294,6 +295,10 @@ def test_apply_installs_a_timer_for_the_interval_task_only_and_it_fires(deployme
     output, recap = d.play(inventory, "--diff")
 
     assert recap["failed"] == 0 and recap["changed"] > 0, output
+    # --diff shows the definitions and the units, not the engine's Python source (one line per copied file).
+    assert "from __future__ import annotations" not in output and "def " not in output, output
+    assert "OnUnitActiveSec=1min" in output and "ExecStart=" in output and '"remote_user"' in output, output
+    assert len(output.splitlines()) < DIFF_LINES, f"{len(output.splitlines())} lines of output"
     timers = sorted(p.name for p in d.unit_dir.glob(f"{UNIT}*.timer"))
     assert timers == [f"{UNIT}tick.timer"], timers
     assert (d.unit_dir / f"{UNIT}.service").is_file()
@@ -332,9 +337,33 @@ def test_a_path_with_a_line_feed_is_refused_before_anything_is_written(deploymen
     before = snapshot(d.home, skip=(d.home / ".ansible", d.state_dir))
     with pytest.raises(AssertionError) as refused:
         d.play(inventory)
-    assert "must be absolute paths" in str(refused.value) and "control characters" in str(refused.value)
+    assert "imapsync_state_dir: " in str(refused.value) and "must be an absolute path" in str(refused.value)
+    assert "control characters" in str(refused.value)
     assert snapshot(d.home, skip=(d.home / ".ansible", d.state_dir)) == before, "the role wrote before refusing"
     assert "TimeoutStartSec=12h" in (d.unit_dir / f"{UNIT}.service").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("bad, phrases", [
+    # The role's own check: every bad variable named in one message, with what it takes.
+    ({"imapsync_timer_accuracy": "bogus", "imapsync_timer_first_delay": "1min; ExecStart=/bin/sh",
+      "imapsync_service_memory_max": "1X", "imapsync_pip_index_url": "ftp://index.example",
+      "imapsync_service_read_paths": ["relative/path"]},
+     ["imapsync_timer_accuracy: \"bogus\" is not a systemd time span", "imapsync_timer_first_delay: ",
+      "imapsync_service_memory_max: \"1X\" is not valid", "imapsync_pip_index_url: ", "imapsync_service_read_paths: "]),
+    # The argument spec (meta/argument_specs.yml): types and choices.
+    ({"imapsync_scope": "bogus", "imapsync_stop_timeout": "soon", "imapsync_oauth_libraries": "sometimes"},
+     ["imapsync_scope", "imapsync_stop_timeout", "imapsync_oauth_libraries"]),
+])
+def test_bad_values_are_refused_before_anything_is_written_naming_each_variable(deployment, bad, phrases):
+    d = deployment
+    d.require("apply")
+    inventory = d.inventory([d.task("manual", schedule="manual")], imapsync_service_timeout="2h", **bad)
+    before = snapshot(d.home, skip=(d.home / ".ansible", d.state_dir))
+    with pytest.raises(AssertionError) as refused:
+        d.play(inventory)
+    for phrase in phrases:
+        assert phrase in str(refused.value), str(refused.value)
+    assert snapshot(d.home, skip=(d.home / ".ansible", d.state_dir)) == before, "the role wrote before refusing"
 
 
 def test_starting_the_manual_service_delivers_and_status_shows_both(deployment):
@@ -383,6 +412,29 @@ def test_a_second_apply_changes_nothing(deployment):
     output, recap = d.play(inventory)
     assert recap["changed"] == 0 and recap["failed"] == 0, output
     d.applied.append("second")
+
+
+def test_a_reload_that_an_earlier_run_did_not_get_is_done_by_the_next_apply(deployment):
+    """A run that wrote a unit file and failed before systemd reloaded leaves the file as the role wants it and
+    systemd running the old one (NeedDaemonReload=yes): the next apply reloads, though no file changes."""
+    d = deployment
+    d.require("second")
+    timer = d.unit_dir / f"{UNIT}tick.timer"
+    wanted = timer.read_text(encoding="utf-8")
+    timer.write_text(wanted.replace("AccuracySec=1s", "AccuracySec=1h"), encoding="utf-8")
+    d.systemctl("daemon-reload")  # systemd runs the old timer ...
+    timer.write_text(wanted, encoding="utf-8")  # ... and the new file is in place, as the failed run left it
+    assert d.show(f"{UNIT}tick.timer")["NeedDaemonReload"] == "yes"
+    assert d.show(f"{UNIT}tick.timer")["AccuracyUSec"] == "1h"
+    inventory = d.inventory([d.task("tick", folders="inbox", schedule="interval", interval_minutes=1),
+                             d.task("manual", schedule="manual")])
+
+    output, recap = d.play(inventory, "--diff")
+
+    assert recap["changed"] == 1 and recap["failed"] == 0, output
+    assert "systemd has not loaded the current file of mailops-imapsync@tick.timer" in output, output
+    shown = d.show(f"{UNIT}tick.timer")
+    assert shown["NeedDaemonReload"] == "no" and shown["AccuracyUSec"] == "1s", shown
 
 
 def test_no_password_in_unit_files_systemctl_show_or_what_the_service_prints(deployment):
@@ -518,6 +570,50 @@ def test_purge_removes_the_timer_unit_instance_definition_and_secret_of_a_droppe
 
     again_output, again = d.play(inventory)
     assert again["changed"] == 0, again_output
+
+
+def test_a_client_credentials_task_gets_the_oauth_libraries_and_runs_in_the_sandboxed_service(
+        deployment, oauth_server, oauth_remote_server, make_oauth_account, tmp_path_factory):
+    """An Entra ID application's task (docs/oauth2.md): the role puts msal into the engine's environment
+    (imapsync_oauth_libraries: auto, from a wheel directory), stores the client secret as the task's 0600 secret, and
+    the service obtains a token from the token endpoint and copies the mail; the secret and the tokens are in no
+    output."""
+    d = deployment
+    d.require("apply")
+    wheels = tmp_path_factory.mktemp("oauth-wheels")
+    pins = [line.strip() for line in (Path(__file__).parents[1] / "requirements.txt").read_text(encoding="utf-8").splitlines()
+            if line.split("==")[0].strip() in ("msal", "google-auth", "imapclient")]
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                           "--only-binary=:all:", "--dest", str(wheels), *pins],
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0 and len(pins) == 3, f"cannot download {pins}: {proc.stderr[-2000:]}"
+    tenant = oauth_server.add_tenant()
+    app = oauth_server.add_app(tenant)
+    account = make_oauth_account(tenant.domain)
+    mail.seed(oauth_remote_server, account.remote_user, account.remote_password, "INBOX", [mail.make_message("via oauth")])
+    d.accounts["m365"] = Account(account.remote_user, "", account.local_user)
+    d.secrets.append(app.secret)
+    task = {"name": "m365", "schedule": "manual", "local_user": account.local_user, "remote_user": account.remote_user,
+            "remote_host": oauth_remote_server.host, "remote_port": oauth_remote_server.port,
+            "ca_file": str(oauth_remote_server.cert_path), "remote_auth": "client_credentials",
+            "remote_oauth_client_id": app.client_id, "remote_oauth_tenant": tenant.domain,
+            "remote_oauth_client_secret": app.secret, "remote_oauth_authority": oauth_server.url,
+            "remote_oauth_ca_file": str(oauth_server.ca_path)}
+    output, recap = d.play(d.inventory([task], imapsync_pip_wheel_dir=str(wheels)))
+    assert recap["failed"] == 0, output
+    secret = d.config_dir / "secrets" / "tasks" / "m365"
+    assert secret.read_text(encoding="utf-8") == app.secret and (secret.stat().st_mode & 0o777) == 0o600
+    assert app.secret not in (d.config_dir / "tasks" / "m365.json").read_text(encoding="utf-8")
+
+    started = d.systemctl("start", f"{UNIT}m365.service", check=False)
+    assert started.returncode == 0, d.diagnostics("m365")
+    assert d.local_subjects("m365") == ["via oauth"]
+    tokens = [issued.token for issued in oauth_server.issued(app.client_id)]
+    assert len(tokens) == 1, "the service obtained one token from the token endpoint"
+    written = d.output_log.read_text(encoding="utf-8", errors="replace") + json.dumps(d.last_result("m365"))
+    written += "".join(path.read_text(encoding="utf-8", errors="replace") for path in d.unit_dir.glob(f"{UNIT}*")
+                       if path.is_file())
+    assert app.secret not in written and tokens[0] not in written
 
 
 def test_a_run_past_its_time_limit_is_stopped_by_systemd_and_frees_the_lock(deployment):

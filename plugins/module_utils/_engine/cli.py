@@ -21,7 +21,7 @@ import threading
 import time
 import typing as t
 
-from . import engine_imapsync, files, info, runner, timers
+from . import engine_imapsync, files, info, pyversion, runner, timers
 from .contract import Status
 from .errors import ConfigError, SyncError
 from .store import CONFIG_DIR, STATE_DIR, Store, check_name
@@ -375,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
         if reconfigure is not None:
             with contextlib.suppress(ValueError):
                 reconfigure(errors="backslashreplace")
+    too_old = pyversion.unsupported_python()
+    if too_old is not None:
+        _err(too_old)
+        return EXIT_FAILED
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

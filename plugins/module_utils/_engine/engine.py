@@ -67,5 +67,9 @@ def for_task(task: Task) -> Engine:
 
 def check_logins(task: Task, target: Target) -> list[dict[str, t.Any]]:
     """Log in to the remote and the local server as a run of ``task`` would, then log out; the errors as result
-    entries (empty when both logins work). Whatever the task's engine, the builtin engine's IMAP client logs in."""
+    entries (empty when both logins work). Whatever the task's engine, the builtin engine's IMAP client logs in; for
+    engine: imapsync, the remote must also offer what imapsync logs in with (engine_imapsync.check_mechanism)."""
+    if task.engine == "imapsync":
+        from . import engine_imapsync  # pylint: disable=import-outside-toplevel
+        return engine_builtin.check_logins(task, target, engine_imapsync.check_mechanism)
     return engine_builtin.check_logins(task, target)

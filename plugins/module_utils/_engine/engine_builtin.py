@@ -38,14 +38,21 @@ class BuiltinEngine:
 ENGINE = BuiltinEngine()
 
 
-def check_logins(task: Task, target: Target) -> list[dict[str, t.Any]]:
+def check_logins(task: Task, target: Target,
+                 accept: t.Callable[[Connection], None] | None = None) -> list[dict[str, t.Any]]:
     """Log in to the remote and the local server (as the task would, with a token from the task's token source), then
     log out; errors as result entries, each with the side that failed: ``remote``, ``local``, or for the token of
-    the remote login ``token endpoint`` (a grant) or ``token source`` (a token file or command)."""
+    the remote login ``token endpoint`` (a grant) or ``token source`` (a token file or command). ``accept``: what
+    the task's engine also requires of each logged-in connection (errors.SyncError when it is not met)."""
     problems = []
     for endpoint in sync.endpoints(task, target):
         try:
-            Connection(endpoint).close()
+            connection = Connection(endpoint)
+            try:
+                if accept is not None:
+                    accept(connection)
+            finally:
+                connection.close()
         except errors.SyncError as exc:
             problems.append({"folder": "", "uid": None, "message_id": None, "kind": plain(exc.kind), "detail": exc.message,
                              "side": exc.side or endpoint.side})

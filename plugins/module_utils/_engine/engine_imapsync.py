@@ -299,9 +299,23 @@ def read_namespace(task: Task, target: Target, remote: Endpoint | None = None) -
     """
     connection = Connection(remote if remote is not None else sync.endpoints(task, target)[0])
     try:
+        check_mechanism(connection)
         return connection.namespace()
     finally:
         connection.close()
+
+
+def check_mechanism(connection: Connection) -> None:
+    """imapsync 2.229 logs in with a token by XOAUTH2 only (docs/oauth2.md "engine: imapsync"): a remote that does not
+    announce it is refused with a sentence before imapsync starts (imapsync would only exit 161)."""
+    ep = connection.ep
+    if ep.token is not None and b"AUTH=XOAUTH2" not in connection.login_caps:
+        raise errors.SyncError(
+            errors.AUTH_FAILED,
+            f"The remote server {printable(ep.host, 255)}:{ep.port} does not announce AUTH=XOAUTH2, the only OAuth2 "
+            "mechanism imapsync logs in with; use engine: builtin for this task (it logs in with OAUTHBEARER).",
+            ep.side,
+        )
 
 
 def write_secret(directory: str, name: str, secret: str) -> str:

@@ -576,6 +576,7 @@ class Connection:
         self.selected: str | None = None
         self.selected_readonly = True
         self._created: tuple[str, dict[str, int]] | None = None  # a folder just created and its status (see create)
+        self.login_caps: frozenset[bytes] = frozenset()  # what the server announced before the login (AUTH=...)
         self._connect()
 
     # -- connection and login -------------------------------------------------------------------
@@ -630,6 +631,7 @@ class Connection:
         ep = self.ep
         client = self.client
         caps = client.capabilities()
+        self.login_caps = frozenset(caps)
         if ep.token is not None:
             self._login_token(ep.token, caps)
             self.caps = set(client.capabilities())

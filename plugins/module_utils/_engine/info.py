@@ -18,7 +18,7 @@ from .store import Store, check_name
 # Keys that must never leave the host, whatever a hand-edited definition file holds.
 SECRET_KEYS = tuple(dict.fromkeys(secret_fields(Task) + secret_fields(Target)))
 
-NextRuns = t.Callable[[list[str]], "dict[str, str | None]"]
+NextRuns = t.Callable[[t.List[str]], t.Dict[str, t.Optional[str]]]  # typing.List: importable on Python 3.8 (pyversion.py)
 
 
 def read_public(store: Store, kind: str, name: str) -> dict[str, t.Any] | None:

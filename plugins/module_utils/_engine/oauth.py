@@ -48,7 +48,7 @@ HTTP_MAX_BYTES = 1024 * 1024  # one response of a token endpoint
 REFRESH_MARGIN_S = 300.0
 REFRESH_FRACTION = 0.1
 TOKEN_SIDE = "token endpoint"  # the side of a failure of a grant (results' ``side``)
-SOURCE_SIDE = "token source"  # the side of a failure of a token file or command
+SOURCE_SIDE = "token source"  # the side of a failure of a token file or command, or of a grant's key or certificate file
 # RFC 6750 section 2.1 b64token: what a bearer token may hold (and so what may enter a SASL message).
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # Entra ID error codes (AADSTS...) and what to do about them.
@@ -69,6 +69,13 @@ class TokenError(errors.SyncError):
 
     def __init__(self, message: str, side: str = TOKEN_SIDE) -> None:
         super().__init__(errors.TOKEN_FAILED, message, side)
+
+
+class TokenUnavailable(TokenError, errors.Transient):
+    """The token endpoint could not be reached or did not answer in time: this may pass, so a run reconnecting in its
+    middle tries again with its backoff (sync.Syncer). An answer, even HTTP 5xx or 429, stays a :class:`TokenError`
+    that stops the run: msal holds such an answer back from every new request for up to 60 s (Retry-After), longer
+    than the whole reconnect backoff (docs/oauth2.md "When the token endpoint is down")."""
 
 
 class TokenSource(t.Protocol):
@@ -293,7 +300,7 @@ class ClientCredentials(_Grant):  # pylint: disable=too-many-instance-attributes
     def _credential(self) -> t.Any:
         if self._secret is not None:
             return self._secret
-        pem = private_file(t.cast(str, self.certificate), f"the certificate file {self.certificate}", 1024 * 1024, TOKEN_SIDE)
+        pem = private_file(t.cast(str, self.certificate), f"the certificate file {self.certificate}", 1024 * 1024)
         return certificate_credential(pem, str(self.certificate))
 
     def _obtain(self) -> tuple[str, float]:
@@ -341,7 +348,7 @@ def certificate_credential(pem: bytes, path: str) -> dict[str, str]:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):
         raise TokenError(f"The certificate file {path} must hold an unencrypted PEM private key and its PEM certificate; "
-                         "convert it (openssl pkcs12 -nodes, or openssl pkey) and try again.") from None
+                         "convert it (openssl pkcs12 -nodes, or openssl pkey) and try again.", SOURCE_SIDE) from None
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return {"private_key": key_pem.decode("ascii"), "thumbprint": cert.fingerprint(hashes.SHA1()).hex(),  # nosec B303
             "public_certificate": cert.public_bytes(serialization.Encoding.PEM).decode("ascii")}
@@ -392,14 +399,19 @@ class ServiceAccount(_Grant):
 
     def _key(self) -> dict[str, t.Any]:
         what = f"the service account key file {self.key_file}"
-        raw = private_file(self.key_file, what, 64 * 1024, TOKEN_SIDE)
+        raw = private_file(self.key_file, what, 64 * 1024)
         try:
             info = json.loads(raw)
         except ValueError:
             info = None
         if not isinstance(info, dict) or info.get("type") != "service_account" or not info.get("private_key"):
             raise TokenError(f"{capitalized(what)} is not the JSON key of a service account; download a key of the "
-                             "service account (JSON) from the Google Cloud console.")
+                             "service account (JSON) from the Google Cloud console.", SOURCE_SIDE)
+        token_uri = info.get("token_uri")
+        if token_uri is not None and not (isinstance(token_uri, str) and token_uri.lower().startswith("https://")):
+            # google-auth would send the signed assertion there: never in clear text
+            raise TokenError(f"{capitalized(what)} gives a token_uri that is not an https:// URL "
+                             f"({printable(token_uri, 100)}); download a genuine key of the service account.", SOURCE_SIDE)
         return info
 
 
@@ -415,7 +427,7 @@ def _import(module: str, package: str) -> t.Any:
         return __import__(module, fromlist=["_"])
     except ImportError:
         raise errors.SyncError(errors.MISSING_LIBRARY, f"The Python library {package} is not installed on this host; install "
-                               f"it (pip install {package.split()[0]}) to use this remote_auth.") from None
+                               f"it (pip install {package.split()[0]}) to use this remote_auth.", SOURCE_SIDE) from None
 
 
 # --- HTTP to a token endpoint, bounded ---------------------------------------------------------------------------
@@ -455,31 +467,29 @@ class _Http:
         self._session.close()
 
     def request(self, method: str, url: str, **kwargs: t.Any) -> _Response:
-        requests = _import("requests", "requests")
-        deadline = time.monotonic() + HTTP_TIMEOUT_S
+        """One exchange, within HTTP_TIMEOUT_S from connect to last byte, headers included (requests' own timeouts
+        apply to each read only, which an endpoint dripping a byte at a time never reaches): it runs in a thread of
+        its own, which is left behind, with its session, when the deadline passes."""
         where = printable(urllib.parse.urlsplit(url).netloc, 100)
-        try:
-            with self._session.request(method, url, stream=True, allow_redirects=False, verify=self._verify,
-                                       timeout=(HTTP_TIMEOUT_S, HTTP_TIMEOUT_S), **kwargs) as answer:
-                body = bytearray()
-                # read1: what has arrived (a whole chunk's wait would let a dripping endpoint outlast the deadline)
-                while chunk := answer.raw.read1(65536, decode_content=True):
-                    body.extend(chunk)
-                    if len(body) > HTTP_MAX_BYTES:
-                        raise TokenError(f"The token endpoint {where} sent more than {HTTP_MAX_BYTES} bytes in one answer; "
-                                         "check remote_oauth_authority (a genuine endpoint does not do this).")
-                    if time.monotonic() > deadline:
-                        raise TokenError(f"The token endpoint {where} did not complete an answer within {HTTP_TIMEOUT_S:g} s; "
-                                         "check the network path to it.")
-                response = _Response(answer.status_code, answer.headers, bytes(body))
-        except TokenError:
-            raise
-        except requests.exceptions.SSLError as exc:
-            raise TokenError(f"The TLS certificate of the token endpoint {where} could not be verified "
-                             f"({printable(_root(exc), EXCERPT)}); give its CA certificate in remote_oauth_ca_file.") from None
-        except requests.exceptions.RequestException as exc:
-            raise TokenError(f"The token endpoint {where} could not be reached ({printable(_root(exc), EXCERPT)}); check "
-                             "remote_oauth_authority and the network path to it.") from None
+        outcome: dict[str, t.Any] = {}
+        session = self._session
+
+        def exchange() -> None:
+            try:
+                outcome["response"] = self._exchange(session, method, url, where, **kwargs)
+            except BaseException as exc:  # pylint: disable=broad-except  # raised again in the caller's thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=exchange, name="token-endpoint", daemon=True)
+        worker.start()
+        worker.join(HTTP_TIMEOUT_S)
+        if worker.is_alive():
+            self._session = _import("requests", "requests").Session()  # the late thread keeps the old one
+            raise TokenUnavailable(f"The token endpoint {where} did not complete an answer within {HTTP_TIMEOUT_S:g} s; "
+                                   "check the network path to it.")
+        if "error" in outcome:
+            raise outcome["error"]
+        response: _Response = outcome["response"]
         if response.status_code >= 400:
             try:
                 answer_json = json.loads(response.text)
@@ -487,6 +497,31 @@ class _Http:
                 answer_json = None
             self.last_error = answer_json if isinstance(answer_json, dict) else {"error": f"HTTP {response.status_code}"}
         return response
+
+    def _exchange(self, session: t.Any, method: str, url: str, where: str, **kwargs: t.Any) -> _Response:
+        """The request and its answer, at most HTTP_MAX_BYTES of body; TokenError for a failure."""
+        requests = _import("requests", "requests")
+        try:
+            with session.request(method, url, stream=True, allow_redirects=False, verify=self._verify,
+                                 timeout=(HTTP_TIMEOUT_S, HTTP_TIMEOUT_S), **kwargs) as answer:
+                body = bytearray()
+                while chunk := answer.raw.read(65536, decode_content=True):
+                    body.extend(chunk)
+                    if len(body) > HTTP_MAX_BYTES:
+                        raise TokenError(f"The token endpoint {where} sent more than {HTTP_MAX_BYTES} bytes in one answer; "
+                                         "check remote_oauth_authority (a genuine endpoint does not do this).")
+                return _Response(answer.status_code, answer.headers, bytes(body))
+        except TokenError:
+            raise
+        except requests.exceptions.SSLError as exc:
+            raise TokenError(f"The TLS certificate of the token endpoint {where} could not be verified "
+                             f"({printable(_root(exc), EXCERPT)}); give its CA certificate in remote_oauth_ca_file.") from None
+        except requests.exceptions.RequestException as exc:
+            # Refused, reset, timed out: may pass. Anything else (a URL requests cannot use) will not.
+            failure = TokenUnavailable if isinstance(exc, (requests.exceptions.ConnectionError,
+                                                           requests.exceptions.Timeout)) else TokenError
+            raise failure(f"The token endpoint {where} could not be reached ({printable(_root(exc), EXCERPT)}); "
+                          "check remote_oauth_authority and the network path to it.") from None
 
     def google_request(self) -> t.Any:
         """This client as a google-auth transport (google.auth.transport.Request)."""

@@ -512,10 +512,12 @@ class Task:  # pylint: disable=too-many-instance-attributes
         notes={Face.TASK: ("It must be defined on the host when the task is stored; in check mode a missing target only "
                            "gives a warning.", "With O(tasks), the target of every element that names none."),
                Face.ROLE_TASK: ("Default the name of O(imapsync_target).",)})
-    remote_security: str = declare(
+    remote_security: str = declare(  # no default in the argument specs: a preset's must win (presets.apply)
         "starttls", type="str", check=_choices(SECURITY_CHOICES), choices=SECURITY_CHOICES, faces=ALL_TASK_FACES,
+        defaults=frozenset(),
         doc=("How the connection to the remote server is protected (NethServer 8 I(Select encryption)).",
-             _SECURITY_DOC.format(secret="password", tail="")))
+             _SECURITY_DOC.format(secret="password", tail=""),
+             "Defaults to V(starttls), or to V(ssl) with a O(~remote_provider)."))
     remote_port: int = declare(
         143, type="int", check=_optional_port, faces=ALL_TASK_FACES,
         defaults=frozenset(), derived=True,
@@ -537,14 +539,16 @@ class Task:  # pylint: disable=too-many-instance-attributes
         None, type="path", role_type="str", check=_optional_text, faces=ALL_TASK_FACES,
         doc=(_CA_DOC.format(side="remote"),),
         notes={Face.ROLE_TASK: ("The role makes it readable to the service.",)})
-    folders: str = declare(
+    folders: str = declare(  # no default in the argument specs: a preset's must win (presets.apply)
         "all", type="str", check=_choices(FOLDERS_CHOICES), choices=FOLDERS_CHOICES, faces=ALL_TASK_FACES,
+        defaults=frozenset(),
         doc=("What is copied (NethServer 8 I(Folder synchronization)).",
              "V(all) copies every selectable remote folder, recursively, into the local folder of the same path; "
              "missing local folders are created and subscribed. Other users' and shared namespaces are never copied.",
              "V(all_except) does the same, without the folders matched by O(~exclude).",
              "V(inbox) copies only the messages of the remote INBOX that are not C(\\Seen) and flags each copied "
-             "message C(\\Seen) on the remote, so it is never copied twice. See O(~sieve) and O(~delivery)."))
+             "message C(\\Seen) on the remote, so it is never copied twice. See O(~sieve) and O(~delivery).",
+             "Defaults to V(all), or to V(all_except) with O(~remote_provider=google)."))
     exclude: tuple[str, ...] = declare(
         (), type="list", elements="str", check=_exclude, faces=ALL_TASK_FACES,
         doc=("With O(~folders=all_except), Python regular expressions, one per entry, searched (not anchored) in the "
@@ -633,7 +637,7 @@ class Task:  # pylint: disable=too-many-instance-attributes
         return [re.compile(p) for p in self.exclude]
 
 
-Definition = t.Union[type[Task], type[Target]]
+Definition = t.Union[t.Type[Task], t.Type[Target]]  # typing.Type: importable on Python 3.8, which pyversion.py refuses clearly
 
 
 def meta(cls: Definition, name: str) -> Meta:
@@ -703,6 +707,9 @@ def parse_task(data: t.Mapping[str, t.Any], declared: bool = True) -> Task:
     data = {k: v for k, v in data.items() if v is not None}
     _unknown("task", data, TASK_FIELDS)
     data = presets.apply(data)
+    if data.get("remote_host") in (None, ""):
+        raise ConfigError("remote_host is required; give the remote IMAP server's name or address, or a remote_provider "
+                          f"({', '.join(c for c in presets.CHOICES if c != presets.NONE)}) that gives it.")
     values = _checked(Task, data, "")
     values["remote_port"] = port_by_security(values["remote_port"], values["remote_security"])
     values.update(check_remote_auth(values))

@@ -80,8 +80,9 @@ TASK_SECRETS = schema.secret_fields(config.Task)
 
 def secret_field(remote_auth: t.Any) -> str:
     """The field of a task with ``remote_auth`` that its secret file holds: the secret among the fields of that
-    remote_auth (schema.AUTH_FIELDS: the client secret of a client-credentials grant), else the remote password (""
-    for a token source that has no secret: a token file or command, a key file, a certificate are stored as paths)."""
+    remote_auth (schema.AUTH_FIELDS: the client secret of a client-credentials grant), else the remote password (which
+    is "" for a token source that has no secret: a token file or command, a key file, a certificate are stored as
+    paths)."""
     names = schema.AUTH_FIELDS.get(str(remote_auth or "password"), ())
     return next((name for name in names if name in TASK_SECRETS), "remote_password")
 

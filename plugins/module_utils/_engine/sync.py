@@ -48,6 +48,13 @@ BACKOFF_S = (1, 2, 4, 8, 16)  # seconds before each reconnect (or new login afte
 # that stop the whole run are contract.RUN_STOPPERS; any other failure inside a folder fails that folder only.)
 _RECONNECT_AGAIN = frozenset({Kind.CONNECT_FAILED, Kind.TIMEOUT, Kind.CONNECTION_LOST, Kind.SERVER_BUSY})
 
+
+def _reconnect_again(failure: errors.SyncError) -> bool:
+    """Whether a failed reconnect is tried again: a failure of a kind that may pass, or one that says it may (a token
+    endpoint unavailable for now, oauth.TokenUnavailable)."""
+    return failure.kind in _RECONNECT_AGAIN or isinstance(failure, errors.Transient)
+
+
 LogFn = t.Callable[[str], None]
 Connect = t.Callable[[Endpoint], t.Any]  # an Endpoint -> a logged-in session (imap.Connection)
 
@@ -302,7 +309,7 @@ class Syncer:
                     self._open()
                     break
                 except errors.SyncError as again:
-                    if again.kind not in _RECONNECT_AGAIN:
+                    if not _reconnect_again(again):
                         raise
                     lost = again
 

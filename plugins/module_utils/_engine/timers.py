@@ -39,7 +39,7 @@ _SPAN_UNITS = {
     "d": 86400.0, "w": 604800.0, "M": 2629800.0, "y": 31557600.0, None: 1e-6,
 }
 
-Runner = t.Callable[[list[str]], "str | None"]
+Runner = t.Callable[[t.List[str]], t.Optional[str]]  # typing.List: importable on Python 3.8, which pyversion.py refuses clearly
 
 
 def timer_unit(task_name: str) -> str:

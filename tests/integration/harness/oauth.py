@@ -81,6 +81,7 @@ NO_USER = "!none"
 NO_MAILBOXES = "nobody@!none"
 MAX_BODY = 64 * 1024
 CLOCK_SKEW = 300
+DROP = 0  # a scripted "status" (script_token_responses): close the connection without answering
 
 
 def _b64url(data: bytes) -> str:
@@ -364,6 +365,9 @@ class _Handler(BaseHTTPRequestHandler):
         if form is None:
             return
         status, body = server.owner.handle_post(urlsplit(self.path).path, form, secure=server.secure)
+        if status == DROP:
+            self.close_connection = True  # a scripted outage: the connection closes without an answer
+            return
         self._send_json(status, body)
 
 
@@ -591,7 +595,8 @@ class OAuthServer:
 
     def script_token_responses(self, *answers: tuple[int, bytes]) -> None:
         """Answer the next token requests (either endpoint, one each, in order) with these (HTTP status, raw body)
-        pairs instead of processing them; the body is sent as ``application/json`` whatever it holds."""
+        pairs instead of processing them; the body is sent as ``application/json`` whatever it holds. Status
+        :data:`DROP` closes the connection without an answer (an endpoint that cannot be reached for now)."""
         with self._lock:
             self._scripted.extend(answers)
 

@@ -96,7 +96,8 @@ def test_missing_required():
         assert field in message
     # remote_host comes from remote_provider when it is not given (_engine/presets.py): parse_task asks for it
     message = action.validate_migrate_args({"remote_password": SECRET, "local_user": "a", "remote_user": "b"})
-    assert message == "remote_host is required; give it a value."
+    assert message == ("remote_host is required; give the remote IMAP server's name or address, or a remote_provider "
+                       "(microsoft365, google) that gives it.")
 
 
 def test_unknown_options():
@@ -159,10 +160,10 @@ def test_spec_defaults_match_engine_defaults():
         if "default" in spec[name]:
             expected = list(engine.exclude) if name == "exclude" else getattr(engine, name)
             assert spec[name]["default"] == expected, name
-    # an option without a default is required, secret or decided by the engine (ports, days)
+    # an option without a default is required, secret or decided by the engine (ports, days, what a preset gives)
     assert {n for n in _argspec.MIGRATE_TASK_OPTIONS if "default" not in spec[n]} == {
         "local_user", "remote_user", "remote_password", "remote_host", "remote_port", "ca_file", "delete_remote_days",
-        *(name for fields in schema.AUTH_FIELDS.values() for name in fields)}
+        "remote_security", "folders", *(name for fields in schema.AUTH_FIELDS.values() for name in fields)}
     target_defaults = {n: o.get("default") for n, o in spec["target"]["options"].items()}
     assert config.parse_target(target_defaults) == config.Target()
 

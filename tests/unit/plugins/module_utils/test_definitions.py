@@ -75,6 +75,24 @@ def test_a_field_changed(store):
     assert change.diff()["after"]["folders"] == "all_except"
 
 
+def test_a_token_source_without_secret_shows_no_masked_field(store, tmp_path):
+    """A token file task stores no secret: its diff has no remote_password placeholder, before or after; turning
+    a password task into one shows the password going away."""
+    token_task = task(remote_password="", remote_auth="token_file", remote_token_file=str(tmp_path / "token"))
+    change = declare(store, token_task)
+    assert change.changed
+    assert "remote_password" not in change.diff()["after"]
+    change.apply(store)
+    again = declare(store, token_task)
+    assert not again.changed
+    assert "remote_password" not in again.diff()["before"] and "remote_password" not in again.diff()["after"]
+    assert store.load_task("alice") == token_task
+    store.remove("tasks", "alice")
+    declare(store, task()).apply(store)
+    switched = declare(store, token_task).diff()
+    assert switched["before"]["remote_password"] == defs.MASK and "remote_password" not in switched["after"]
+
+
 def test_a_secret_readable_by_others_is_written_again(store):
     declare(store, task()).apply(store)
     os.chmod(store.secret_path("tasks", "alice"), 0o644)

@@ -22,10 +22,15 @@ class FakeManager:
         self.enabled: set[str] = set()
         self.active: dict[str, str] = {}  # unit -> ActiveState
         self.loaded_files: set[str] = set()  # timer files known to the manager (after a reload)
+        self.loaded_texts: dict[str, str] = {}  # unit file -> its text at the last reload
         self.calls: list[list[str]] = []
 
     def _file_exists(self, unit):
         return (self.unit_dir / unit).exists()
+
+    def _text(self, unit):
+        path = self.unit_dir / unit
+        return path.read_text(encoding="utf-8") if path.exists() else None
 
     def __call__(self, argv):
         assert argv[0] == "systemctl"
@@ -44,11 +49,14 @@ class FakeManager:
             for unit in units_:
                 known = unit in self.loaded_files or unit in self.active or self._file_exists(unit)
                 file_state = ("enabled" if unit in self.enabled else "disabled") if self._file_exists(unit) else ""
+                stale = unit in self.loaded_texts and self._text(unit) != self.loaded_texts[unit]
                 blocks.append(f"Id={unit}\nLoadState={'loaded' if known else 'not-found'}\n"
-                              f"ActiveState={self.active.get(unit, 'inactive')}\nSubState=dead\nUnitFileState={file_state}\n")
+                              f"ActiveState={self.active.get(unit, 'inactive')}\nSubState=dead\nUnitFileState={file_state}\n"
+                              f"NeedDaemonReload={'yes' if stale else 'no'}\n")
             return 0, "\n".join(blocks), ""
         if action == "daemon-reload":
             self.loaded_files = {p.name for p in self.unit_dir.glob(f"{PREFIX}*.timer")}
+            self.loaded_texts = {unit: self._text(unit) for unit in self.loaded_files}
             return 0, "", ""
         for unit in units_:
             if action == "enable":
@@ -103,7 +111,7 @@ def test_first_run_writes_enables_reloads_once_and_starts(manager):
     assert (manager.unit_dir / f"{PREFIX}tick.timer").stat().st_mode & 0o777 == 0o644
     assert manager.actions() == ["enable", "daemon-reload", "start"]
     shown = [c for c in manager.calls if c[0] == "show"]
-    assert shown == [["show", "--no-pager", "--property=Id,LoadState,ActiveState,SubState,UnitFileState", f"{PREFIX}tick.timer"]]
+    assert shown == [["show", "--no-pager", "--property=Id,LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload", f"{PREFIX}tick.timer"]]
     assert not (manager.unit_dir / f"{PREFIX}manual.timer").exists()
 
 
@@ -131,6 +139,20 @@ def test_daemon_reload_asked_for_reloads_only(manager):
     manager.calls.clear()
     plan = run(manager, tasks(INTERVAL), reload_requested=True)
     assert plan.changed and not plan.files and manager.actions() == ["daemon-reload"]
+
+
+def test_a_reload_an_earlier_run_did_not_get_is_done_the_next_time(manager):
+    run(manager, tasks(INTERVAL))
+    # An earlier run wrote the new timer file, then failed before its reload: the file is already as wanted.
+    path = manager.unit_dir / f"{PREFIX}tick.timer"
+    path.write_text(units.render_timer(tasks(dict(INTERVAL, interval_minutes=10))[0], "1min", "1s", "0"), encoding="utf-8")
+    manager.calls.clear()
+    plan = run(manager, tasks(dict(INTERVAL, interval_minutes=10)))
+    assert not plan.files and plan.stale == [f"{PREFIX}tick.timer"]
+    assert plan.changed and manager.actions() == ["daemon-reload"]
+    assert "systemd has not loaded the current file of mailops-imapsync@tick.timer" in plan.diff()[-1]["prepared"]
+    manager.calls.clear()
+    assert not run(manager, tasks(dict(INTERVAL, interval_minutes=10))).changed and manager.actions() == []
 
 
 @pytest.mark.parametrize("change", [{"schedule": "manual"}, {"enabled": False}])

@@ -7,6 +7,7 @@ endpoint: tests/integration/test_oauth.py.)"""
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import socket
 import sys
@@ -176,17 +177,25 @@ def test_the_certificate_credential_gives_msal_the_key_and_the_sha1_thumbprint(t
     credential = oauth.certificate_credential(pem, "/c.pem")
     assert credential["thumbprint"] == cert.fingerprint(hashes.SHA1()).hex()
     assert credential["private_key"].startswith("-----BEGIN PRIVATE KEY-----")
-    with pytest.raises(oauth.TokenError, match="The certificate file /c.pem must hold an unencrypted PEM private key"):
+    with pytest.raises(oauth.TokenError, match="The certificate file /c.pem must hold an unencrypted PEM private key") as caught:
         oauth.certificate_credential(cert.public_bytes(serialization.Encoding.PEM), "/c.pem")
+    assert caught.value.side == "token source"  # a file on this host, not the endpoint
 
 
 def test_a_grant_key_file_must_be_private_too(tmp_path):
     path = _file(tmp_path, b'{"type": "service_account"}', 0o644)
     with pytest.raises(oauth.TokenError, match="chmod 600") as caught:
         oauth.ServiceAccount(path, "alice@example.org", "https://mail.google.com/", None).token()
-    assert caught.value.side == "token endpoint"
+    assert caught.value.side == "token source"  # a file on this host, not the endpoint
     os.chmod(path, 0o600)
-    with pytest.raises(oauth.TokenError, match="is not the JSON key of a service account"):
+    with pytest.raises(oauth.TokenError, match="is not the JSON key of a service account") as caught:
+        oauth.ServiceAccount(path, "alice@example.org", "https://mail.google.com/", None).token()
+    assert caught.value.side == "token source"
+    key = {"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----", "client_email": "a@b.example",
+           "token_uri": "http://oauth2.example/token"}
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(key, handle)
+    with pytest.raises(oauth.TokenError, match="gives a token_uri that is not an https:// URL"):
         oauth.ServiceAccount(path, "alice@example.org", "https://mail.google.com/", None).token()
 
 
@@ -223,9 +232,17 @@ def _drip(conn) -> None:
         time.sleep(0.05)
 
 
+def _drip_headers(conn) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    for count in range(100):  # each header line well within requests' per-read timeout
+        conn.sendall(f"X-Drip-{count}: 1\r\n".encode())
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("answer,phrase", [
     (_huge, f"sent more than {oauth.HTTP_MAX_BYTES} bytes in one answer"),
     (_drip, "did not complete an answer within 0.5 s"),
+    (_drip_headers, "did not complete an answer within 0.5 s"),
 ])
 def test_a_token_endpoint_is_bounded_in_bytes_and_time(monkeypatch, answer, phrase):
     pytest.importorskip("requests")

@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 import pytest
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, folders, imapsync_cmd, presets
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, folders, imapsync_cmd, presets, schema
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 
 BASE = {"local_user": "alice", "remote_user": "alice@example.org", "remote_password": "pw", "target": "default"}
@@ -64,3 +65,18 @@ def test_the_gmail_patterns_mean_the_same_to_imapsync():
     imapsync_cmd.check_expressible(task, config.Target(master_password="m"))
     argv = imapsync_cmd.render(task, config.Target(master_password="m"), "/p1", "/p2", (("", "/"), []))
     assert [argv[i + 1] for i, arg in enumerate(argv) if arg == "--exclude"] == list(presets.GMAIL_VIRTUAL)
+
+
+@pytest.mark.parametrize("face", [schema.Face.MIGRATE, schema.Face.TASK, schema.Face.ROLE_TASK])
+def test_a_preset_wins_over_what_an_argument_spec_fills_in(face):
+    """The modules and the role validate their options before parse_task sees them: an argument spec that filled in
+    remote_security or folders would hide the preset's (Gmail on port 143, its virtual folders copied twice)."""
+    spec = schema.argument_spec(config.Task, face)
+    given = {name: value for name, value in dict(BASE, remote_provider="google", name="g").items() if name in spec}
+    validated = ArgumentSpecValidator(spec).validate(given)
+    assert validated.error_messages == []
+    task = config.parse_task({name: value for name, value in validated.validated_parameters.items()
+                              if value is not None and name in config.TASK_FIELDS})
+    assert (task.remote_host, task.remote_port, task.remote_security, task.folders) == ("imap.gmail.com", 993, "ssl",
+                                                                                        "all_except")
+    assert set(presets.GMAIL_VIRTUAL) <= set(task.exclude)
