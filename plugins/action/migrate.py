@@ -6,6 +6,11 @@ With ``accounts_file`` the CSV file is read here, on the controller, by the coll
 (plugins/plugin_utils/_accounts_file.py; it may be encrypted with ansible-vault), and sent to the module as
 ``accounts``; the file itself never leaves the controller.
 Every account is validated before the module is sent, so a bad row stops the task before any account runs.
+
+An inline or bulk run shows its progress while it runs (option ``progress_interval``; docs/playbooks.md "Progress and
+run logs"): the module answers "running" with a job id when the run does not end within the first interval, and
+this plugin asks it again every interval (a module call that waits up to an interval for the end), printing one line
+per running account with Display, until the answer is the run's result, which is returned as it is.
 """
 
 from __future__ import annotations
@@ -16,17 +21,22 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.errors import UnsupportedError
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 from ansible.utils.vars import merge_hash
 
 from ansible_collections.mailops.imap.plugins.module_utils._argspec import (
     account_defaults, account_options, join_problems, migrate_argument_spec, migrate_mutually_exclusive, mode_conflict,
     parse_account, parse_migrate,
 )
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, progress
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
+from ansible_collections.mailops.imap.plugins.module_utils._migrate import PROGRESS_OPTIONS
 from ansible_collections.mailops.imap.plugins.plugin_utils._accounts_file import find_accounts_file, read_accounts_file
 
 MODULE = "mailops.imap.migrate"
+PROGRESS_KEY = "mailops_progress"  # the module's answer while a run goes on (_migrate.Job.pending)
+
+display = Display()
 
 
 def _sentence(text: str) -> str:
@@ -148,6 +158,25 @@ def prepare_migrate_args(args: t.Mapping[str, t.Any], accounts_csv: tuple[list[d
     return args, None
 
 
+def progress_lines(pending: t.Any, no_log: bool) -> list[str]:
+    """The lines that show a running migration's progress (``pending``: what the module sent, untrusted: every string
+    escaped and bounded by progress.line). With ``no_log`` the accounts are not named."""
+    if not isinstance(pending, dict):
+        return []
+    lines = []
+    accounts, done = pending.get("accounts"), pending.get("done")
+    if isinstance(accounts, int) and isinstance(done, int) and accounts > 1:
+        lines.append(f"{min(done, accounts)} of {accounts} accounts done")
+    running = pending.get("running")
+    for snapshot in running if isinstance(running, list) else []:
+        if no_log and isinstance(snapshot, dict):
+            snapshot = dict(snapshot, account="(no_log)", folder=None)
+        shown = progress.line(snapshot)
+        if shown is not None:
+            lines.append(shown)
+    return lines
+
+
 def validate_migrate_args(args: t.Mapping[str, t.Any]) -> str | None:
     """Only the verdict of :func:`prepare_migrate_args`: None when valid, else the message."""
     return prepare_migrate_args(args)[1]
@@ -167,6 +196,15 @@ class ActionModule(ActionBase):
         del tmp  # no longer has any effect
 
         task_args = dict(self._task.args)
+        checked = ArgumentSpecValidator(PROGRESS_OPTIONS).validate(
+            {name: task_args.pop(name) for name in PROGRESS_OPTIONS if name in task_args})
+        if checked.error_messages or checked.validated_parameters.get("progress_job") is not None or \
+                checked.validated_parameters["progress_interval"] < 0:
+            result.update(failed=True, changed=False, msg=" ".join(checked.error_messages) or
+                          "progress_interval: give the seconds between progress lines (0 turns them off); progress_job "
+                          "is set by the migrate action only.")
+            return result
+        interval = checked.validated_parameters["progress_interval"]
         accounts_csv = None
         if task_args.get("accounts_file") is not None and mode_conflict(task_args) is None:
             try:
@@ -181,13 +219,36 @@ class ActionModule(ActionBase):
             return result
 
         wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
+        shows = not (self._task.check_mode or self._task.async_val or module_args.get("task") is not None)
+        module_args["progress_interval"] = interval if shows else 0
         module_result = self._execute_module(
             module_name=MODULE,
             module_args=module_args,
             task_vars=task_vars,
             wrap_async=wrap_async,
         )
+        if shows and PROGRESS_KEY in module_result and not module_result.get("failed"):
+            module_result = self._follow(module_result, module_args, interval, task_vars or {})
         result = merge_hash(result, module_result)
         if not wrap_async:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         return result
+
+    def _follow(self, module_result: dict[str, t.Any], module_args: dict[str, t.Any], interval: float,
+                task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Show the progress of a detached run until the module answers with its result (returned as it is)."""
+        host = task_vars.get("inventory_hostname", "")
+        facts = module_result.get("ansible_facts")  # interpreter discovery, on the first call only
+        poll_args = {"progress_job": None, "progress_interval": interval}
+        if module_args.get("state_dir") is not None:
+            poll_args["state_dir"] = module_args["state_dir"]
+        while PROGRESS_KEY in module_result and not module_result.get("failed"):
+            pending = module_result[PROGRESS_KEY]
+            for line in progress_lines(pending, bool(self._task.no_log)):
+                display.display(f"{host}: {line}")
+            poll_args["progress_job"] = pending.get("job") if isinstance(pending, dict) else None
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+            module_result = self._execute_module(module_name=MODULE, module_args=dict(poll_args), task_vars=task_vars)
+        if facts and "ansible_facts" not in module_result:
+            module_result["ansible_facts"] = facts
+        return module_result

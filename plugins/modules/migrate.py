@@ -126,6 +126,24 @@ options:
         is skipped while one runs.
     type: path
     default: /var/lib/mailops-imap
+  progress_interval:
+    description:
+      - How often, in seconds, an inline or bulk migration shows its progress while it runs, one line per running
+        account in the playbook output (and so in AWX's job output), with the account, the folder, the messages done of
+        the remote total, the bytes copied, the rate and the time left. V(0) turns it off.
+      - The run then goes on in a process of its own on the host, and the task asks for its progress (and its result)
+        every O(progress_interval) seconds, each time with a short module call; a run that ends within the first
+        interval is answered at once, as without progress. If the controller stops asking (the play is interrupted,
+        the task times out, the host becomes unreachable), the run stops by itself, gracefully, within about
+        3 intervals plus a minute; the next run continues where it stopped.
+      - No progress in check mode, with the task keyword C(async), nor with O(task); with C(no_log) only the counts
+        are shown, without the account.
+    type: float
+    default: 10
+  progress_job:
+    description:
+      - Set by the migrate action to ask a running migration for its progress; never set it in a task.
+    type: str
 seealso:
   - module: mailops.imap.sync_task
     description: Declares the tasks that a run with O(task) starts, and that the role's timers run.
@@ -140,9 +158,12 @@ seealso:
     description: Shares the accounts of a CSV or a list out to many hosts and reports the totals.
     link: https://github.com/mailops/mailops.imap/blob/main/docs/playbooks.md
 notes:
-  - A bulk migration runs accounts in threads of one process on the host; with many accounts use C(async) too.
+  - With O(parallel) above 1, a bulk migration runs each account in a worker process of its own on the host.
   - Repeating the same migration is cheap, its cost grows with what is new on the remote, not with the mailbox size.
-  - For a long migration use C(async) with C(poll), so that the connection to the host does not time out.
+  - An inline migration (and each account of a bulk one) keeps a run log, as a defined task does, in
+    C(runs/inline-KEY/) under O(state_dir) (KEY derived from the account, as its state's name), the newest 10 kept.
+    It holds no secret.
+  - A long migration needs no C(async), the task shows its progress while it runs (O(progress_interval)).
 """
 
 EXAMPLES = r"""
@@ -510,11 +531,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mailops.imap.plugins.module_utils import _migrate
 from ansible_collections.mailops.imap.plugins.module_utils._argspec import migrate_argument_spec, migrate_mutually_exclusive
+from ansible_collections.mailops.imap.plugins.module_utils._migrate import PROGRESS_OPTIONS
 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=migrate_argument_spec(),
+        argument_spec={**migrate_argument_spec(), **PROGRESS_OPTIONS},
         mutually_exclusive=migrate_mutually_exclusive(),
         supports_check_mode=True,
     )

@@ -33,6 +33,7 @@ from .folders import FolderPlan, plan as plan_folders
 from .imap import HAS_IMAPCLIENT, IMAPCLIENT_IMPORT_ERROR, SERVER_TEXT_LIMIT, Connection, Endpoint, insecure_notice
 from .oauth import token_source
 from .plan import WINDOW, FlagReader, FolderRun, Planner
+from .progress import Progress
 from .result import FolderResult, RunResult
 from .state import State
 from .text import printable
@@ -101,6 +102,7 @@ def run(
     on_locked: t.Callable[[], None] | None = None,
     state_dir: str | None = None,
     connect: Connect | None = None,
+    progress: Progress | None = None,
 ) -> RunResult:
     """Run one sync (or, in check mode, compute its exact plan without writing anything anywhere).
 
@@ -108,12 +110,20 @@ def run(
     state checkpointed; ``on_locked`` is called once the task's and the account's locks are held (a skipped run
     never calls it). The account's lock lives in ``state_dir/locks`` (default: the directory of ``state_path``).
     ``connect`` opens a session (default: imap.Connection; the planner's unit tests give an in-memory store).
+    ``progress`` is told the folders once they are known and updated as the run goes (progress.Progress).
     """
     syncer = Syncer(task, target, state_path, check_mode=check_mode, task_name=task_name, log=log, stop=stop,
-                    connect=connect)
+                    connect=connect, progress=progress)
     syncer.on_locked = on_locked
     syncer.state_dir = state_dir
     return syncer.run()
+
+
+def _with_progress(log: LogFn, progress: Progress) -> LogFn:
+    def both(message: str) -> None:
+        log(message)
+        progress.update()
+    return both
 
 
 def begin(locks: RunLocks, result: RunResult, remote: Endpoint, on_locked: t.Callable[[], None] | None) -> bool:
@@ -192,14 +202,19 @@ class Syncer:
     """One run of the builtin engine (see the module's docstring)."""
 
     def __init__(self, task: Task, target: Target, state_path: str, *, check_mode: bool, task_name: str | None,
-                 log: LogFn | None, stop: threading.Event | None, connect: Connect | None = None) -> None:
+                 log: LogFn | None, stop: threading.Event | None, connect: Connect | None = None,
+                 progress: Progress | None = None) -> None:
         self.task = task
         self.target = target
         self.state_path = state_path
         self.check = check_mode
+        self.progress = progress
         self.log = log or (lambda _msg: None)
+        if progress is not None:  # the engine logs as its counts change (each batch): the snapshot follows them
+            self.log = _with_progress(self.log, progress)
         self.stop = stop or threading.Event()
         self.halt = Halt(self.stop)  # what the planner, the applier and the lanes read: the stop, or a lane's failure
+        self.started: list[FolderResult] = []  # the folders begun, in the order the lanes took them (for progress)
         self.connect = connect or Connection
         self.result = RunResult(task=task_name, check_mode=check_mode)
         self.remote_ep, self.local_ep = endpoints(task, target)
@@ -232,7 +247,10 @@ class Syncer:
             for notice in self.state.notices:
                 result.notice(notice)
             self._connect(self.lane)
-            self._run_folders(self._folders())
+            plans = self._folders()
+            if self.progress is not None:
+                self.progress.plan(self.started, [plan.remote for plan in plans], self.remote_status)
+            self._run_folders(plans)
             if self.stop.is_set():
                 result.notice("The run was stopped on request; the next run continues where it stopped.")
         except errors.SyncError as exc:
@@ -346,6 +364,7 @@ class Syncer:
                             return
                         fr = FolderResult(remote=plan.remote, local=plan.local)
                         started.append((index, fr))
+                        self.started.append(fr)
                     self._folder_with_retry(lane, plan, fr)
             except BaseException as exc:  # pylint: disable=broad-exception-caught  # raised below, in the run's thread
                 with taken:
@@ -410,6 +429,8 @@ class Syncer:
 
     def _folder_with_retry(self, lane: Lane, plan: FolderPlan, fr: FolderResult) -> None:
         """Sync one folder; a dropped connection is reconnected with backoff and the folder resumes from its checkpoint."""
+        if self.progress is not None:
+            self.progress.update()
         attempt = 0
         while True:
             try:

@@ -208,7 +208,7 @@ def test_run_sends_the_module(check_mode):
     assert result["changed"] is True and result["status"] == "success"
     call = plugin._execute_module.call_args
     assert call.kwargs["module_name"] == "mailops.imap.migrate"
-    assert call.kwargs["module_args"] == args()
+    assert call.kwargs["module_args"] == dict(args(), progress_interval=0 if check_mode else 10)
     assert call.kwargs["wrap_async"] is False
     plugin._remove_tmp_path.assert_called_once()
 

@@ -56,6 +56,7 @@ def run_module(tmp_path, run, check_mode=False, diff=False, **changes):
         "local_user": "alice", "remote_user": "alice", "remote_password": SECRET, "remote_host": "imap.example.org",
         "state_dir": str(tmp_path / "state"), "target": {"master_password": "M"},
         "_ansible_check_mode": check_mode, "_ansible_diff": diff,
+        "progress_interval": 0,  # the run in this process (the progress's detached run: test_progress_playbook.py)
     }
     args.update(changes)
     warnings = []
@@ -174,7 +175,7 @@ def test_missing_imapclient(tmp_path):
 
 def run_args(tmp_path, args, fake_run=None, fake_task=None, check_mode=False, diff=False):
     """Run the module with ``args``; sync.run and runner.run_task are replaced by the given mocks."""
-    args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+    args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff, progress_interval=0)
     args.setdefault("state_dir", str(tmp_path / "state"))
     warnings = []
 
