@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import itertools
 import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +157,21 @@ def make_oauth_account(oauth_remote_server: DovecotServer, local_server: Dovecot
                        local_password=local_server.users[local_user])
 
     return make
+
+
+def download_wheels(directory: Path, requirements: list[str], deps: bool = False) -> Path:
+    """``directory`` (made readable to every user: an SSH test's user installs from it) holding the wheels of
+    ``requirements`` (and of their dependencies with ``deps``), for the role's offline install (imapsync_pip_wheel_dir)."""
+    os.chmod(directory, 0o755)
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                           *(() if deps else ("--no-deps",)), "--only-binary=:all:", "--dest", str(directory),
+                           *requirements], capture_output=True, text=True, check=False, timeout=300)
+    if proc.returncode != 0 or not list(directory.glob("*.whl")):
+        pytest.fail(f"cannot download the wheels of {requirements} for the role's offline install: {proc.stderr[-2000:]}")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def wheel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with the imapclient wheel the tests use, downloaded once per session."""
+    return download_wheels(tmp_path_factory.mktemp("wheels"), [f"imapclient=={importlib.metadata.version('imapclient')}"])

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import re
@@ -58,20 +57,6 @@ def ansible_bin(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not on PATH: run the integration tests through `make integration`", pytrace=False)
     return path
-
-
-@pytest.fixture(scope="module")
-def wheel_dir(tmp_path_factory) -> Path:
-    """A directory with the imapclient wheel the tests use (the role's offline install), downloaded once."""
-    directory = tmp_path_factory.mktemp("wheels")
-    os.chmod(directory, 0o755)
-    version = importlib.metadata.version("imapclient")
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
-                           "--only-binary=:all:", "--dest", str(directory), f"imapclient=={version}"],
-                          capture_output=True, text=True, check=False, timeout=300)
-    if proc.returncode != 0 or not list(directory.glob("*.whl")):
-        pytest.fail(f"cannot download the imapclient {version} wheel: {proc.stderr[-2000:]}")
-    return directory
 
 
 def engine_venv(python: str, where: Path, wheel_dir: Path) -> Path:

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import importlib.metadata
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.mailops.imap.plugins.module_utils import _units as units
+from conftest import download_wheels
 from harness import mail
 from harness.secrets import SecretWatcher
 from harness.systemd import SYSTEMD, UserManager
@@ -219,19 +218,6 @@ def wait_for(predicate, deadline_s: float, what: str, interval: float = 1.0, det
         if time.monotonic() > deadline:
             pytest.fail(f"{what} did not happen within {deadline_s:g} s" + (f"\n{details()}" if details else ""))
         time.sleep(interval)
-
-
-@pytest.fixture(scope="session")
-def wheel_dir(tmp_path_factory) -> Path:
-    """A directory with the imapclient wheel (the version the tests use), downloaded once per session."""
-    directory = tmp_path_factory.mktemp("wheels")
-    version = importlib.metadata.version("imapclient")
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
-                           "--only-binary=:all:", "--dest", str(directory), f"imapclient=={version}"],
-                          capture_output=True, text=True, check=False, timeout=300)
-    if proc.returncode != 0 or not list(directory.glob("*.whl")):
-        pytest.fail(f"cannot download the imapclient {version} wheel for the role's offline install: {proc.stderr[-2000:]}")
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -580,13 +566,10 @@ def test_a_client_credentials_task_gets_the_oauth_libraries_and_runs_in_the_sand
     output."""
     d = deployment
     d.require("apply")
-    wheels = tmp_path_factory.mktemp("oauth-wheels")
     pins = [line.strip() for line in (Path(__file__).parents[1] / "requirements.txt").read_text(encoding="utf-8").splitlines()
             if line.split("==")[0].strip() in ("msal", "google-auth", "imapclient")]
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-                           "--only-binary=:all:", "--dest", str(wheels), *pins],
-                          capture_output=True, text=True, check=False, timeout=300)
-    assert proc.returncode == 0 and len(pins) == 3, f"cannot download {pins}: {proc.stderr[-2000:]}"
+    assert len(pins) == 3, pins
+    wheels = download_wheels(tmp_path_factory.mktemp("oauth-wheels"), pins, deps=True)
     tenant = oauth_server.add_tenant()
     app = oauth_server.add_app(tenant)
     account = make_oauth_account(tenant.domain)
