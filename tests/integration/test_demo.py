@@ -28,7 +28,10 @@ def _processes() -> dict[int, str]:
                 cmdline = handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
         except OSError:
             continue
-        if "dovecot" in cmdline or "systemd --user" in cmdline:
+        # By the program, not by any word of the command line (a linter given harness/dovecot.py is no Dovecot):
+        # /usr/sbin/dovecot, and its children, which name themselves dovecot-INSTANCE/imap and the like.
+        program = os.path.basename(cmdline.split(" ", 1)[0])
+        if program.startswith("dovecot") or cmdline.startswith("dovecot") or (program == "systemd" and " --user" in cmdline):
             found[int(pid)] = cmdline
     return found
 
