@@ -14,12 +14,11 @@ number checked. docs/playbooks.md "Progress and run logs" says how the migrate a
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 import typing as t
 
 from .result import FolderResult
+from .store import atomic_write
 from .text import printable
 
 WRITE_EVERY_S = 1.0  # a snapshot is rewritten at most this often while a run copies
@@ -89,19 +88,9 @@ class Progress:
 
 
 def write_json(path: str, data: t.Any) -> None:
-    """``data`` as JSON in ``path``, atomically and with mode 0600 (a reader never sees half a file)."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """``data`` as JSON in ``path``, atomically and with mode 0600 (a reader never sees half a file); not synced to
+    the disk: a snapshot is rewritten every second and worth nothing after a crash."""
+    atomic_write(path, json.dumps(data).encode("utf-8"), 0o600, durable=False)
 
 
 def _count(value: t.Any) -> int | None:

@@ -50,21 +50,25 @@ PRIVATE_PREFIX = ".secrets-"  # the private directory of one run, in its task's 
 CONFIG_DIR_MODE = 0o755  # config_dir itself: what it holds is private (0700 directories)
 
 
-def atomic_write(path: str, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` atomically with ``mode`` (the file never exists with a wider mode)."""
+def atomic_write(path: str, data: bytes, mode: int, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically with ``mode`` (the file never exists with a wider mode); ``durable``: on
+    the disk (fsync of the file and its directory) before this returns, not only for readers."""
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if not durable:
+        return
     with contextlib.suppress(OSError):
         dir_fd = os.open(directory, os.O_RDONLY)
         try:
