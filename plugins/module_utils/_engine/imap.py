@@ -569,7 +569,8 @@ class Connection:
         if not HAS_IMAPCLIENT:
             raise errors.SyncError(
                 errors.MISSING_LIBRARY,
-                "The Python library imapclient is not installed on this host; install it (pip install imapclient).",
+                "The Python library imapclient is not installed for this Python; run with the engine's virtual "
+                "environment, which the role mailops.imap.imapsync builds (tasks_from: venv).",
             )
         self.ep = ep
         self.client: t.Any = None
