@@ -28,7 +28,7 @@ from ansible_collections.mailops.imap.plugins.module_utils._argspec import (
     account_defaults, account_options, join_problems, migrate_argument_spec, migrate_mutually_exclusive, mode_conflict,
     parse_account, parse_migrate,
 )
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, progress
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, progress, schema
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 from ansible_collections.mailops.imap.plugins.module_utils._migrate import PROGRESS_OPTIONS
 from ansible_collections.mailops.imap.plugins.plugin_utils._accounts_file import find_accounts_file, read_accounts_file
@@ -58,8 +58,8 @@ def _spec_errors(validation: t.Any, prefix: str = "") -> list[str]:
     return messages
 
 
-# The task fields whose values are secrets (the schema's no_log fields: the remote password, an OAuth2 client secret).
-SECRET_FIELDS = tuple(name for name, option in migrate_argument_spec().items() if option.get("no_log"))
+# The task fields whose values are secrets (the remote password, an OAuth2 client secret): the schema's rule.
+SECRET_FIELDS = schema.secret_fields(config.Task)
 
 
 def _secrets_in(values: t.Any) -> set[str]:
