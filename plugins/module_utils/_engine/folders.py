@@ -136,6 +136,13 @@ def excluded_names(names: t.Sequence[str], patterns: t.Sequence[re.Pattern[str]]
     return {names[int(line)] for line in lines if line.isdigit()}
 
 
+def selectable(listed: t.Sequence[tuple[t.Sequence[bytes], str, str]]) -> set[str]:
+    """The names of the folders of a LIST that can be selected (neither \\Noselect nor \\NonExistent), INBOX in
+    capitals whatever case the server gave it."""
+    return {name.upper() if name.upper() == "INBOX" else name for flags, _sep, name in listed
+            if b"\\NONEXISTENT" not in flags and b"\\NOSELECT" not in flags}
+
+
 def plan(
     remote_list: t.Sequence[tuple[tuple[bytes, ...], str, str]],
     remote_ns: Namespace,

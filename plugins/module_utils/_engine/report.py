@@ -17,7 +17,7 @@ import typing as t
 from . import errors
 from .config import Target, Task
 from .contract import RUN_STOPPERS, Kind, plain
-from .folders import FolderPlan, plan as plan_folders
+from .folders import FolderPlan, plan as plan_folders, selectable
 from .imap import Connection
 from .state import State
 from .sync import Connect, endpoints
@@ -100,8 +100,7 @@ class _Measure:
         every = plan_folders(remote_list, remote_ns, local_list, local_ns, "all", [], self.task.special_use_mapping)
         synced = {p.remote for p in plan_folders(remote_list, remote_ns, local_list, local_ns, self.task.folders,
                                                  self.task.exclude_patterns(), self.task.special_use_mapping)}
-        local_names = {name.upper() if name.upper() == "INBOX" else name for flags, _sep, name in local_list
-                       if b"\\NOSELECT" not in flags and b"\\NONEXISTENT" not in flags}
+        local_names = selectable(local_list)
         return [self.folder(plan, plan.remote in synced, plan.local in local_names) for plan in every]
 
     def folder(self, plan: FolderPlan, included: bool, local_exists: bool) -> FolderReport:
@@ -128,7 +127,7 @@ class _Measure:
         if recorded is not None and recorded.uidvalidity != opened.get("UIDVALIDITY"):
             recorded = None
         failed = self.state.failed(recorded)
-        for sizes in self.remote.size_windows(1, opened.get("UIDNEXT", 0) or _past_last(self.remote), opened.get("EXISTS", 0)):
+        for sizes in _size_windows(self.remote, opened):
             known = self.state.known_among(recorded, sizes) if recorded is not None else {}
             for uid, size in sizes.items():
                 report.remote_messages += 1
@@ -155,17 +154,21 @@ class _Measure:
         if name not in self.local_sizes:
             opened = self.local.select(name, readonly=True)
             count = size = 0
-            for sizes in self.local.size_windows(1, opened.get("UIDNEXT", 0) or _past_last(self.local), opened.get("EXISTS", 0)):
+            for sizes in _size_windows(self.local, opened):
                 count += len(sizes)
                 size += sum(sizes.values())
             self.local_sizes[name] = (count, size)
         return self.local_sizes[name]
 
 
-def _past_last(conn: t.Any) -> int:
-    """A UIDNEXT for a server whose SELECT did not give one: one past the last UID (``UID SEARCH ALL``)."""
-    uids = conn.search_uids(["ALL"])
-    return (max(uids) + 1) if uids else 0
+def _size_windows(conn: t.Any, opened: t.Mapping[str, int]) -> t.Iterator[dict[int, int]]:
+    """The sizes of every message of the folder ``conn`` has selected (``opened``: what SELECT or EXAMINE said), by
+    window; without a UIDNEXT from the server, up to one past the last UID (``UID SEARCH ALL``)."""
+    uidnext = opened.get("UIDNEXT", 0)
+    if not uidnext:
+        uids = conn.search_uids(["ALL"])
+        uidnext = (max(uids) + 1) if uids else 0
+    return conn.size_windows(1, uidnext, opened.get("EXISTS", 0))
 
 
 def account_report(account: str, task: Task, target: Target, state_path: str, *, connect: Connect | None = None) -> dict[str, t.Any]:

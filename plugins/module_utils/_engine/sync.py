@@ -29,7 +29,7 @@ from .apply import BATCH_BYTES, BATCH_COUNT, Applier, Outcome, Tally
 from .config import Target, Task
 from .contract import RUN_STOPPERS, Kind, Scope, Status
 from .files import RunLocks
-from .folders import FolderPlan, plan as plan_folders
+from .folders import FolderPlan, plan as plan_folders, selectable
 from .imap import HAS_IMAPCLIENT, IMAPCLIENT_IMPORT_ERROR, SERVER_TEXT_LIMIT, Connection, Endpoint, insecure_notice
 from .oauth import token_source
 from .plan import WINDOW, FlagReader, FolderRun, Planner
@@ -332,9 +332,7 @@ class Syncer:
         ((remote_list, self.remote_status), remote_ns), ((local_list, self.local_status), local_ns) = at_once(
             lambda: (remote.list_folders(), remote.namespace()), lambda: (local.list_folders(), local.namespace()),
             "mailops-imap-list")
-        self.local_names = {name.upper() if name.upper() == "INBOX" else name for _f, _s, name in local_list
-                            if b"\\NONEXISTENT" not in _f and b"\\NOSELECT" not in _f}
-        self.local_names.add("INBOX")
+        self.local_names = selectable(local_list) | {"INBOX"}
         plans = plan_folders(
             remote_list, remote_ns, local_list, local_ns,
             self.task.folders, self.task.exclude_patterns(), self.task.special_use_mapping,
