@@ -12,7 +12,6 @@ the accounts use every core and no secret leaves memory), which hands its result
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import os
 import pickle
@@ -32,7 +31,7 @@ from ansible_collections.mailops.imap.plugins.module_utils._argspec import Accou
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, files, pyversion, runner, sync
 from ansible_collections.mailops.imap.plugins.module_utils._engine.progress import Progress, write_json
 from ansible_collections.mailops.imap.plugins.module_utils._engine.contract import Kind, Status, plain
-from ansible_collections.mailops.imap.plugins.module_utils._engine.result import RunResult
+from ansible_collections.mailops.imap.plugins.module_utils._engine.result import RunResult, now_iso
 from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store
 
 STATUS_ORDER = tuple(plain(status) for status in Status)  # the order of the summary counts
@@ -51,10 +50,6 @@ class ModuleLike(t.Protocol):
     def fail_json(self, msg: str, **kwargs: t.Any) -> t.NoReturn: ...
 
     def exit_json(self, **kwargs: t.Any) -> t.NoReturn: ...
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _ensure_state_dir(module: ModuleLike) -> str:
@@ -110,20 +105,17 @@ def run_inline(task: config.Task, target: config.Target, state_dir: str, check_m
 
 
 class _RunLog:
-    """The run log of an inline run: lines stamped as runner.run_task's, written as they come (never a secret)."""
+    """The run log of an inline run: lines stamped and written as runner.run_task's (runner.LogLines; never a
+    secret); ``problem``: why the log is missing or incomplete (a notice of the run's result)."""
 
-    def __init__(self, path: str | None, fd: int | None, problem: str | None) -> None:
-        self.path = path
-        self.fd = fd
-        self.problem = problem  # why the log is missing or incomplete (a notice of the run's result)
+    def __init__(self, lines: runner.LogLines | None, problem: str | None) -> None:
+        self.lines = lines
+        self.problem = problem
 
     def line(self, message: str) -> None:
-        if self.fd is None or self.problem:
-            return
-        try:
-            os.write(self.fd, f"{_now()} {message}\n".encode("utf-8", "backslashreplace"))
-        except OSError as exc:  # a full disk must not end the run: its state and result say what happened
-            self.problem = files.describe(self.path or "", exc)
+        if self.lines is not None:
+            self.lines.write(message)
+            self.problem = self.lines.problem
 
     def summary(self, outcome: RunResult) -> None:
         for text in runner.summary_lines(outcome):
@@ -135,16 +127,16 @@ class _RunLog:
 @contextlib.contextmanager
 def _run_log(store: Store, key: str, task: config.Task, target: config.Target, check_mode: bool) -> t.Iterator[_RunLog]:
     if check_mode:
-        yield _RunLog(None, None, None)
+        yield _RunLog(None, None)
         return
     try:
-        path = store.new_log(key, runner._stamp())  # pylint: disable=protected-access
+        path = store.new_log(key, runner.stamp())
         fd = files.open_file(path, os.O_WRONLY | os.O_APPEND)
     except (OSError, files.Unsafe, errors.SyncError) as exc:
         message = exc.message if isinstance(exc, errors.SyncError) else str(exc)
-        yield _RunLog(None, None, f"it cannot be written ({message})")
+        yield _RunLog(None, f"it cannot be written ({message})")
         return
-    log = _RunLog(path, fd, None)
+    log = _RunLog(runner.LogLines(path, fd), None)
     try:
         log.line(f"inline run: {runner.describe(task, target)}")
         yield log
@@ -394,7 +386,7 @@ def aggregate(accounts: t.Sequence[Account], outcomes: t.Sequence[RunResult], ch
     else:
         status = Status.SUCCESS
     return {
-        "status": plain(status), "check_mode": check_mode, "started": started, "finished": _now(), "duration_s": duration_s,
+        "status": plain(status), "check_mode": check_mode, "started": started, "finished": now_iso(), "duration_s": duration_s,
         "totals": totals, "summary": summary, "accounts": entries,
         "changed": any(outcome.changed for outcome in outcomes),
     }
@@ -419,7 +411,7 @@ def run_bulk(module: ModuleLike, plan: MigratePlan) -> t.NoReturn:
 
 def _bulk(module: ModuleLike, plan: MigratePlan, accounts: list[Account], target: config.Target, state_dir: str,
           job: Job | None) -> t.NoReturn:
-    started, t0 = _now(), time.monotonic()
+    started, t0 = now_iso(), time.monotonic()
     outcomes = run_accounts(accounts, target, state_dir, module.check_mode, plan.parallel, job)
     result = aggregate(accounts, outcomes, module.check_mode, started, round(time.monotonic() - t0, 3))
 

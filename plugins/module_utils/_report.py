@@ -11,7 +11,6 @@ migration (``state_dir``). Nothing is written: the state is read-only, both serv
 from __future__ import annotations
 
 import concurrent.futures
-import datetime
 import time
 import typing as t
 
@@ -20,6 +19,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.mailops.imap.plugins.module_utils._argspec import Account, migrate_argument_spec, parse_migrate
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, report, sync
 from ansible_collections.mailops.imap.plugins.module_utils._engine.contract import Kind
+from ansible_collections.mailops.imap.plugins.module_utils._engine.result import now_iso
 from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store
 
 STATUSES = ("complete", "incomplete", "failed")  # an account's report status, the order of the summary
@@ -43,10 +43,6 @@ def argument_spec() -> dict[str, dict[str, t.Any]]:
     for name in _NOT_OPTIONS:
         del spec[name]
     return spec
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def measure(account: Account, target: config.Target, state_dir: str) -> dict[str, t.Any]:
@@ -97,10 +93,10 @@ def main(module: ModuleLike) -> t.NoReturn:
         accounts: tuple[Account, ...] = (Account(label="", task=plan.task),)
     else:
         accounts = plan.accounts
-    started, t0 = _now(), time.monotonic()
+    started, t0 = now_iso(), time.monotonic()
     reports = measure_all(accounts, plan.target, module.params["state_dir"], plan.parallel)
     summary, totals = summarize(reports)
-    module.exit_json(changed=False, started=started, finished=_now(), duration_s=round(time.monotonic() - t0, 3),
+    module.exit_json(changed=False, started=started, finished=now_iso(), duration_s=round(time.monotonic() - t0, 3),
                      summary=summary, totals=totals, accounts=reports)
 
 

@@ -14,7 +14,8 @@ from .contract import Kind, Status, plain
 COUNTERS = ("copied", "bytes", "already_present", "flags_updated", "deleted_remote", "errors")
 
 
-def _now_iso() -> str:
+def now_iso() -> str:
+    """The time now, UTC, to the second, as results and run logs give it."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -45,7 +46,7 @@ class RunResult:
     task: str | None
     check_mode: bool
     status: Status = Status.SUCCESS
-    started: str = dataclasses.field(default_factory=_now_iso)
+    started: str = dataclasses.field(default_factory=now_iso)
     finished: str | None = None
     duration_s: float = 0.0
     folders: list[FolderResult] = dataclasses.field(default_factory=list)
@@ -71,7 +72,7 @@ class RunResult:
             self.status = Status(status)
         elif self.status == Status.SUCCESS and (self.errors or any(f.errors for f in self.folders)):
             self.status = Status.PARTIAL
-        self.finished = _now_iso()
+        self.finished = now_iso()
         self.duration_s = round(time.monotonic() - self._t0, 3)
 
     def totals(self) -> dict[str, int]:
@@ -90,7 +91,7 @@ class RunResult:
     def as_dict(self) -> dict[str, t.Any]:
         return {
             "task": self.task, "status": plain(self.status), "check_mode": self.check_mode,
-            "started": self.started, "finished": self.finished or _now_iso(), "duration_s": self.duration_s,
+            "started": self.started, "finished": self.finished or now_iso(), "duration_s": self.duration_s,
             "folders": [f.as_dict() for f in self.folders], "totals": self.totals(),
             "errors": list(self.errors), "notices": list(self.notices),
         }

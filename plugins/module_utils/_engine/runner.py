@@ -18,19 +18,16 @@ import typing as t
 
 from . import engine, errors, files
 from .contract import Status
-from .result import RunResult
+from .result import RunResult, now_iso
 from .store import Store
 from .text import printable
 
 ProgressFn = t.Callable[[str], None]
 
 
-def _stamp() -> str:
+def stamp() -> str:
+    """The name of a new run log (Store.new_log): the time, to the microsecond."""
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def describe(task: t.Any, target: t.Any) -> str:
@@ -60,6 +57,25 @@ def summary_lines(result: RunResult) -> list[str]:
     return lines
 
 
+class LogLines:
+    """A run log open for appending (``fd``): each line stamped with the time and written unbuffered, so it is in the
+    log as soon as it is written. The first failure (a full disk must not end the run: its state and result say what
+    happened) stops the writing and is kept in :attr:`problem`."""
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.problem: str | None = None
+
+    def write(self, message: str) -> None:
+        if self.problem:
+            return
+        try:
+            os.write(self.fd, f"{now_iso()} {message}\n".encode("utf-8", "backslashreplace"))
+        except OSError as exc:
+            self.problem = files.describe(self.path, exc)
+
+
 def run_task(store: Store, name: str, *, check_mode: bool = False, progress: ProgressFn | None = None,
              stop: threading.Event | None = None) -> RunResult:
     """Run the task ``name`` now. Raises ConfigError for a missing or invalid definition.
@@ -77,7 +93,7 @@ def run_task(store: Store, name: str, *, check_mode: bool = False, progress: Pro
         return runs.run(engine.Request(store, name, task, target, check_mode=True, log=progress, stop=stop))
 
     try:
-        log_path = store.new_log(name, _stamp())
+        log_path = store.new_log(name, stamp())
         log_fd = files.open_file(log_path, os.O_WRONLY | os.O_APPEND)
     except (OSError, files.Unsafe, errors.SyncError) as exc:
         # No log can be written (a full or read-only filesystem, an unsafe state_dir): the same failed result.
@@ -87,18 +103,10 @@ def run_task(store: Store, name: str, *, check_mode: bool = False, progress: Pro
             progress(f"error {failure.kind}: {failure.message}")
         _record(store, name, result)
         return result
-    log_failure: list[str] = []
+    lines = LogLines(log_path, log_fd)
     try:
-        def write(message: str) -> None:
-            if log_failure:
-                return
-            try:  # unbuffered: each line is in the log as soon as it is written
-                os.write(log_fd, f"{_now()} {message}\n".encode("utf-8", "backslashreplace"))
-            except OSError as exc:  # a full disk must not end the run: its state and result say what happened
-                log_failure.append(files.describe(log_path, exc))
-
         def log(message: str) -> None:
-            write(message)
+            lines.write(message)
             if progress is not None:
                 progress(message)
 
@@ -109,9 +117,9 @@ def run_task(store: Store, name: str, *, check_mode: bool = False, progress: Pro
         log(f"run of task {name}: {describe(task, target)}")
         result = runs.run(engine.Request(store, name, task, target, log=log, stop=stop, on_locked=locked))
         for line in summary_lines(result):
-            write(line)  # the log only: callers show the summary from the result
-        if log_failure:
-            result.notice(f"The run log is incomplete: {log_failure[0]}")
+            lines.write(line)  # the log only: callers show the summary from the result
+        if lines.problem:
+            result.notice(f"The run log is incomplete: {lines.problem}")
     finally:
         os.close(log_fd)
     try:
