@@ -35,6 +35,18 @@ _CANONICAL_DATE = re.compile(rb"(?:0[1-9]|[12]\d|3[01])-(?:Jan|Feb|Mar|Apr|May|J
                              rb"(?:[01]\d|2[0-3]):[0-5]\d:(?:[0-5]\d|60) [+-](?:[01]\d|2[0-3])[0-5]\d")
 _MAX_DEPTH = 8  # parenthesized lists nested in one response
 
+# The whole of the responses Dovecot sends to the engine's FETCHes of bodies and of sizes, in its order, read with one
+# match (a date in the canonical form needs no further check); :data:`_COMMON_ITEM` reads the other orders.
+_FLAG_ATOMS = rb'((?:[^ ()"\r\n\x00{]+(?: [^ ()"\r\n\x00{]+)*)?)'
+_USUAL_BODY = re.compile(rb"UID (\d{1,10}) FLAGS \(" + _FLAG_ATOMS + rb'\) INTERNALDATE "(' + _CANONICAL_DATE.pattern
+                         + rb')" BODY\[\]\Z')
+_USUAL_SIZE = re.compile(rb"UID (\d{1,10}) RFC822\.SIZE (\d{1,10})\Z")
+# One attribute of the common FETCH response (:func:`_common`): a number, a list of flag atoms, a quoted string without
+# escapes, or BODY[] with its literal last. Anything else (more spaces, NIL, escapes, other attributes, nested lists) is
+# left to the general reader (:func:`_parse`), which accepts it or says why not.
+_COMMON_ITEM = re.compile(rb"(UID|RFC822\.SIZE) (\d{1,10})|(FLAGS) \(" + _FLAG_ATOMS + rb"\)"
+                          rb'|(INTERNALDATE) "([^"\\\r\n]*)"|(BODY\[\])\Z', re.IGNORECASE)
+
 
 class ServerViolation(Exception):
     """A server sent what no well-behaved server sends (a literal or a response list beyond the bounds, a response
@@ -159,6 +171,63 @@ def _parse(texts: list[bytes], literals: list[bytes], start: int) -> list[t.Any]
             stack[-1].append(done)
 
 
+def _common(texts: list[bytes], literals: list[bytes], start: int) -> dict[bytes, t.Any] | None:
+    """The attributes of a response in the form servers send to the engine's own FETCHes (``UID 7 FLAGS (\\Seen)
+    INTERNALDATE "..." BODY[] {n}`` then ``)``; ``UID 7 RFC822.SIZE n)``), read with one match per attribute: what
+    :func:`_attributes` of :func:`_parse` gives for the same response. None for any other form, which the general
+    reader then reads (or refuses): this path accepts less than that one, never more."""
+    text = texts[0]
+    if literals:
+        if len(literals) != 1 or texts[1] != b")":
+            return None
+        end = len(text)
+    elif text.endswith(b")"):
+        end = len(text) - 1
+    else:
+        return None
+    usual = (_USUAL_BODY if literals else _USUAL_SIZE).match(text, start, end)
+    if usual is not None:
+        uid = int(usual.group(1))
+        if literals:
+            if uid <= MAX_UID:
+                flag_atoms = usual.group(2)
+                return {b"UID": uid, b"FLAGS": tuple(flag_atoms.split(b" ")) if flag_atoms else (),
+                        b"INTERNALDATE": usual.group(3), b"BODY[]": literals[0]}
+        elif uid <= MAX_UID and (size := int(usual.group(2))) <= MAX_UID:
+            return {b"UID": uid, b"RFC822.SIZE": size}
+        return None
+    out: dict[bytes, t.Any] = {}
+    pos = start
+    match = _COMMON_ITEM
+    while True:
+        item = match.match(text, pos, end)
+        if item is None:
+            return None
+        number_name, digits, flags, flag_atoms, date_name, date, body = item.groups()
+        if number_name is not None:
+            value = int(digits)
+            if value > MAX_UID:
+                return None
+            out[number_name.upper()] = value
+        elif flags is not None:
+            out[b"FLAGS"] = tuple(flag_atoms.split(b" ")) if flag_atoms else ()
+        elif date_name is not None:
+            stamp = internaldate(date)
+            if stamp is not None:
+                out[b"INTERNALDATE"] = stamp
+        elif body is not None:
+            if not literals:
+                return None
+            out[b"BODY[]"] = literals[0]
+            return out
+        pos = item.end()
+        if pos == end:
+            return None if literals else out
+        if text[pos] != 0x20:  # one space between attributes
+            return None
+        pos += 1
+
+
 def _attributes(items: list[t.Any]) -> dict[bytes, t.Any]:
     """A message's FETCH attributes, checked: UID and RFC822.SIZE numbers, FLAGS a tuple of bytes, INTERNALDATE an RFC
     3501 date-time (or absent), BODY[] bytes (or absent). Attributes not asked for by the engine are ignored."""
@@ -209,7 +278,9 @@ def read_fetch(reader: Reader, tag: bytes, wanted: t.Container[int], out: dict[i
                     raise Lost(texts[0][2:].decode("utf-8", "replace"))
                 continue
             texts, literals = _read_response(reader, line)
-            attributes = _attributes(_parse(texts, literals, start.end()))
+            attributes = _common(texts, literals, start.end())
+            if attributes is None:
+                attributes = _attributes(_parse(texts, literals, start.end()))
             uid = attributes.get(b"UID")
             if uid is not None and uid in wanted:
                 known = out.get(uid)

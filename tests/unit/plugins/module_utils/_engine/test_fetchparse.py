@@ -208,3 +208,120 @@ def test_sizes_between_names_the_uids_that_exist_with_their_sizes(serve):
                                         b"* 3 FETCH (UID 11 RFC822.SIZE 9)\r\n"))  # outside the range: dropped
     assert session.sizes_between(1, 10) == [(2, 120), (5, 7)]
     assert responder.commands[-1] == b"UID FETCH 1:10 (RFC822.SIZE)"
+
+
+class _Lines:
+    """A response as the transport gives it (fetchparse.Reader without bounds)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def readline(self) -> bytes:
+        end = self.data.find(b"\n", self.pos)
+        end = len(self.data) if end < 0 else end + 1
+        line, self.pos = self.data[self.pos:end], end
+        return line
+
+    def read(self, size: int) -> bytes:
+        chunk, self.pos = self.data[self.pos:self.pos + size], self.pos + size
+        return chunk
+
+    def response_kept(self) -> None:
+        pass
+
+
+def _both_readers(response: bytes) -> tuple[t.Any, t.Any]:
+    """What the one-match reader (fetchparse._common) and the general one (_parse, _attributes) make of a response:
+    a dict of attributes, None (the fast reader leaves it to the general one), or the exception's class."""
+    reader = _Lines(response)
+    first = reader.readline()
+    start = fetchparse._FETCH_START.match(first)
+    assert start is not None
+    texts, literals = fetchparse._read_response(reader, first)
+    fast = fetchparse._common(texts, literals, start.end())
+    try:
+        general: t.Any = fetchparse._attributes(fetchparse._parse(texts, literals, start.end()))
+    except fetchparse.ServerViolation:
+        general = fetchparse.ServerViolation
+    return fast, general
+
+
+USUAL = [
+    b"* 1 FETCH (UID 7 FLAGS (\\Seen \\Recent $Foo) INTERNALDATE \"01-Jan-2024 00:00:00 +0000\" BODY[] {5}\r\nhello)\r\n",
+    b"* 1 FETCH (UID 7 FLAGS () INTERNALDATE \"31-Dec-1999 23:59:60 -1200\" BODY[] {0}\r\n)\r\n",
+    b"* 3 FETCH (UID 4294967295 RFC822.SIZE 0)\r\n",
+]
+
+
+@pytest.mark.parametrize("response", USUAL)
+def test_dovecots_responses_are_read_in_one_match_as_the_general_reader_reads_them(response):
+    fast, general = _both_readers(response)
+    assert fast is not None and fast == general
+
+
+ODD = [
+    b"* 1 FETCH (UID 4294967296 RFC822.SIZE 1)\r\n",  # beyond 32 bits: the general reader refuses it
+    b"* 1 FETCH (UID 1 RFC822.SIZE 99999999999)\r\n",
+    b"* 1 FETCH (UID 1 RFC822.SIZE 1))\r\n",
+    b"* 1 FETCH (UID 1  RFC822.SIZE 1)\r\n",
+    b"* 1 FETCH (UID 1 RFC822.SIZE 1 )\r\n",
+    b"* 1 FETCH (UID 1 RFC822.SIZE)\r\n",
+    b"* 1 FETCH (UID 1x RFC822.SIZE 1)\r\n",
+    b"* 1 FETCH (UID 1FLAGS ())\r\n",
+    b"* 1 FETCH (UID 1xFLAGS ())\r\n",
+    b"* 1 FETCH (FLAGS (\\Seen)UID 1)\r\n",
+    b"* 1 FETCH ()\r\n",
+    b"* 1 FETCH (UID 1 FLAGS (\\Seen \"quoted\") RFC822.SIZE 1)\r\n",
+    b"* 1 FETCH (UID 1 FLAGS ((\\Seen)) RFC822.SIZE 1)\r\n",
+    b"* 1 FETCH (UID 1 FLAGS (\\Seen  $x))\r\n",
+    b"* 1 FETCH (UID 1 FLAGS (a{3}))\r\n",
+    b"* 1 FETCH (UID 1 INTERNALDATE \"01-Jan-2024 00:00:00 +0000\" INTERNALDATE \"garbage\")\r\n",
+    b"* 1 FETCH (UID 1 INTERNALDATE \"1-jan-2024 00:00:00 +0000\")\r\n",
+    b"* 1 FETCH (UID 1 INTERNALDATE \"01-Jan-2024 00:00:00 +0000\\\"\")\r\n",
+    b"* 1 FETCH (UID 1 INTERNALDATE NIL)\r\n",
+    b"* 1 FETCH (uid 1 flags (\\seen) internaldate \"01-JAN-2024 00:00:00 +0000\" body[] {2}\r\nhi)\r\n",
+    b"* 1 FETCH (UID 1 BODY[] {2}\r\nhi FLAGS (\\Seen))\r\n",
+    b"* 1 FETCH (UID 1 BODY[] {2}\r\nhi) extra\r\n",
+    b"* 1 FETCH (UID 1 BODY[] NIL)\r\n",
+    b"* 1 FETCH (UID 1 BODY[] \"inline\")\r\n",
+    b"* 1 FETCH (UID 1 FLAGS {2}\r\nab)\r\n",
+    b"* 1 FETCH (UID 1 X-GM-LABELS (\\Inbox) RFC822.SIZE 3)\r\n",
+    b"* 1 FETCH (RFC822.SIZE 3 UID 1 UID 2)\r\n",
+    b"* 1 FETCH (BODY[] {1}\r\nx BODY[] {1}\r\ny UID 1)\r\n",
+]
+
+
+@pytest.mark.parametrize("response", ODD)
+def test_the_one_match_reader_never_reads_a_response_otherwise_than_the_general_reader(response):
+    fast, general = _both_readers(response)
+    assert fast is None or fast == general
+
+
+def test_the_one_match_reader_agrees_with_the_general_reader_on_generated_responses():
+    """Responses built from the attributes the engine asks for, in every order, with odd spacing, case, dates, flags
+    and numbers: the one-match reader gives what the general one gives, or leaves the response to it."""
+    import random  # pylint: disable=import-outside-toplevel
+
+    rng = random.Random(11)
+    numbers = [b"0", b"7", b"007", b"4294967295", b"4294967296", b"12345678901", b"-1", b"1x"]
+    dates = [b"01-Jan-2024 00:00:00 +0000", b" 1-Jan-2024 00:00:00 +0000", b"1-jan-2024 00:00:00 +0000", b"32-Jan-2024 00:00:00 +0000",
+             b"01-Jan-2024 24:00:00 +0000", b"", b"x", b"01-Jan-0000 00:00:00 +0000"]
+    flags = [b"", b"\\Seen", b"\\Seen $Foo \\Answered", b"\\Seen  $Foo", b"\\*", b"a]b", b"\xc3\xa9", b"\\Seen \"q\"", b"(x)"]
+    names = {b"UID": numbers, b"RFC822.SIZE": numbers}
+    fast_taken = 0
+    for _ in range(3000):
+        items = []
+        for name in rng.sample([b"UID", b"RFC822.SIZE", b"FLAGS", b"INTERNALDATE"], rng.randint(1, 4)):
+            if name in names:
+                value = rng.choice(names[name])
+            elif name == b"FLAGS":
+                value = b"(" + rng.choice(flags) + b")"
+            else:
+                value = b'"' + rng.choice(dates) + b'"'
+            items.append((name.lower() if rng.random() < 0.1 else name) + rng.choice([b" ", b" ", b" ", b"  "]) + value)
+        body = rng.random() < 0.5
+        text = b" ".join(items) + (b" BODY[] {3}\r\nabc" if body else b"") + rng.choice([b")", b")", b")", b") ", b"))"])
+        fast, general = _both_readers(b"* 1 FETCH (" + text + b"\r\n")
+        assert fast is None or fast == general, text
+        fast_taken += fast is not None
+    assert fast_taken > 300  # the generated responses include many of the common form
