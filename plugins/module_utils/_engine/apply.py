@@ -9,6 +9,7 @@ The messages are copied in byte-bounded batches, fetching the next batch while t
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import typing as t
@@ -30,6 +31,12 @@ FIRST_BATCH_COUNT = 16
 _DELETED = b"\\Deleted"
 
 LogFn = t.Callable[[str], None]
+
+
+@functools.lru_cache(maxsize=1024)
+def _in_order(flags: frozenset[bytes]) -> tuple[bytes, ...]:
+    """A message's flags as APPEND sends them and the state records them: sorted (a mailbox has few different sets)."""
+    return tuple(sorted(flags))
 
 
 def _head(body: bytes) -> bytes:
@@ -368,7 +375,7 @@ class Applier(Outcome):
             msg = data.get(uid)
             if msg is None or msg.get(b"BODY[]") is None:
                 continue  # expunged on the remote meanwhile
-            items.append((uid, msg[b"BODY[]"], tuple(sorted(self.read_flags(msg.get(b"FLAGS")))), msg.get(b"INTERNALDATE")))
+            items.append((uid, msg[b"BODY[]"], _in_order(self.read_flags(msg.get(b"FLAGS"))), msg.get(b"INTERNALDATE")))
         if not items:
             return []
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import imaplib
 import io
 import json
@@ -954,7 +955,7 @@ class Connection:
             return uids
         parts = []
         for body, flags, date in messages:
-            head = b" (" + b" ".join(split_flags(flags)[0]) + b")"
+            head = _flag_list(tuple(flags))
             if (stamp := fetchparse.internaldate(date)) is not None:
                 head += b' "' + stamp + b'"'
             parts.append((head, body))
@@ -980,6 +981,13 @@ class Connection:
             name = decode_utf7(name) if isinstance(name, bytes) else str(name)
             statuses[name] = {k.decode().upper(): int(v) for k, v in zip(items[::2], items[1::2])}
         return statuses
+
+
+@functools.lru_cache(maxsize=1024)
+def _flag_list(flags: tuple[bytes, ...]) -> bytes:
+    """The flag list of an APPEND, `` (\\Seen $Label)``: the flags that pass :func:`split_flags` (a mailbox has few
+    different sets)."""
+    return b" (" + b" ".join(split_flags(flags)[0]) + b")"
 
 
 class AppendRefused(Exception):

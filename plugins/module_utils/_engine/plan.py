@@ -33,6 +33,7 @@ WINDOW = 2000  # UIDs considered at a time: memory stays flat whatever the size 
 COPY_WINDOW = 4000
 
 _RECENT = b"\\RECENT"
+FLAG_SETS = 1024  # different FLAGS values whose flags FlagReader keeps
 
 LogFn = t.Callable[[str], None]
 
@@ -77,16 +78,30 @@ class FlagReader:
         self.dropped = 0
         self.examples: list[bytes] = []  # the first few dropped, shown in the notice
         self.mutex = threading.Lock()  # a run's folder lanes and their fetch threads read flags at the same time
+        # The flags of the FLAGS values met so far (a mailbox has few different ones): FLAG_SETS at most, then afresh.
+        self.known: dict[tuple[t.Any, ...], tuple[frozenset[bytes], tuple[bytes, ...]]] = {}
 
     def __call__(self, raw: t.Any) -> frozenset[bytes]:
-        valid, dropped = split_flags(raw)
+        keep = isinstance(raw, tuple)
+        try:
+            known = self.known.get(raw) if keep else None
+        except TypeError:  # a value that cannot be a key (a list among the flags): split_flags judges it
+            keep, known = False, None
+        if known is None:
+            valid, dropped = split_flags(raw)
+            known = (frozenset(f for f in valid if f.upper() != _RECENT), dropped)
+            if keep:
+                if len(self.known) >= FLAG_SETS:
+                    self.known = {}
+                self.known[raw] = known
+        flags, dropped = known
         if dropped:
             with self.mutex:
                 self.dropped += len(dropped)
                 for flag in dropped:
                     if len(self.examples) < 3 and flag not in self.examples:
                         self.examples.append(flag)
-        return frozenset(f for f in valid if f.upper() != _RECENT)
+        return flags
 
     def notice(self) -> str | None:
         if not self.dropped:

@@ -402,3 +402,18 @@ def test_a_stopped_run_ends_after_the_current_window_and_the_next_run_continues(
     again = rig.run(folders="all")
     assert totals(again, "copied", "already_present") == (3, 0)
     assert sorted(rig.local.bodies("Later")) == sorted(rig.remote.bodies("Later"))
+
+
+def test_the_flag_reader_counts_every_dropped_flag_however_often_a_flags_value_comes_back(monkeypatch):
+    reader = plan.FlagReader()
+    odd = (b"\\Seen", b"bad{flag", b"\\Recent")
+    for _ in range(3):
+        assert reader(odd) == frozenset({b"\\Seen"})
+    assert reader.dropped == 3 and reader.examples == [b"bad{flag"]
+    assert reader((b"$Label", ["not", "a flag"])) == frozenset({b"$Label"})  # a list cannot be a key: judged all the same
+    assert reader(None) == frozenset() and reader([b"\\Answered"]) == frozenset({b"\\Answered"})
+    monkeypatch.setattr(plan, "FLAG_SETS", 4)
+    for number in range(10):
+        assert reader((b"$L%d" % number,)) == frozenset({b"$L%d" % number})
+    assert len(reader.known) <= 4  # bounded, whatever a server sends
+    assert reader.dropped == 4 and "4 flags" in (reader.notice() or "")  # the list too
