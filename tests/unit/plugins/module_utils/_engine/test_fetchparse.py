@@ -309,7 +309,7 @@ def test_the_one_match_reader_agrees_with_the_general_reader_on_generated_respon
     flags = [b"", b"\\Seen", b"\\Seen $Foo \\Answered", b"\\Seen  $Foo", b"\\*", b"a]b", b"\xc3\xa9", b"\\Seen \"q\"", b"(x)"]
     names = {b"UID": numbers, b"RFC822.SIZE": numbers}
     fast_taken = 0
-    for _ in range(3000):
+    for _round in range(3000):
         items = []
         for name in rng.sample([b"UID", b"RFC822.SIZE", b"FLAGS", b"INTERNALDATE"], rng.randint(1, 4)):
             if name in names:
