@@ -112,6 +112,76 @@ class Budget:
             self.cond.notify_all()
 
 
+class Lookahead:
+    """A folder's windows (the planner's CopyPlans), of which a transfer reads the next one ahead, on its fetching
+    thread, once its own batches are fetched: the next window's sizes (a remote command) and its first batch are read
+    while the last batches of this one are appended, instead of after them, when the local server would wait for the
+    remote one (docs/sync-engine.md "Transfer"). Only the fetching thread of the current transfer reads ahead, and only
+    while the folder's loop waits in that transfer, so the planner is never run by two threads at once. A failure while
+    reading ahead is raised where the loop asks for that window, after the current one is appended and checkpointed.
+    :meth:`close` gives back the room of a batch read ahead and never appended."""
+
+    def __init__(self, windows: t.Iterator[t.Any], budget: Budget) -> None:
+        self._windows = windows
+        self._budget = budget
+        self._next: t.Any = None
+        self._failure: BaseException | None = None
+        self._ended = False
+        self.first: tuple[list[int], int, dict[int, dict[bytes, t.Any]]] | None = None  # (batch, weight, data) of _next
+
+    def __iter__(self) -> Lookahead:
+        return self
+
+    def __next__(self) -> t.Any:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        if self._next is not None:
+            plan, self._next = self._next, None
+            return plan
+        if self._ended:
+            raise StopIteration
+        return next(self._windows)
+
+    def read_ahead(self, fetch: t.Callable[[list[int], t.Mapping[int, int]], dict[int, dict[bytes, t.Any]]],
+                   stopped: threading.Event) -> None:
+        """On the fetching thread: the next window, and its first batch's messages within the budget."""
+        if self._next is not None or self._ended or self._failure is not None:
+            return
+        try:
+            self._next = plan = next(self._windows)
+            if not plan.copy or stopped.is_set():
+                return
+            batch = batches(plan.copy, plan.sizes)[0]
+            weight = sum(plan.sizes[uid] for uid in batch)
+            if not self._budget.acquire(weight, stopped):
+                return
+            try:
+                self.first = (batch, weight, fetch(batch, plan.sizes))
+            except BaseException:
+                self._budget.release(weight)
+                raise
+        except StopIteration:
+            self._ended = True
+        except BaseException as exc:  # pylint: disable=broad-exception-caught  # raised by __next__, in the loop's thread
+            self._failure = exc
+
+    def take_first(self, batch: list[int]) -> tuple[int, dict[int, dict[bytes, t.Any]]] | None:
+        """The batch read ahead when it is ``batch`` (its weight and messages; its room in the budget goes with it)."""
+        first, self.first = self.first, None
+        if first is None:
+            return None
+        if first[0] != batch:
+            self._budget.release(first[1])
+            return None
+        return first[1], first[2]
+
+    def close(self) -> None:
+        if self.first is not None:
+            self._budget.release(self.first[1])
+            self.first = None
+
+
 class Outcome:
     """What every run does with a plan, check mode or not: count what is found present, report what is too big.
     Subclasses say what else happens (:class:`Applier` acts, :class:`Tally` counts)."""
@@ -127,6 +197,10 @@ class Outcome:
 
     def flags(self, ctx: FolderRun, plan: FlagPlan) -> None:
         ctx.result.flags_updated += len(plan.touched)
+
+    def windows(self, ctx: FolderRun, plans: t.Iterator[CopyPlan]) -> t.Iterator[CopyPlan]:
+        """The windows of a folder, as :meth:`copy` takes them one after the other."""
+        return plans
 
     def copy(self, ctx: FolderRun, plan: CopyPlan) -> list[int]:
         """Carry out one window; the remote UIDs confirmed present locally afterwards."""
@@ -215,6 +289,15 @@ class Applier(Outcome):
             ctx.state.update_flags(ctx.fs, plan.moved.items())
 
     # -- copying ------------------------------------------------------------------------------------------
+    def windows(self, ctx: FolderRun, plans: t.Iterator[CopyPlan]) -> t.Iterator[CopyPlan]:
+        """A migration's windows are read ahead by the transfers (:class:`Lookahead`); not INBOX retrieval's (each window
+        ends with commands of its own on both servers) nor those matched by identity (the planner's first pass uses the
+        local connection)."""
+        if self.task.folders == "inbox" or ctx.pool is not None:
+            return plans
+        ctx.ahead = Lookahead(plans, self.budget)
+        return t.cast(t.Iterator[CopyPlan], ctx.ahead)
+
     def copy(self, ctx: FolderRun, plan: CopyPlan) -> list[int]:
         super().copy(ctx, plan)
         ctx.new_luids = []
@@ -299,13 +382,21 @@ class Applier(Outcome):
         uids, sizes, remote = plan.copy, plan.sizes, ctx.remote
         todo = batches(uids, sizes, ramp=ctx.last_luid == 0)  # nothing stored by this attempt yet: its first transfer
         budget = self.budget
+        ahead: Lookahead | None = ctx.ahead
+
+        def fetch(batch: list[int], known: t.Mapping[int, int]) -> dict[int, dict[bytes, t.Any]]:
+            return t.cast(dict[int, dict[bytes, t.Any]], remote.fetch(batch, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], sizes=known))
+
+        first = ahead.take_first(todo[0]) if ahead is not None else None  # read ahead by the previous window's transfer
         if len(todo) == 1:  # nothing to overlap with
-            weight = sum(sizes[u] for u in todo[0])
-            if not budget.acquire(weight, self.stop):
-                return []
+            if first is None:
+                weight = sum(sizes[u] for u in todo[0])
+                if not budget.acquire(weight, self.stop):
+                    return []
+            else:
+                weight = first[0]
             try:
-                return self._append_batch(ctx, todo[0], remote.fetch(todo[0], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"],
-                                                                     sizes=sizes), advance)
+                return self._append_batch(ctx, todo[0], first[1] if first is not None else fetch(todo[0], sizes), advance)
             finally:
                 budget.release(weight)
         done = threading.Event()
@@ -313,15 +404,20 @@ class Applier(Outcome):
 
         def fetcher() -> None:
             try:
-                for batch in todo:
-                    weight = sum(sizes[u] for u in batch)
-                    if not budget.acquire(weight, done):
-                        return
+                for index, batch in enumerate(todo):
+                    data: dict[int, dict[bytes, t.Any]] | None = None
+                    if index == 0 and first is not None:
+                        weight, data = first  # its room in the budget was taken when it was read ahead
+                    else:
+                        weight = sum(sizes[u] for u in batch)
+                        if not budget.acquire(weight, done):
+                            return
                     handed = False  # to the appending loop, which releases the batch's room in the budget
                     try:
                         if done.is_set() or self.stop.is_set():
                             break
-                        data = remote.fetch(batch, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"], sizes=sizes)
+                        if data is None:
+                            data = fetch(batch, sizes)
                         while not done.is_set():
                             try:
                                 handoff.put((batch, weight, data), timeout=0.2)
@@ -333,6 +429,9 @@ class Applier(Outcome):
                     finally:
                         if not handed:
                             budget.release(weight)
+                else:
+                    if ahead is not None and not (done.is_set() or self.stop.is_set()):
+                        ahead.read_ahead(fetch, done)  # while the last batches are appended
             except BaseException as exc:  # pylint: disable=broad-except
                 handoff.put(exc)
                 return

@@ -131,6 +131,7 @@ class FolderRun:
     last_luid: int = 0  # the highest local UID stored in this folder by this attempt
     new_luids: list[int] = dataclasses.field(default_factory=list)  # local UIDs stored by the current window (Sieve filter)
     planned: set[int] = dataclasses.field(default_factory=set)  # check mode, deleting: remote UIDs that would be present locally
+    ahead: t.Any = None  # apply.Lookahead: the folder's windows while a migration copies them
 
     def record(self) -> FolderState:
         """The folder's state record, which a writing run always has (created or reset before the first window)."""

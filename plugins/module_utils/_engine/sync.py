@@ -489,9 +489,11 @@ class Syncer:
         # copies stored just before an interruption) are matched by identity, so they are never doubled.
         planner.local_pool(ctx)
         try:
-            for window in (planner.unseen(ctx) if planner.inbox else planner.copies(ctx)):
+            for window in outcome.windows(ctx, planner.unseen(ctx) if planner.inbox else planner.copies(ctx)):
                 outcome.copy(ctx, window)
         finally:
+            if ctx.ahead is not None:
+                ctx.ahead.close()
             if ctx.pool is not None:
                 ctx.pool.close()
         if ctx.examined:

@@ -11,10 +11,11 @@ import datetime
 import os
 import sqlite3
 import threading
+import time
 
 import pytest
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import apply, config, deletion, plan, schema, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import apply, config, deletion, errors, plan, schema, sync
 from ansible_collections.mailops.imap.plugins.module_utils._engine.folders import FolderPlan
 from ansible_collections.mailops.imap.plugins.module_utils._engine.result import FolderResult
 from ansible_collections.mailops.imap.plugins.module_utils._engine.state import State
@@ -407,7 +408,7 @@ def test_a_stopped_run_ends_after_the_current_window_and_the_next_run_continues(
 def test_the_flag_reader_counts_every_dropped_flag_however_often_a_flags_value_comes_back(monkeypatch):
     reader = plan.FlagReader()
     odd = (b"\\Seen", b"bad{flag", b"\\Recent")
-    for _ in range(3):
+    for _round in range(3):
         assert reader(odd) == frozenset({b"\\Seen"})
     assert reader.dropped == 3 and reader.examples == [b"bad{flag"]
     assert reader((b"$Label", ["not", "a flag"])) == frozenset({b"$Label"})  # a list cannot be a key: judged all the same
@@ -417,3 +418,63 @@ def test_the_flag_reader_counts_every_dropped_flag_however_often_a_flags_value_c
         assert reader((b"$L%d" % number,)) == frozenset({b"$L%d" % number})
     assert len(reader.known) <= 4  # bounded, whatever a server sends
     assert reader.dropped == 4 and "4 flags" in (reader.notice() or "")  # the list too
+
+
+def _windows_of_batches(monkeypatch, slow_append: float = 0.0):
+    """Windows of 6 UIDs, batches of 2; each local append takes ``slow_append`` s (a local server's commit). The
+    order of the remote size reads (one a window) and the local appends is kept in ``events``."""
+    monkeypatch.setattr(plan, "COPY_WINDOW", 6)
+    monkeypatch.setattr(apply, "BATCH_COUNT", 2)
+    events: list[str] = []
+    session = Server().connect().__class__
+    sizes, append = session.sizes_between, session.append_many
+
+    def sizes_between(self, first, last):
+        events.append("sizes")
+        return sizes(self, first, last)
+
+    def append_many(self, folder, messages):
+        time.sleep(slow_append)
+        events.append("append")
+        return append(self, folder, messages)
+
+    monkeypatch.setattr(session, "sizes_between", sizes_between)
+    monkeypatch.setattr(session, "append_many", append_many)
+    return events
+
+
+def test_a_transfer_reads_the_next_window_while_its_last_batches_are_appended(tmp_path, monkeypatch):
+    events = _windows_of_batches(monkeypatch, slow_append=0.05)
+    rig = Rig(tmp_path)
+    for number in range(20):
+        rig.remote.add("INBOX", message(f"m{number}"))
+    result = rig.run(folders="all")
+    assert totals(result, "copied", "errors") == (20, 0)
+    assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")  # every message once, in order
+    # Windows of 6 (3 batches): the second window's sizes are read before the first window's last append is done.
+    assert events.index("sizes", 1) < 3, events
+    assert totals(rig.run(folders="all"), "copied") == (0,)
+
+
+def test_a_connection_lost_while_reading_the_next_window_ahead_keeps_the_window_appended(tmp_path, monkeypatch):
+    monkeypatch.setattr(sync, "BACKOFF_S", (0, 0, 0, 0, 0))
+    events = _windows_of_batches(monkeypatch, slow_append=0.02)
+    rig = Rig(tmp_path)
+    for number in range(14):
+        rig.remote.add("INBOX", message(f"m{number}"))
+    session = rig.remote.connect().__class__
+    sizes = session.sizes_between
+    lost = []
+
+    def flaky(self, first, last):
+        if first > 1 and not lost:  # the second window's sizes, read ahead: the connection drops
+            lost.append(first)
+            raise errors.ConnectionLost("The connection to the fake remote server was lost.", "remote")
+        return sizes(self, first, last)
+
+    monkeypatch.setattr(session, "sizes_between", flaky)
+    result = rig.run(folders="all")
+    assert lost and totals(result, "copied", "errors") == (14, 0)
+    assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")  # the first window was kept, nothing doubled
+    assert any("Reconnecting in 0 s" in line for line in rig.log)
+    assert events.count("append") == 7  # 14 messages in batches of 2: none appended twice
