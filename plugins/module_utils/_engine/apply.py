@@ -14,6 +14,7 @@ import queue
 import threading
 import typing as t
 
+from . import flagsets
 from .config import Target, Task
 from .contract import Kind
 from .identity import message_id
@@ -54,9 +55,9 @@ def one_heap() -> None:
 _M_ARENA_MAX = -8  # glibc's malloc.h
 
 
-@functools.lru_cache(maxsize=1024)
+@flagsets.cached
 def _in_order(flags: frozenset[bytes]) -> tuple[bytes, ...]:
-    """A message's flags as APPEND sends them and the state records them: sorted (a mailbox has few different sets)."""
+    """A message's flags as APPEND sends them and the state records them: sorted."""
     return tuple(sorted(flags))
 
 

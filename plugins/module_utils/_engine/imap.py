@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import functools
 import imaplib
 import io
 import json
@@ -28,7 +27,7 @@ import traceback
 import typing as t
 
 from . import errors
-from . import fetchparse
+from . import fetchparse, flagsets
 from .fetchparse import ServerViolation
 from .folders import Namespace
 from .imapclient_compat import MAX_LINE, Client, Refused, Transport, append as raw_append
@@ -148,7 +147,8 @@ def parse_uid_set(text: bytes) -> list[int]:
 
 
 def split_flags(raw: t.Any) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
-    """The flags of a FETCH FLAGS value that are IMAP flags (RFC 3501 atoms), and the others, which are dropped.
+    """The flags of a FETCH FLAGS value that are IMAP flags (RFC 3501 atoms of at most flagsets.MAX_FLAG_BYTES), and
+    the others, which are dropped.
 
     The one check for flags a server sent: only what passes it is ever written into a command.
     """
@@ -156,7 +156,7 @@ def split_flags(raw: t.Any) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
     dropped: list[bytes] = []
     for flag in raw or ():
         value = flag if isinstance(flag, bytes) else str(flag).encode("utf-8", "surrogateescape")
-        (valid if _FLAG_RE.fullmatch(value) else dropped).append(value)
+        (valid if len(value) <= flagsets.MAX_FLAG_BYTES and _FLAG_RE.fullmatch(value) else dropped).append(value)
     return tuple(valid), tuple(dropped)
 
 
@@ -983,10 +983,9 @@ class Connection:
         return statuses
 
 
-@functools.lru_cache(maxsize=1024)
+@flagsets.cached
 def _flag_list(flags: tuple[bytes, ...]) -> bytes:
-    """The flag list of an APPEND, `` (\\Seen $Label)``: the flags that pass :func:`split_flags` (a mailbox has few
-    different sets)."""
+    """The flag list of an APPEND, `` (\\Seen $Label)``: the flags that pass :func:`split_flags`."""
     return b" (" + b" ".join(split_flags(flags)[0]) + b")"
 
 

@@ -17,7 +17,7 @@ import itertools
 import threading
 import typing as t
 
-from . import deletion
+from . import deletion, flagsets
 from .config import Task
 from .folders import FolderPlan
 from .identity import IdentityPool, content_digests, identities
@@ -33,7 +33,6 @@ WINDOW = 2000  # UIDs considered at a time: memory stays flat whatever the size 
 COPY_WINDOW = 4000
 
 _RECENT = b"\\RECENT"
-FLAG_SETS = 1024  # different FLAGS values whose flags FlagReader keeps
 
 LogFn = t.Callable[[str], None]
 
@@ -78,7 +77,7 @@ class FlagReader:
         self.dropped = 0
         self.examples: list[bytes] = []  # the first few dropped, shown in the notice
         self.mutex = threading.Lock()  # a run's folder lanes and their fetch threads read flags at the same time
-        # The flags of the FLAGS values met so far (a mailbox has few different ones): FLAG_SETS at most, then afresh.
+        # The flags of the FLAGS values met so far (flagsets.py): small ones, FLAG_SETS at most, then afresh.
         self.known: dict[tuple[t.Any, ...], tuple[frozenset[bytes], tuple[bytes, ...]]] = {}
 
     def __call__(self, raw: t.Any) -> frozenset[bytes]:
@@ -90,8 +89,8 @@ class FlagReader:
         if known is None:
             valid, dropped = split_flags(raw)
             known = (frozenset(f for f in valid if f.upper() != _RECENT), dropped)
-            if keep:
-                if len(self.known) >= FLAG_SETS:
+            if keep and flagsets.small(raw):
+                if len(self.known) >= flagsets.FLAG_SETS:
                     self.known = {}
                 self.known[raw] = known
         flags, dropped = known

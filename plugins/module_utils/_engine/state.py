@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import typing as t
 
-from . import errors, files
+from . import errors, files, flagsets
 
 _F = t.TypeVar("_F", bound=t.Callable[..., t.Any])
 
@@ -125,15 +125,9 @@ def _migrate(db: sqlite3.Connection) -> None:
     db.execute("COMMIT")
 
 
+@flagsets.cached
 def flags_to_text(flags: t.Iterable[bytes]) -> str:
     """Flags as the state keeps them: one text, sorted, without \\Recent."""
-    if isinstance(flags, (tuple, frozenset)):
-        return _flags_text(flags)  # a mailbox has few different sets
-    return _flags_text.__wrapped__(flags)
-
-
-@functools.lru_cache(maxsize=1024)
-def _flags_text(flags: t.Iterable[bytes]) -> str:
     return " ".join(sorted({f.decode("latin-1") for f in flags if f.upper() != b"\\RECENT"}))
 
 

@@ -27,6 +27,8 @@ def test_split_flags_keeps_rfc3501_flags_and_drops_everything_else():
     assert valid == (b"\\Seen", b"\\Flagged", b"$Label1", b"NonJunk", b"Str")
     assert len(dropped) == len(raw) - len(valid)
     assert imap.split_flags(None) == ((), ())
+    longest = b"$" + b"k" * 255  # a keyword of 256 bytes is kept; a longer one is dropped (flagsets.MAX_FLAG_BYTES)
+    assert imap.split_flags((longest, longest + b"k")) == ((longest,), (longest + b"k",))
 
 
 def test_the_largest_message_is_the_local_appendlimit_at_most_the_engines_limit():

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import apply, config, deletion, errors, plan, schema, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import apply, config, deletion, errors, flagsets, plan, schema, sync
 from ansible_collections.mailops.imap.plugins.module_utils._engine.folders import FolderPlan
 from ansible_collections.mailops.imap.plugins.module_utils._engine.result import FolderResult
 from ansible_collections.mailops.imap.plugins.module_utils._engine.state import State
@@ -413,7 +413,7 @@ def test_the_flag_reader_counts_every_dropped_flag_however_often_a_flags_value_c
     assert reader.dropped == 3 and reader.examples == [b"bad{flag"]
     assert reader((b"$Label", ["not", "a flag"])) == frozenset({b"$Label"})  # a list cannot be a key: judged all the same
     assert reader(None) == frozenset() and reader([b"\\Answered"]) == frozenset({b"\\Answered"})
-    monkeypatch.setattr(plan, "FLAG_SETS", 4)
+    monkeypatch.setattr(flagsets, "FLAG_SETS", 4)
     for number in range(10):
         assert reader((b"$L%d" % number,)) == frozenset({b"$L%d" % number})
     assert len(reader.known) <= 4  # bounded, whatever a server sends
