@@ -8,7 +8,8 @@
 #   make typecheck    mypy (tests/mypy.ini) on plugins/ of that copy
 #   make generate     rewrite the files generated from the schema (tests/update_generated.py; a unit test fails when stale)
 #   make unit         pytest tests/unit on that copy
-#   make integration  pytest tests/integration on that copy (real Dovecot)
+#   make integration  pytest tests/integration on that copy (real Dovecot), in two pytest-xdist workers
+#                     (INTEGRATION_WORKERS; PYTEST_ARGS='-n 0' runs them in this process, one after the other)
 #   make dist         build the collection tarball into build/
 #   make bench        tests/bench/bench.py (the engine vs dsync, the floor, the baseline, imapsync if on PATH; ~5 min),
 #                     then tests/bench/scenarios.py (50,000 messages, 300 folders, bulk, ansible-playbook; ~5 min)
@@ -191,8 +192,13 @@ endef
 unit: deps collection
 	$(call run_pytest,tests/unit)
 
+# The integration tests in INTEGRATION_WORKERS pytest-xdist workers, each taking whole files (--dist loadfile: a
+# file's module-scoped fixtures, such as test_role.py's deployment, are set up once; every worker has its own
+# session fixtures, Dovecot servers included), the slowest files first (tests/integration/conftest.py SLOWEST_FIRST;
+# --no-loadscope-reorder keeps that order). PYTEST_ARGS comes last and wins: PYTEST_ARGS='-n 0' runs them serially.
+INTEGRATION_WORKERS ?= 2
 integration: deps collection
-	$(call run_pytest,tests/integration)
+	$(call run_pytest,tests/integration -n $(INTEGRATION_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 dist: deps collection
 	cd $(COLL) && $(VENV)/bin/ansible-galaxy collection build --force --output-path $(BUILD)

@@ -3,7 +3,8 @@
 The module arguments travel in an extra-vars file (mode 0600), never on a command line; while the
 playbook runs, a watcher checks that no given secret shows up in any process's arguments or environment.
 Every step is registered with ``ignore_errors``, so a failed step's result (``msg``, ``kind``...) is
-collected like the others.
+collected like the others; a last task writes them to a file in the ansible-playbook process itself
+(action_plugins/save_results.py), not through a module.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from harness.secrets import SecretWatcher
+
+ACTION_PLUGINS = Path(__file__).resolve().parent / "action_plugins"  # save_results, the last step of every play
 
 
 @dataclass
@@ -64,10 +67,9 @@ def _playbook(steps: t.Sequence[Step]) -> str:
     registered = ", ".join(f"step{i}" for i in range(len(steps)))
     lines += [
         "    - name: Save the results",
-        "      ansible.builtin.copy:",
+        "      save_results:",  # action_plugins/save_results.py
         f"        content: \"{{{{ [{registered}] | to_json }}}}\"",
         "        dest: \"{{ result_file }}\"",
-        "        mode: \"0600\"",
         "      check_mode: false",
         "      diff: false",
         "      changed_when: false",
@@ -94,7 +96,8 @@ def play(tmp_path: Path, steps: t.Sequence[Step], *args: str, secrets: tuple[str
     extra.write_text(json.dumps({"steps": [step[1] for step in steps], "result_file": str(result_file)}), encoding="utf-8")
     os.chmod(extra, 0o600)
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_LOCALHOST_WARNING="0",
-               ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_PYTHON_INTERPRETER=os.environ.get("PYTHON", ""))
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_PYTHON_INTERPRETER=os.environ.get("PYTHON", ""),
+               ANSIBLE_ACTION_PLUGINS=str(ACTION_PLUGINS))
     if not env["ANSIBLE_PYTHON_INTERPRETER"]:
         env["ANSIBLE_PYTHON_INTERPRETER"] = str(Path(ansible_playbook()).parent / "python")
     cmd = [*wrapper, ansible_playbook(), "-i", "localhost,", "-c", "local", str(playbook), "-e", f"@{extra}", *args]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,28 +16,10 @@ from harness.dovecot import find_dovecot
 from harness.systemd import SYSTEMD
 
 DEMO = Path(__file__).resolve().parents[1] / "demo" / "demo.py"
+REAPER = Path(__file__).resolve().parent / "harness" / "reaper.py"
 
 
-def _processes() -> dict[int, str]:
-    """The command lines of the Dovecot processes and systemd user managers running now."""
-    found = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                cmdline = handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            continue
-        # By the program, not by any word of the command line (a linter given harness/dovecot.py is no Dovecot):
-        # /usr/sbin/dovecot, and its children, which name themselves dovecot-INSTANCE/imap and the like.
-        program = os.path.basename(cmdline.split(" ", 1)[0])
-        if program.startswith("dovecot") or cmdline.startswith("dovecot") or (program == "systemd" and " --user" in cmdline):
-            found[int(pid)] = cmdline
-    return found
-
-
-def test_make_demo_runs_end_to_end_and_cleans_up():
+def test_make_demo_runs_end_to_end_and_cleans_up(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("make demo runs as root (Dovecot as the dovecot user, a mount namespace for the user manager)")
     for tool in ("unshare", "nsenter", "systemctl", "systemd-run"):
@@ -44,9 +27,11 @@ def test_make_demo_runs_end_to_end_and_cleans_up():
             pytest.skip(f"{tool} is missing (make deps installs systemd)")
     if find_dovecot() is None or not os.path.exists(SYSTEMD):
         pytest.skip("Dovecot or systemd is missing (make deps installs them)")
-    before = _processes()
-
-    proc = subprocess.run([sys.executable, str(DEMO)], capture_output=True, text=True, timeout=240, check=False,
+    # Under harness/reaper.py, which adopts whatever the demo leaves running (its Dovecot servers, its user manager,
+    # anything they started) and names it in ``left``: only the demo's own processes, not those of tests running
+    # in parallel (pytest-xdist).
+    left_file = tmp_path / "left.json"
+    proc = subprocess.run([sys.executable, str(REAPER), str(left_file), sys.executable, str(DEMO)], capture_output=True, text=True, timeout=240, check=False,
                           stdin=subprocess.DEVNULL)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
@@ -64,8 +49,8 @@ def test_make_demo_runs_end_to_end_and_cleans_up():
     assert "Demo finished in" in output
     assert "d\u00e9mo 'pass" not in output, "the demo's password never shows"
 
-    # Nothing left behind: its temporary directories, its Dovecot servers, its user manager.
+    # Nothing left behind: its temporary directories, no process at all (its Dovecot servers, its user manager...).
     for path in re.findall(r"(/tmp/mailops-(?:demo|systemd)-[a-z0-9_]+)", output):
         assert not os.path.exists(path), f"{path} was left behind"
-    left = {pid: cmd for pid, cmd in _processes().items() if pid not in before}
+    left = json.loads(left_file.read_text(encoding="utf-8"))
     assert not left, f"the demo left processes behind: {left}"

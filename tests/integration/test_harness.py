@@ -1,12 +1,16 @@
-"""Fast self-tests of the integration harness (Dovecot servers, seeding/snapshots, cutting proxy)."""
+"""Fast self-tests of the integration harness (Dovecot servers, seeding/snapshots, cutting proxy, reaper)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import smtplib
 import socket
 import ssl
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
@@ -242,3 +246,24 @@ def test_proxy_cut_client_to_server(account):
                 client.append("INBOX", mail.make_message("upload", size=500_000))
         assert proxy.wait_cut(5)
     assert mail.snapshot(server, user, password)["INBOX"] == []
+
+
+def test_reaper_names_only_what_its_command_left_running(tmp_path):
+    """harness/reaper.py (test_demo.py's check that the demo leaves nothing running) sees a process in a session of
+    its own and one whose parent exited, not a process started before it, and kills what it names."""
+    reaper = Path(__file__).resolve().parent / "harness" / "reaper.py"
+    report = tmp_path / "left.json"
+    with subprocess.Popen(["sleep", "60"]) as bystander:
+        try:
+            proc = subprocess.run([sys.executable, str(reaper), str(report), "sh", "-c",
+                                   'setsid sleep 61 & (sleep 62 & exit 0); exit 3'], timeout=30, check=False)
+            assert proc.returncode == 3, "the command's exit status"
+            left = json.loads(report.read_text(encoding="utf-8"))
+            assert sorted(left.values()) == ["sleep 61", "sleep 62"]
+            for pid in left:
+                assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+            assert bystander.poll() is None
+            subprocess.run([sys.executable, str(reaper), str(report), "true"], timeout=30, check=True)
+            assert json.loads(report.read_text(encoding="utf-8")) == {}
+        finally:
+            bystander.kill()

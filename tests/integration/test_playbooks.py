@@ -320,10 +320,10 @@ def test_migrate_refuses_an_account_listed_twice_across_shares(tmp_path):
 def test_migrate_refuses_a_csv_row_repeated_on_one_host(tmp_path):
     """One host and a CSV: the same check as across shares, naming the lines (the port defaults by the security)."""
     accounts_csv = write_csv(tmp_path / "accounts.csv", ["local_user", "remote_user", "remote_password", "remote_port"],
-                             [["l0", "r0", "pw", ""], ["l1", "r1", "pw", ""], ["l0", "r0", "other", "993"]])
+                             [["l0", "r0", "pw", ""], ["l1", "r1", "pw", ""], ["l0", "r0", "l4-other-pw", "993"]])
     extra = {"migrate_accounts_file": str(accounts_csv), "migrate_become": False,
              "migrate_defaults": {"remote_host": "imap.example.org", "remote_security": "ssl"}}
-    run = run_playbook(tmp_path, "migrate.yml", workers_inventory(["w1"]), extra, secrets=("other",), expect_rc=2)
+    run = run_playbook(tmp_path, "migrate.yml", workers_inventory(["w1"]), extra, secrets=("l4-other-pw",), expect_rc=2)
     assert f"accounts_file {accounts_csv} line 4 repeats accounts_file {accounts_csv} line 2" in run.output, run.output
     assert "TASK [Migrate this host's share of the accounts]" not in run.output
 
