@@ -77,12 +77,14 @@ def batches(uids: list[int], sizes: t.Mapping[int, int], ramp: bool = False) -> 
 
     With ``ramp`` (the first transfer of a folder, which fetches a batch while the previous one is appended), the
     batches grow from FIRST_BATCH_BYTES and FIRST_BATCH_COUNT, each twice the previous: the first append starts after a
-    small fetch. Only for a transfer of more than one batch: each batch costs the local server a commit (Dovecot
-    maildir: a sync of the folder; with its default mail_fsync, fsyncs that took 8 to 13 ms each on disk here), and
-    what fits in one batch has too little to overlap for a commit more to pay (300 new folders of 20 small messages
-    took two MULTIAPPENDs each with the ramp; a +1 % re-run of the bench mailbox 12 MULTIAPPENDs for 9 folders).
+    small fetch, and a stop, a checkpoint and the progress shown come after a few messages, not after a whole batch.
+    Not for a transfer of at most FIRST_BATCH_COUNT messages or FIRST_BATCH_BYTES: each batch costs the local server a
+    commit (Dovecot maildir: a sync of the folder; with its default mail_fsync, fsyncs that took 8 to 13 ms each on
+    disk here), and so little has too little to overlap for a commit more to pay (300 new folders of 20 small
+    messages took two MULTIAPPENDs each with the ramp; a +1 % re-run of the bench mailbox, a few new messages in
+    each of 9 folders, 12 MULTIAPPENDs).
     """
-    if ramp and len(uids) <= BATCH_COUNT and sum(sizes[uid] for uid in uids) <= BATCH_BYTES:
+    if ramp and (len(uids) <= FIRST_BATCH_COUNT or sum(sizes[uid] for uid in uids) <= FIRST_BATCH_BYTES):
         ramp = False
     out: list[list[int]] = []
     most_bytes, most = (min(FIRST_BATCH_BYTES, BATCH_BYTES), min(FIRST_BATCH_COUNT, BATCH_COUNT)) if ramp else (BATCH_BYTES, BATCH_COUNT)

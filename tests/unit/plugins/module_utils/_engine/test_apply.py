@@ -34,15 +34,13 @@ def test_the_ramp_starts_small():
     assert apply.batches([9], {9: 12_000_000}, ramp=True) == [[9]]  # a message above every bound: a batch of its own
 
 
-def test_a_transfer_that_fits_in_one_batch_is_one_batch_even_with_the_ramp():
+def test_a_small_transfer_is_one_batch_even_with_the_ramp():
     uids = list(range(1, 21))
     assert apply.batches(uids, dict.fromkeys(uids, 3000), ramp=True) == [uids]  # 60 KB: one MULTIAPPEND
     few_large = list(range(1, 7))  # a +1 % re-run's folder: a few messages, one of them large
-    sizes = {**dict.fromkeys(few_large, 3000), 6: 190_000}
+    sizes = {**dict.fromkeys(few_large, 3000), 6: 400_000}
     assert apply.batches(few_large, sizes, ramp=True) == [few_large]
-    full = list(range(1, apply.BATCH_COUNT + 1))
-    assert apply.batches(full, dict.fromkeys(full, 3000), ramp=True) == [full]
-    more = list(range(1, apply.BATCH_COUNT + 2))
-    assert len(apply.batches(more, dict.fromkeys(more, 3000), ramp=True)) > 2  # more than a batch: the ramp starts small
-    large = list(range(1, 101))
-    assert apply.batches(large, dict.fromkeys(large, 50_000), ramp=True)[0] == large[:5]  # 5 MB: 256 KB first
+    more = list(range(1, 101))
+    assert len(apply.batches(more, dict.fromkeys(more, 3000), ramp=True)) > 1  # 300 KB: the ramp starts small
+    large = list(range(1, 61))  # 60 messages of 20 KB: progress and a stop after the first few, not after all
+    assert apply.batches(large, dict.fromkeys(large, 20_000), ramp=True)[0] == large[:apply.FIRST_BATCH_BYTES // 20_000]
