@@ -25,14 +25,14 @@ import threading
 import time
 import typing as t
 
-from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.mailops.imap.plugins.module_utils._argspec import Account, MigratePlan, describe_account, parse_migrate
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, files, pyversion, runner, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, files, runner, sync
 from ansible_collections.mailops.imap.plugins.module_utils._engine.progress import Progress, write_json
 from ansible_collections.mailops.imap.plugins.module_utils._engine.contract import Kind, Status, plain
 from ansible_collections.mailops.imap.plugins.module_utils._engine.result import RunResult, now_iso
 from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store
+from ansible_collections.mailops.imap.plugins.module_utils._requirements import refuse_unsupported_python, require_imapclient
 
 STATUS_ORDER = tuple(plain(status) for status in Status)  # the order of the summary counts
 TOTAL_KEYS = ("copied", "bytes", "already_present", "flags_updated", "deleted_remote", "folders_created", "errors")
@@ -712,18 +712,14 @@ def poll(module: ModuleLike, job_id: t.Any) -> t.NoReturn:
 
 def main(module: ModuleLike) -> t.NoReturn:
     """Run what the validated parameters ask for and exit the module."""
-    too_old = pyversion.unsupported_python()
-    if too_old is not None:
-        module.fail_json(msg=too_old)
+    refuse_unsupported_python(module)
     if module.params.get("progress_job"):
         poll(module, module.params["progress_job"])
     try:
         plan = parse_migrate(module.params)
     except errors.ConfigError as exc:
         module.fail_json(msg=str(exc))
-    if not sync.HAS_IMAPCLIENT:
-        module.fail_json(msg=f"{missing_required_lib('imapclient')} {pyversion.ENVIRONMENT_HINT}",
-                         exception=sync.IMAPCLIENT_IMPORT_ERROR)
+    require_imapclient(module)
     if plan.mode == "task":
         run_defined(module, plan)
     if plan.mode == "bulk":

@@ -14,13 +14,12 @@ import concurrent.futures
 import time
 import typing as t
 
-from ansible.module_utils.basic import missing_required_lib
-
 from ansible_collections.mailops.imap.plugins.module_utils._argspec import Account, migrate_argument_spec, parse_migrate
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, report, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, errors, report
 from ansible_collections.mailops.imap.plugins.module_utils._engine.contract import Kind
 from ansible_collections.mailops.imap.plugins.module_utils._engine.result import now_iso
 from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store
+from ansible_collections.mailops.imap.plugins.module_utils._requirements import refuse_unsupported_python, require_imapclient
 
 STATUSES = ("complete", "incomplete", "failed")  # an account's report status, the order of the summary
 # migrate's options that a report has no use for: a defined task, a CSV read by migrate's action, the definitions.
@@ -79,12 +78,12 @@ def summarize(reports: t.Sequence[dict[str, t.Any]]) -> tuple[dict[str, int], di
 
 def main(module: ModuleLike) -> t.NoReturn:
     """Measure what the validated parameters name and exit the module (changed is always false)."""
+    refuse_unsupported_python(module)
     try:
         plan = parse_migrate(module.params)
     except errors.ConfigError as exc:
         module.fail_json(msg=str(exc), changed=False)
-    if not sync.HAS_IMAPCLIENT:
-        module.fail_json(msg=missing_required_lib("imapclient"), exception=sync.IMAPCLIENT_IMPORT_ERROR, changed=False)
+    require_imapclient(module)
     if plan.target is None:
         module.fail_json(msg="A report needs the target; give target.", changed=False)
     if plan.mode == "inline":

@@ -264,14 +264,15 @@ errors:
       sample: "The remote server imap.old.example.org:993 refused the login of alice@example.org; check remote_user and remote_password."
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.validation import check_required_if
 
 from ansible_collections.mailops.imap.plugins.module_utils import _definitions as defs
 from ansible_collections.mailops.imap.plugins.module_utils import _definitions_spec as spec
-from ansible_collections.mailops.imap.plugins.module_utils._engine import config, imapsync_cmd, pyversion, runner, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import config, imapsync_cmd, runner
 from ansible_collections.mailops.imap.plugins.module_utils._engine.errors import ConfigError
 from ansible_collections.mailops.imap.plugins.module_utils._engine.store import Store, check_name, task_secret
+from ansible_collections.mailops.imap.plugins.module_utils._requirements import refuse_unsupported_python, require_imapclient
 
 KIND = "tasks"
 
@@ -310,12 +311,8 @@ def _check_imapsync(task: config.Task, targets: Targets) -> None:
 
 
 def _require_imapclient(module: AnsibleModule) -> None:
-    too_old = pyversion.unsupported_python()
-    if too_old is not None:
-        module.fail_json(msg=too_old + " It is needed by validate: true.")
-    if not sync.HAS_IMAPCLIENT:
-        module.fail_json(msg=f"{missing_required_lib('imapclient')} It is needed by validate: true. {pyversion.ENVIRONMENT_HINT}",
-                         exception=sync.IMAPCLIENT_IMPORT_ERROR)
+    refuse_unsupported_python(module, " It is needed by validate: true.")
+    require_imapclient(module, " It is needed by validate: true.")
 
 
 def _write_failed(module: AnsibleModule, store: Store, what: str, exc: Exception) -> None:

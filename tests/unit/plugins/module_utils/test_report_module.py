@@ -3,6 +3,8 @@ migrate's bulk result (plugins/module_utils/_migrate.py)."""
 
 from __future__ import annotations
 
+import pytest
+
 from ansible_collections.mailops.imap.plugins.module_utils import _argspec, _migrate, _report
 from ansible_collections.mailops.imap.plugins.module_utils._engine import config, report, result
 
@@ -43,3 +45,46 @@ def test_a_failed_account_carries_the_kind_and_sentence_of_what_stopped_it():
     entries = _migrate.aggregate(accounts, [run(), stopped], False, "t", 0.0)["accounts"]
     assert [entry["failure"] for entry in entries] == [None, {"kind": "auth_failed",
                                                               "message": "The remote server refused the login."}]
+
+
+class _Refused(Exception):
+    pass
+
+
+class _Module:
+    """What _report.main uses of AnsibleModule; fail_json raises with what it was given."""
+
+    check_mode = False
+    _diff = False
+
+    def __init__(self, params):
+        self.params = params
+
+    def warn(self, warning):
+        raise AssertionError(warning)
+
+    def fail_json(self, msg, **kwargs):
+        raise _Refused(dict(kwargs, msg=msg))
+
+    def exit_json(self, **kwargs):
+        raise AssertionError(kwargs)
+
+
+def _params(**overrides):
+    params = {name: spec.get("default") for name, spec in _report.argument_spec().items()}
+    params.update(local_user="a", remote_user="b", remote_password="c", remote_host="h", **overrides)
+    return params
+
+
+def test_the_report_says_how_to_get_imapclient_and_refuses_an_old_python_first(monkeypatch):
+    from ansible_collections.mailops.imap.plugins.module_utils._engine import pyversion, sync  # pylint: disable=import-outside-toplevel
+
+    monkeypatch.setattr(sync, "HAS_IMAPCLIENT", False)
+    with pytest.raises(_Refused) as refused:
+        _report.main(_Module(_params()))
+    said = refused.value.args[0]
+    assert "imapclient" in said["msg"] and pyversion.ENVIRONMENT_HINT in said["msg"] and said["changed"] is False
+    monkeypatch.setattr(pyversion, "unsupported_python", lambda: "This Python is too old.")
+    with pytest.raises(_Refused) as refused:
+        _report.main(_Module(_params(remote_port=70000)))  # refused before the parameters are even read
+    assert refused.value.args[0]["msg"] == "This Python is too old."

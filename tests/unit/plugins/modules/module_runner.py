@@ -12,6 +12,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.mailops.imap.plugins.module_utils import _requirements
 from ansible_collections.mailops.imap.plugins.modules import sync_task
 
 
@@ -49,7 +50,7 @@ def run(module, args, check_mode=False, diff=False, logins=()):
             mock.patch.object(basic.AnsibleModule, "fail_json", fail_json), \
             mock.patch.object(basic.AnsibleModule, "warn", lambda self, text, **kw: warnings.append(text)), \
             mock.patch.object(sync_task.runner, "check_logins", check_logins), \
-            mock.patch.object(sync_task.sync, "HAS_IMAPCLIENT", True):
+            mock.patch.object(_requirements.sync, "HAS_IMAPCLIENT", True):
         with pytest.raises(Exit) as exc_info:
             module.main()
     return Ran(exc_info.value.kwargs, isinstance(exc_info.value, Fail), warnings, check_logins)
