@@ -31,10 +31,11 @@ def cached(compute: t.Callable[[t.Any], _T]) -> t.Callable[[t.Any], _T]:
 
     @functools.wraps(compute)
     def get(flags: t.Any) -> _T:
-        if isinstance(flags, (tuple, frozenset)) and small(flags):
+        if isinstance(flags, (tuple, frozenset)):
             try:
-                return keep(flags)
-            except TypeError:  # an element that cannot be a key
+                if small(flags):
+                    return keep(flags)
+            except TypeError:  # an element without a length (imapclient reads a numeric atom as an int) or not a key
                 pass
         return compute(flags)
 

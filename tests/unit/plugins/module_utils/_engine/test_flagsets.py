@@ -36,6 +36,7 @@ def test_large_sets_and_what_cannot_be_a_key_are_worked_out_every_time():
         joined(long_flag)
         joined([b"\\Seen"])  # a list
     assert len(calls) == 9
+    assert flagsets.cached(len)((b"\\Seen", 7)) == 2  # a number among the flags (imapclient's reading of an atom)
 
 
 def test_no_more_than_flag_sets_sets_are_kept():
