@@ -69,6 +69,13 @@ class Mailbox(t.Protocol):
         """UID FETCH ``items``: UID -> item name -> value."""
 
 
+@flagsets.cached
+def _read_flags(raw: t.Any) -> tuple[frozenset[bytes], tuple[bytes, ...]]:
+    """The flags of a FETCH FLAGS value that are kept (split_flags, ``\\Recent`` dropped), and those dropped."""
+    valid, dropped = split_flags(raw)
+    return frozenset(f for f in valid if f.upper() != _RECENT), dropped
+
+
 class FlagReader:
     """The flags of FETCH FLAGS values, for the planner and the applier alike: ``\\Recent`` dropped, and anything that is
     not an IMAP flag dropped and counted for the run's notice, so that no byte of it reaches a command."""
@@ -77,23 +84,9 @@ class FlagReader:
         self.dropped = 0
         self.examples: list[bytes] = []  # the first few dropped, shown in the notice
         self.mutex = threading.Lock()  # a run's folder lanes and their fetch threads read flags at the same time
-        # The flags of the FLAGS values met so far (flagsets.py): small ones, FLAG_SETS at most, then afresh.
-        self.known: dict[tuple[t.Any, ...], tuple[frozenset[bytes], tuple[bytes, ...]]] = {}
 
     def __call__(self, raw: t.Any) -> frozenset[bytes]:
-        keep = isinstance(raw, tuple)
-        try:
-            known = self.known.get(raw) if keep else None
-        except TypeError:  # a value that cannot be a key (a list among the flags): split_flags judges it
-            keep, known = False, None
-        if known is None:
-            valid, dropped = split_flags(raw)
-            known = (frozenset(f for f in valid if f.upper() != _RECENT), dropped)
-            if keep and flagsets.small(raw):
-                if len(self.known) >= flagsets.FLAG_SETS:
-                    self.known = {}
-                self.known[raw] = known
-        flags, dropped = known
+        flags, dropped = _read_flags(raw)
         if dropped:
             with self.mutex:
                 self.dropped += len(dropped)
