@@ -30,7 +30,7 @@ from . import errors
 from . import fetchparse, flagsets
 from .fetchparse import ServerViolation
 from .folders import Namespace
-from .imapclient_compat import MAX_LINE, Client, Refused, Transport, append as raw_append
+from .imapclient_compat import MAX_LINE, Appending, Client, Refused, Transport, append as raw_append
 from .imapclient_compat import create_subscribe_status, end_command, list_returning, start_command, transport, uid_filter_sieve
 from .oauth import TokenSource
 from .text import capitalized, printable
@@ -944,7 +944,6 @@ class Connection:
         Returns the local UIDs from APPENDUID, or None when the server gave none; raises AppendRefused when the server
         says NO (the engine records it as an ``append_refused`` error of the message).
         """
-        literal_plus = self.has("LITERAL+")
         if len(messages) > 1 and not self.has("MULTIAPPEND"):
             uids: list[int] = []
             for message in messages:
@@ -953,24 +952,23 @@ class Connection:
                     return None
                 uids.extend(got)
             return uids
-        parts = []
-        for body, flags, date in messages:
-            head = _flag_list(tuple(flags))
-            if (stamp := fetchparse.internaldate(date)) is not None:
-                head += b' "' + stamp + b'"'
-            parts.append((head, body))
+        if self.has("LITERAL+"):
+            stream = AppendStream(self, folder)
+            stream.add(messages)
+            return stream.end()
         with self.guard(f"appending to '{printable(folder)}'"):
             try:
-                typ, data = raw_append(self.client, folder, parts, literal_plus)
+                typ, data = raw_append(self.client, folder, _append_parts(messages))
             except Refused as exc:
                 raise AppendRefused(_text(exc.words)) from None
-            if typ != "OK":
-                raise AppendRefused(_text(data))
-        match = _APPENDUID_RE.search(b" ".join(d for d in data if isinstance(d, bytes)))
-        if not match:
+        return _appended_uids(typ, data, len(messages))
+
+    def append_stream(self, folder: str) -> AppendStream | None:
+        """A MULTIAPPEND to ``folder`` kept open across batches (:class:`AppendStream`), when the server offers
+        MULTIAPPEND and LITERAL+ (messages sent without waiting for the server); None otherwise."""
+        if not (self.has("MULTIAPPEND") and self.has("LITERAL+")):
             return None
-        uids = parse_uid_set(match.group(2))
-        return uids if len(uids) == len(messages) else None
+        return AppendStream(self, folder)
 
     @staticmethod
     def _statuses(lines: list[t.Any]) -> dict[str, dict[str, int]]:
@@ -991,6 +989,69 @@ def _flag_list(flags: tuple[bytes, ...]) -> bytes:
 
 class AppendRefused(Exception):
     """The server refused an APPEND (NO): too big, over quota, bad message..."""
+
+
+def _append_parts(messages: t.Iterable[tuple[bytes, tuple[bytes, ...], t.Any]]) -> list[tuple[bytes, bytes]]:
+    """(head, body) of each (body, flags, INTERNALDATE) to append: the flag list and the date when it is in the form
+    fetchparse.internaldate passes on (anything else is left out)."""
+    parts = []
+    for body, flags, date in messages:
+        head = _flag_list(tuple(flags))
+        if (stamp := fetchparse.internaldate(date)) is not None:
+            head += b' "' + stamp + b'"'
+        parts.append((head, body))
+    return parts
+
+
+def _appended_uids(typ: str, data: t.Any, count: int) -> list[int] | None:
+    """The local UIDs of the ``count`` messages of an APPEND the server answered ``typ data`` (APPENDUID), or None
+    when it gave none or not one each; raises AppendRefused unless the answer is OK."""
+    if typ != "OK":
+        raise AppendRefused(_text(data))
+    match = _APPENDUID_RE.search(b" ".join(d for d in data if isinstance(d, bytes)))
+    if not match:
+        return None
+    uids = parse_uid_set(match.group(2))
+    return uids if len(uids) == count else None
+
+
+class AppendStream:
+    """One MULTIAPPEND kept open while batches are fetched (apply.Applier._transfer): :meth:`add` sends a batch's
+    messages at once, :meth:`end` ends the command, the server's one commit for all of them, and gives their local UIDs
+    (as :meth:`Connection.append_many`). MULTIAPPEND is all or nothing: until :meth:`end` is answered, nothing of it is
+    stored, and a connection that breaks meanwhile stores nothing of it. A failure while sending leaves the command
+    unfinished: the connection is closed (nothing else can be sent on it)."""
+
+    def __init__(self, conn: Connection, folder: str) -> None:
+        self._conn = conn
+        self._folder = folder
+        self._command: Appending | None = None
+        self.count = 0  # messages sent in the open command
+
+    def add(self, messages: list[tuple[bytes, tuple[bytes, ...], t.Any]]) -> None:
+        conn = self._conn
+        try:
+            with conn.guard(f"appending to '{printable(self._folder)}'"):
+                if self._command is None:
+                    self._command = Appending(conn.client, self._folder)
+                self._command.add(_append_parts(messages))
+        except BaseException:
+            conn._drop()  # pylint: disable=protected-access  # mid-command: the connection is of no further use
+            raise
+        self.count += len(messages)
+
+    def end(self) -> list[int] | None:
+        """End the command (nothing sent: nothing to do); raises AppendRefused when the server says NO. The next
+        :meth:`add` starts another command."""
+        if self._command is None:
+            return []
+        (command, self._command), (count, self.count) = (self._command, None), (self.count, 0)
+        with self._conn.guard(f"appending to '{printable(self._folder)}'"):
+            try:
+                typ, data = command.end()
+            except Refused as exc:
+                raise AppendRefused(_text(exc.words)) from None
+        return _appended_uids(typ, data, count)
 
 
 def _text(data: t.Any) -> str:

@@ -194,17 +194,21 @@ class Refused(Exception):
         self.words = words
 
 
-def append(client: t.Any, folder: str, messages: t.Sequence[tuple[bytes, bytes]], literal_plus: bool) -> tuple[str, list[t.Any]]:
-    """One APPEND of several messages (MULTIAPPEND), each ``(head, body)`` with ``head`` the flags and date part, the
-    bodies sent as literals (LITERAL+ when ``literal_plus``), large ones without copying them. The server's tagged answer; raises
-    :class:`Refused` when it says NO (before a literal, or at the end)."""
-    imap = transport(client)
-    tag = imap._new_tag()  # pylint: disable=protected-access
-    pending = tag + b" APPEND " + client._normalise_folder(folder)  # pylint: disable=protected-access
-    for head, body in messages:
-        if literal_plus:
-            # One write per message: its head, and the body with it when small (a copy of a few KiB costs less than a
-            # write); a larger body is written on its own, never copied.
+class Appending:
+    """One APPEND command under LITERAL+, sent a part at a time: :meth:`add` sends messages (each ``(head, body)``, the
+    head the flags and date part; one write per message, a small body joined to its head, a larger one written on its
+    own, never copied), :meth:`end` ends the command and reads the server's tagged answer. Several messages make it a
+    MULTIAPPEND: one commit for the server, however many :meth:`add` calls it took."""
+
+    def __init__(self, client: t.Any, folder: str) -> None:
+        self.imap = transport(client)
+        self.tag: bytes = self.imap._new_tag()  # pylint: disable=protected-access
+        self.opening = self.tag + b" APPEND " + client._normalise_folder(folder)  # pylint: disable=protected-access
+
+    def add(self, messages: t.Iterable[tuple[bytes, bytes]]) -> None:
+        """Send ``messages``, all of them (the caller may wait before the next ones)."""
+        imap, pending, self.opening = self.imap, self.opening, b""
+        for head, body in messages:
             pending += head + b" {" + str(len(body)).encode() + b"+}\r\n"
             if len(body) <= _JOIN_BELOW:
                 pending += body
@@ -212,18 +216,40 @@ def append(client: t.Any, folder: str, messages: t.Sequence[tuple[bytes, bytes]]
                 imap.send(pending)
                 imap.send(body)
                 pending = b""
-        else:
-            imap.send(pending + head + b" {" + str(len(body)).encode() + b"}\r\n")
-            while imap._get_response():  # pylint: disable=protected-access
-                if imap.tagged_commands.get(tag):
-                    _typ, data = imap.tagged_commands.pop(tag)
-                    raise Refused(data)
-            imap.send(body)
-            pending = b""
-        if len(pending) >= _JOIN_BELOW:
+            if len(pending) >= _JOIN_BELOW:
+                imap.send(pending)
+                pending = b""
+        if pending:
             imap.send(pending)
-            pending = b""
+
+    def end(self) -> tuple[str, list[t.Any]]:
+        """End the command: the server's tagged answer; raises :class:`Refused` when it says NO."""
+        opening, self.opening = self.opening, b""
+        self.imap.send(opening + b"\r\n")
+        return _appended(self.imap, self.tag)
+
+
+def append(client: t.Any, folder: str, messages: t.Sequence[tuple[bytes, bytes]]) -> tuple[str, list[t.Any]]:
+    """One APPEND of several messages (MULTIAPPEND), each ``(head, body)`` with ``head`` the flags and date part, the
+    bodies sent as synchronizing literals (each after the server's go-ahead; :class:`Appending` for LITERAL+). The
+    server's tagged answer; raises :class:`Refused` when it says NO (before a literal, or at the end)."""
+    imap = transport(client)
+    tag = imap._new_tag()  # pylint: disable=protected-access
+    pending = tag + b" APPEND " + client._normalise_folder(folder)  # pylint: disable=protected-access
+    for head, body in messages:
+        imap.send(pending + head + b" {" + str(len(body)).encode() + b"}\r\n")
+        while imap._get_response():  # pylint: disable=protected-access
+            if imap.tagged_commands.get(tag):
+                _typ, data = imap.tagged_commands.pop(tag)
+                raise Refused(data)
+        imap.send(body)
+        pending = b""
     imap.send(pending + b"\r\n")
+    return _appended(imap, tag)
+
+
+def _appended(imap: t.Any, tag: bytes) -> tuple[str, list[t.Any]]:
+    """The tagged answer to the APPEND sent with ``tag``; raises :class:`Refused` when it is NO."""
     try:
         return imap._command_complete("APPEND", tag)  # type: ignore[no-any-return]  # pylint: disable=protected-access
     except imaplib.IMAP4.abort:

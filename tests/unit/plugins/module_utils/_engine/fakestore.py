@@ -239,8 +239,31 @@ class Session:
         uids = [self.server.add(folder, body, flags, date) for body, flags, date in messages]
         return uids if self.has("UIDPLUS") else None
 
+    def append_stream(self, folder: str) -> Stream | None:
+        """imap.Connection.append_stream: only where the server offers MULTIAPPEND and LITERAL+."""
+        return Stream(self, folder) if self.has("MULTIAPPEND") and self.has("LITERAL+") else None
+
     def filter_sieve(self, uids: t.Sequence[int]) -> str | None:
         return None
+
+
+class Stream:
+    """imap.AppendStream on a fake session: the messages sent are stored when the command ends, all or nothing, by the
+    session's append_many (so a test that wraps append_many sees each commit)."""
+
+    def __init__(self, session: Session, folder: str) -> None:
+        self.session = session
+        self.folder = folder
+        self.messages: list[tuple[bytes, tuple[bytes, ...], t.Any]] = []
+
+    def add(self, messages: list[tuple[bytes, tuple[bytes, ...], t.Any]]) -> None:
+        if not self.session.alive:
+            raise errors.ConnectionLost("The connection to the fake local server was lost while appending.", "local")
+        self.messages.extend(messages)
+
+    def end(self) -> list[int] | None:
+        messages, self.messages = self.messages, []
+        return self.session.append_many(self.folder, messages) if messages else []
 
 
 def _in_set(uid: int, text: str) -> bool:
