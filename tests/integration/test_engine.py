@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import hashlib
 import os
 import socket
 import threading
@@ -382,6 +383,26 @@ def test_refused_message_is_recorded_and_the_run_goes_on(account, tmp_path):
     assert error["folder"] == "INBOX" and error["message_id"] == "<too-big@example.org>" and error["uid"] == 3
     assert error["kind"] == "append_refused" and "quota" in error["detail"].lower()
     # Once the quota allows it, the next run copies the refused message and only it.
+    account.local_server.set_user_quota(account.local_user, None)
+    retry = run(account, tmp_path).as_dict()
+    assert retry["status"] == "success" and retry["totals"]["copied"] == 1
+    assert local_snapshot(account)["INBOX"] == remote_snapshot(account)["INBOX"]
+
+
+def test_a_refusal_inside_a_multiappend_of_many_batches_fails_only_the_refused_message(account, tmp_path):
+    """Dovecot (LITERAL+) takes a transfer's batches in one MULTIAPPEND; the quota refuses one message in the middle:
+    the whole command stores nothing, its messages are appended again a batch at a time, the one refused alone fails."""
+    srv, user, pw = account.remote_server, account.remote_user, account.remote_password
+    small = [(mail.make_message(f"small {i}", body="x" * 2000, date=D1), (), D1) for i in range(200)]
+    too_big = mail.make_message("too big", size=2 * 1024 * 1024, message_id="<too-big-mid@example.org>", date=D1)
+    mail.seed(srv, user, pw, "INBOX", small[:90] + [(too_big, (), D1)] + small[90:])
+    account.local_server.set_user_quota(account.local_user, "1M")
+    result = run(account, tmp_path).as_dict()
+    assert result["status"] == "partial" and result["totals"]["copied"] == 200 and result["totals"]["errors"] == 1
+    (error,) = result["errors"]
+    assert error["kind"] == "append_refused" and error["uid"] == 91 and error["message_id"] == "<too-big-mid@example.org>"
+    big = hashlib.sha256(too_big).hexdigest()
+    assert local_snapshot(account)["INBOX"] == [m for m in remote_snapshot(account)["INBOX"] if m.sha256 != big]  # once each
     account.local_server.set_user_quota(account.local_user, None)
     retry = run(account, tmp_path).as_dict()
     assert retry["status"] == "success" and retry["totals"]["copied"] == 1

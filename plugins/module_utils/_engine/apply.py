@@ -12,13 +12,14 @@ from __future__ import annotations
 import functools
 import queue
 import threading
+import time
 import typing as t
 
 from . import flagsets
 from .config import Target, Task
 from .contract import Kind
 from .identity import message_id
-from .imap import AppendRefused, split_flags
+from .imap import AppendRefused, AppendStream, split_flags
 from .lmtp import LmtpDelivery
 from .plan import CopyPlan, DeletePlan, FlagPlan, FlagReader, FolderRun
 from .result import RunResult
@@ -28,6 +29,11 @@ BATCH_BYTES = 4 * 1024 * 1024  # a FETCH/APPEND batch, in message bytes
 BATCH_COUNT = 1000  # messages per batch at most: each APPEND costs the local server a commit (Dovecot maildir: a sync)
 FIRST_BATCH_BYTES = 256 * 1024  # the first batch of a transfer (apply.batches ``ramp``)
 FIRST_BATCH_COUNT = 16
+# One MULTIAPPEND, kept open across batches (imap.AppendStream), holds batches up to this many message bytes, or until it
+# has been open this long: each is one commit for the local server (Dovecot's maildir: a sync, costlier as the folder
+# grows), and one checkpoint.
+COMMIT_BYTES = 64 * 1024 * 1024
+COMMIT_SECONDS = 2.0
 
 _DELETED = b"\\Deleted"
 
@@ -100,11 +106,24 @@ def batches(uids: list[int], sizes: t.Mapping[int, int], ramp: bool = False) -> 
     return out
 
 
+def commit_due(messages: int, weight: int, following: int | None, committed: int, ramp: bool, opened: float) -> bool:
+    """Whether the MULTIAPPEND a transfer keeps open (``messages`` sent, of ``weight`` announced bytes, open since
+    ``opened``, time.monotonic) ends after the batch just sent, ``following`` the weight of the next batch (None: it was
+    the last). It ends before it would exceed COMMIT_BYTES or once open COMMIT_SECONDS (a slow remote still checkpoints
+    every few seconds); with the ``ramp`` of :func:`batches`, as soon as it holds as many messages as the transfer
+    committed before it (``committed``), so the first checkpoint comes after the first batch and the commits grow
+    geometrically."""
+    if following is None or (ramp and messages >= committed):
+        return True
+    return weight + following > COMMIT_BYTES or time.monotonic() - opened >= COMMIT_SECONDS
+
+
 class Budget:
     """The message bodies a run holds at once, fetched and not yet appended, whatever its folder lanes: at most
     ``BATCHES`` batches (a batch's bodies are at most what was announced for it plus one message, fetchparse.py), and
     of at most ``limit`` announced bytes together, or one batch larger than that alone. Taken in the order asked for,
-    so a large batch is not starved by smaller ones; only a batch's appending releases it, which never waits here."""
+    so a large batch is not starved by smaller ones; only the appending loop releases a batch (once its messages are
+    sent), and it never waits here."""
 
     BATCHES = 2  # one fetched while one is appended
 
@@ -408,9 +427,12 @@ class Applier(Outcome):
         return delivered
 
     def _transfer(self, ctx: FolderRun, plan: CopyPlan, advance: bool) -> list[int]:
-        """Fetch batch n+1 on the remote while batch n is appended locally; checkpoint every batch."""
+        """Fetch batch n+1 on the remote while batch n is sent to the local server; the batches go into one MULTIAPPEND
+        kept open across them (:func:`commit_due` says when it ends: one commit and one checkpoint), or one MULTIAPPEND
+        each when the local server cannot take that (no LITERAL+)."""
         uids, sizes, remote = plan.copy, plan.sizes, ctx.remote
-        todo = batches(uids, sizes, ramp=ctx.last_luid == 0)  # nothing stored by this attempt yet: its first transfer
+        ramp = ctx.last_luid == 0  # nothing stored by this attempt yet: its first transfer
+        todo = batches(uids, sizes, ramp=ramp)
         budget = self.budget
         ahead: Lookahead | None = ctx.ahead
 
@@ -456,7 +478,7 @@ class Applier(Outcome):
                             data = fetch(batch, sizes)
                         while not done.is_set():
                             try:
-                                handoff.put((batch, weight, data), timeout=0.2)
+                                handoff.put((batch, weight, data, index), timeout=0.2)
                                 handed = True
                                 break
                             except queue.Full:
@@ -475,21 +497,42 @@ class Applier(Outcome):
 
         thread = threading.Thread(target=fetcher, name="mailops-imap-fetch", daemon=True)
         thread.start()
+        stream = ctx.local.append_stream(ctx.folder.local)
         copied: list[int] = []
+        sent: list[tuple[int, tuple[bytes, ...], int]] = []  # (remote UID, flags, size) in the open MULTIAPPEND
+        weight_sent, opened = 0, 0.0
+        refused: list[int] = []  # the messages of a MULTIAPPEND the local server refused
+        failure: BaseException | None = None
         try:
             while True:
                 item = handoff.get()
                 if item is None:
                     break
                 if isinstance(item, BaseException):
-                    raise item
-                batch, weight, data = item
+                    failure = item  # a remote failure: what was sent is committed first
+                    break
+                batch, weight, data, index = item
                 try:
-                    copied.extend(self._append_batch(ctx, batch, data, advance))
+                    if stream is None:
+                        copied.extend(self._append_batch(ctx, batch, data, advance))
+                    elif items := self._items(batch, data):
+                        opened = opened if sent else time.monotonic()
+                        stream.add([(body, flags, date) for _u, body, flags, date in items])
+                        sent.extend((uid, flags, len(body)) for uid, body, flags, _d in items)
+                        weight_sent += weight
+                        del items
                 finally:
                     del data, item
-                    budget.release(weight)
+                    budget.release(weight)  # the bodies are sent: only their UIDs and flags wait for the commit
+                if sent and commit_due(len(sent), weight_sent, sum(sizes[u] for u in todo[index + 1]) if index + 1 < len(todo) else None,
+                                       len(copied) + len(refused), ramp, opened):
+                    copied.extend(self._commit(ctx, t.cast(AppendStream, stream), sent, advance, refused))
+                    sent, weight_sent = [], 0
+                elif stream is not None:
+                    continue
                 self.log(f"{ctx.route}: {len(copied)} of {len(uids)} messages copied")
+            if sent:
+                copied.extend(self._commit(ctx, t.cast(AppendStream, stream), sent, advance, refused))
         finally:
             done.set()
             # The fetching thread ends; the batches it handed over and nobody appended give their room back.
@@ -502,15 +545,52 @@ class Applier(Outcome):
                     budget.release(left[1])
                 del left
             thread.join()
+        if failure is not None:
+            raise failure
+        if refused and not self.stop.is_set():
+            copied.extend(self._append_again(ctx, refused, sizes, fetch, advance))
         return copied
 
-    def _append_batch(self, ctx: FolderRun, batch: list[int], data: dict[int, dict[bytes, t.Any]], advance: bool) -> list[int]:
+    def _items(self, batch: list[int], data: dict[int, dict[bytes, t.Any]]) -> list[tuple[int, bytes, tuple[bytes, ...], t.Any]]:
+        """(remote UID, body, flags in APPEND order, INTERNALDATE) of a fetched batch's messages, in UID order; a message
+        expunged on the remote meanwhile is left out."""
         items = []
         for uid in batch:
             msg = data.get(uid)
             if msg is None or msg.get(b"BODY[]") is None:
-                continue  # expunged on the remote meanwhile
+                continue
             items.append((uid, msg[b"BODY[]"], _in_order(self.read_flags(msg.get(b"FLAGS"))), msg.get(b"INTERNALDATE")))
+        return items
+
+    def _commit(self, ctx: FolderRun, stream: AppendStream, sent: list[tuple[int, tuple[bytes, ...], int]], advance: bool,
+                refused: list[int]) -> list[int]:
+        """End the open MULTIAPPEND and checkpoint what it stored; when the local server refuses it (nothing of it is
+        stored), its messages are added to ``refused``, appended again after the transfer (:meth:`_append_again`)."""
+        try:
+            luids = stream.end()
+        except AppendRefused:
+            refused.extend(uid for uid, _f, _s in sent)
+            return []
+        self._checkpoint(ctx, sent, luids, advance)
+        return [uid for uid, _f, _s in sent]
+
+    def _append_again(self, ctx: FolderRun, uids: list[int], sizes: t.Mapping[int, int],
+                      fetch: t.Callable[[list[int], t.Mapping[int, int]], dict[int, dict[bytes, t.Any]]], advance: bool) -> list[int]:
+        """The messages of a MULTIAPPEND the local server refused, fetched again a batch at a time and appended, a batch
+        refused in turn one message at a time (:meth:`_append_batch`), so only the messages refused alone fail."""
+        copied: list[int] = []
+        for batch in batches(uids, sizes):
+            weight = sum(sizes[u] for u in batch)
+            if self.stop.is_set() or not self.budget.acquire(weight, self.stop):
+                break
+            try:
+                copied.extend(self._append_batch(ctx, batch, fetch(batch, sizes), advance))
+            finally:
+                self.budget.release(weight)
+        return copied
+
+    def _append_batch(self, ctx: FolderRun, batch: list[int], data: dict[int, dict[bytes, t.Any]], advance: bool) -> list[int]:
+        items = self._items(batch, data)
         if not items:
             return []
         try:
@@ -518,7 +598,7 @@ class Applier(Outcome):
         except AppendRefused:
             # MULTIAPPEND is all or nothing: find the refused message(s) one by one, keep the others.
             return self._append_one_by_one(ctx, items, advance)
-        self._checkpoint(ctx, items, luids, advance)
+        self._checkpoint(ctx, [(uid, flags, len(body)) for uid, body, flags, _d in items], luids, advance)
         return [uid for uid, _b, _f, _d in items]
 
     def _append_one_by_one(self, ctx: FolderRun, items: list[t.Any], advance: bool) -> list[int]:
@@ -533,20 +613,22 @@ class Applier(Outcome):
                 ctx.result.errors += 1
                 ctx.state.mark_failed(ctx.record(), [uid])
                 continue
-            self._checkpoint(ctx, [item], luids, advance)
+            self._checkpoint(ctx, [(uid, flags, len(body))], luids, advance)
             done.append(uid)
         return done
 
-    def _checkpoint(self, ctx: FolderRun, items: list[t.Any], luids: list[int] | None, advance: bool) -> None:
-        """Record a stored batch. ``advance`` moves the local checkpoint past it; not while older local messages are
-        still unmatched (an interruption must leave them to the identity check of the next run)."""
-        entries = [(uid, luids[i] if luids else None, flags) for i, (uid, _b, flags, _d) in enumerate(items)]
+    def _checkpoint(self, ctx: FolderRun, stored: list[tuple[int, tuple[bytes, ...], int]], luids: list[int] | None,
+                    advance: bool) -> None:
+        """Record stored messages, each (remote UID, flags, size). ``advance`` moves the local checkpoint past them; not
+        while older local messages are still unmatched (an interruption must leave them to the identity check of the
+        next run)."""
+        entries = [(uid, luids[i] if luids else None, flags) for i, (uid, flags, _s) in enumerate(stored)]
         if luids:
             ctx.last_luid = max(ctx.last_luid, *luids)
             ctx.new_luids.extend(luids)
         ctx.state.record(ctx.record(), entries, local_uidnext=(max(luids) + 1) if luids and advance else None)
-        ctx.result.copied += len(items)
-        ctx.result.bytes += sum(len(body) for _u, body, _f, _d in items)
+        ctx.result.copied += len(stored)
+        ctx.result.bytes += sum(size for _u, _f, size in stored)
 
     # -- remote deletion -----------------------------------------------------------------------------------
     def may_delete(self, ctx: FolderRun) -> bool:

@@ -476,3 +476,132 @@ def test_a_connection_lost_while_reading_the_next_window_ahead_keeps_the_window_
     assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")  # the first window was kept, nothing doubled
     assert any("Reconnecting in 0 s" in line for line in rig.log)
     assert events.count("append") == 7  # 14 messages in batches of 2: none appended twice
+
+
+# -- one MULTIAPPEND across batches (a local server with LITERAL+) -----------------------------------------------------
+STREAMING = ("UIDPLUS", "MULTIAPPEND", "CONDSTORE", "LITERAL+")
+
+
+def _commits(monkeypatch, batch_count: int = 10) -> list[int]:
+    """Batches of ``batch_count``; the sizes of the local server's commits (fakestore.Stream.end calls append_many)."""
+    monkeypatch.setattr(apply, "BATCH_COUNT", batch_count)
+    commits: list[int] = []
+    session = Server().connect().__class__
+    append = session.append_many
+
+    def append_many(self, folder, messages):
+        commits.append(len(messages))
+        return append(self, folder, messages)
+
+    monkeypatch.setattr(session, "append_many", append_many)
+    return commits
+
+
+def test_a_transfer_appends_its_batches_in_one_multiappend_with_commits_growing_from_the_first_batch(tmp_path, monkeypatch):
+    commits = _commits(monkeypatch)
+    rig = Rig(tmp_path, local=Server(STREAMING))
+    for number in range(300):
+        rig.remote.add("INBOX", message(f"m{number}"))
+    result = rig.run(folders="all")
+    assert totals(result, "copied", "errors") == (300, 0)
+    assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")  # every message once, in order
+    # 30 batches of 10: the first commit after the first batch, each later one as large as all before it, the rest last.
+    assert commits == [10, 10, 20, 40, 80, 140]
+    assert [line for line in rig.log if "messages copied" in line][0].endswith(": 10 of 300 messages copied")
+    assert totals(rig.run(folders="all"), "copied") == (0,)
+
+
+def test_without_literal_plus_every_batch_is_a_multiappend_of_its_own(tmp_path, monkeypatch):
+    commits = _commits(monkeypatch)
+    rig = Rig(tmp_path)  # MULTIAPPEND, no LITERAL+: each message literal waits for the server's go-ahead
+    for number in range(40):
+        rig.remote.add("INBOX", message(f"m{number}"))
+    assert totals(rig.run(folders="all"), "copied") == (40,)
+    assert commits == [10, 10, 10, 10] and rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")
+
+
+def test_a_refused_multiappend_is_appended_again_a_batch_at_a_time_and_only_the_refused_message_fails(tmp_path, monkeypatch):
+    commits = _commits(monkeypatch)
+    rig = Rig(tmp_path, local=Server(STREAMING, refuse=lambda body: "[OVERQUOTA] no" if b"<bad>" in body else None))
+    for number in range(60):
+        rig.remote.add("INBOX", message("bad" if number == 25 else f"m{number}"))
+    result = rig.run(folders="all")
+    assert result["status"] == "partial" and totals(result, "copied", "errors") == (59, 1)
+    assert [(e["kind"], e["uid"]) for e in result["errors"]] == [("append_refused", 26)]
+    # Every other message once: the refused commit's (UIDs 21 to 40) after the others.
+    assert sorted(rig.local.bodies("INBOX")) == sorted(b for b in rig.remote.bodies("INBOX") if b != message("bad"))
+    assert commits[:4] == [10, 10, 20, 20]  # the third commit (UIDs 21-40) refused, 20 more after it
+    assert totals(rig.run(folders="all"), "copied", "errors") == (0, 1)  # refused again, nothing doubled
+
+
+def test_a_remote_failure_mid_transfer_commits_what_was_sent_before_the_folder_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(sync, "BACKOFF_S", (0, 0, 0, 0, 0))
+    commits = _commits(monkeypatch)
+    rig = Rig(tmp_path, local=Server(STREAMING))
+    for number in range(60):
+        rig.remote.add("INBOX", message(f"m{number}"))
+    session = rig.remote.connect().__class__
+    fetch, fetched = session.fetch, []
+
+    def flaky(self, uids, items, modifiers=None, sizes=None):
+        if self.server is rig.remote and "BODY.PEEK[]" in items:
+            fetched.append(sorted(uids))
+            if len(fetched) == 4:  # the fourth batch (UIDs 31-40), while the third is in an open MULTIAPPEND
+                raise errors.ConnectionLost("The connection to the fake remote server was lost.", "remote")
+        return fetch(self, uids, items, modifiers, sizes)
+
+    monkeypatch.setattr(session, "fetch", flaky)
+    result = rig.run(folders="all")
+    assert totals(result, "copied", "errors") == (60, 0)
+    assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")  # nothing lost, nothing doubled
+    assert commits[:3] == [10, 10, 10]  # the third batch committed when the fetch failed
+    assert [batch[0] for batch in fetched].count(21) == 1  # and not fetched again
+    assert any("Reconnecting in 0 s" in line for line in rig.log)
+
+
+def test_a_local_connection_lost_mid_multiappend_stores_none_of_it_and_the_next_attempt_copies_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(sync, "BACKOFF_S", (0, 0, 0, 0, 0))
+    commits = _commits(monkeypatch)
+    rig = Rig(tmp_path, local=Server(STREAMING))
+    for number in range(60):
+        rig.remote.add("INBOX", message(f"m{number}"))
+    stream = rig.local.connect().append_stream("INBOX").__class__
+    add, adds = stream.add, []
+
+    def add_once_lost(self, messages):
+        adds.append(len(messages))
+        if len(adds) == 4:
+            self.session.alive = False  # the fourth batch: the local connection breaks
+        return add(self, messages)
+
+    monkeypatch.setattr(stream, "add", add_once_lost)
+    result = rig.run(folders="all")
+    assert totals(result, "copied", "errors") == (60, 0)
+    assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")
+    assert commits[:2] == [10, 10] and sum(commits) == 60  # the open one (UIDs 21-30) was never stored: sent again
+    assert any("Reconnecting in 0 s" in line for line in rig.log)
+
+
+def test_a_stop_ends_the_open_multiappend_with_what_was_sent(tmp_path, monkeypatch):
+    commits = _commits(monkeypatch)
+    rig = Rig(tmp_path, local=Server(STREAMING))
+    for number in range(300):
+        rig.remote.add("INBOX", message(f"m{number}"))
+    stop = threading.Event()
+    session = rig.remote.connect().__class__
+    fetch, fetched = session.fetch, []
+
+    def fetch_then_stop(self, uids, items, modifiers=None, sizes=None):
+        if self.server is rig.remote and "BODY.PEEK[]" in items:
+            fetched.append(len(uids))
+            if len(fetched) == 4:
+                stop.set()
+        return fetch(self, uids, items, modifiers, sizes)
+
+    monkeypatch.setattr(session, "fetch", fetch_then_stop)
+    result = sync.run(task(folders="all"), TARGET, rig.state, log=rig.log.append, stop=stop, connect=rig.connect).as_dict()
+    assert any("stopped on request" in notice for notice in result["notices"])
+    assert commits == [10, 10, 20] and result["totals"]["copied"] == 40  # the fourth batch was sent, then committed
+    assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")[:40]
+    assert totals(rig.run(folders="all"), "copied") == (260,)
+    assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")
