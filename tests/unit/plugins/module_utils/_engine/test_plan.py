@@ -605,3 +605,26 @@ def test_a_stop_ends_the_open_multiappend_with_what_was_sent(tmp_path, monkeypat
     assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")[:40]
     assert totals(rig.run(folders="all"), "copied") == (260,)
     assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")
+
+
+def test_a_refused_multiappend_is_appended_again_while_the_next_window_is_read_ahead(tmp_path, monkeypatch):
+    """The transfer's fetching thread read the next window's first batch ahead (its room in the budget held) when the
+    refused MULTIAPPEND is appended again: that needs room in the same budget, and must not wait for the room it holds."""
+    monkeypatch.setattr(plan, "COPY_WINDOW", 6)
+    monkeypatch.setattr(apply, "BATCH_COUNT", 2)
+    monkeypatch.setattr(apply, "BATCH_BYTES", 1000)  # the run's budget: 2,000 announced bytes
+    rig = Rig(tmp_path, local=Server(STREAMING, refuse=lambda body: "[OVERQUOTA] no" if b"<bad>" in body else None))
+    for number in range(6):  # the first window, one MULTIAPPEND, refused
+        rig.remote.add("INBOX", message("bad" if number == 1 else f"m{number}"))
+    rig.remote.add("INBOX", message("big", body="x" * 1900))  # the second window's first batch: alone over 1,000 bytes
+    stop = threading.Event()
+    outcome: list[dict] = []
+    runner = threading.Thread(target=lambda: outcome.append(sync.run(task(folders="all"), TARGET, rig.state, log=rig.log.append,
+                                                                     stop=stop, connect=rig.connect).as_dict()))
+    runner.start()
+    runner.join(5)  # a second at most when nothing waits
+    stop.set()  # a run stuck waiting for the budget ends here
+    runner.join(10)
+    assert not any("stopped on request" in notice for notice in outcome[0]["notices"]), "the run waited for the budget"
+    assert outcome[0]["status"] == "partial" and totals(outcome[0], "copied", "errors") == (6, 1)
+    assert sorted(rig.local.bodies("INBOX")) == sorted(b for b in rig.remote.bodies("INBOX") if b != message("bad"))
