@@ -548,6 +548,10 @@ class Applier(Outcome):
         if failure is not None:
             raise failure
         if refused and not self.stop.is_set():
+            if ahead is not None:
+                # The next window's first batch read ahead holds room the batches appended again may need (a lane
+                # would wait for itself): it is given back, and that window's transfer fetches it.
+                ahead.close()
             copied.extend(self._append_again(ctx, refused, sizes, fetch, advance))
         return copied
 
