@@ -628,3 +628,32 @@ def test_a_refused_multiappend_is_appended_again_while_the_next_window_is_read_a
     assert not any("stopped on request" in notice for notice in outcome[0]["notices"]), "the run waited for the budget"
     assert outcome[0]["status"] == "partial" and totals(outcome[0], "copied", "errors") == (6, 1)
     assert sorted(rig.local.bodies("INBOX")) == sorted(b for b in rig.remote.bodies("INBOX") if b != message("bad"))
+
+
+def test_an_open_multiappend_ends_once_open_commit_seconds_while_the_next_batch_is_still_being_fetched(tmp_path, monkeypatch):
+    """A slow remote: the batches sent are committed and checkpointed once the MULTIAPPEND has been open COMMIT_SECONDS,
+    not only when the next batch arrives (a fetch may take minutes; the local server would wait with an open command)."""
+    monkeypatch.setattr(apply, "COMMIT_SECONDS", 0.2)
+    commits = _commits(monkeypatch)
+    rig = Rig(tmp_path, local=Server(STREAMING))
+    for number in range(40):
+        rig.remote.add("INBOX", message(f"m{number}"))
+    session = rig.remote.connect().__class__
+    fetch, events = session.fetch, []
+    append = session.append_many
+
+    def slow_fourth(self, uids, items, modifiers=None, sizes=None):
+        if self.server is rig.remote and "BODY.PEEK[]" in items and min(uids) == 31:
+            time.sleep(1.0)  # the fourth batch comes slowly, while the third is in an open MULTIAPPEND
+            events.append("fourth batch fetched")
+        return fetch(self, uids, items, modifiers, sizes)
+
+    def append_many(self, folder, messages):
+        events.append(f"commit of {len(messages)}")
+        return append(self, folder, messages)
+
+    monkeypatch.setattr(session, "fetch", slow_fourth)
+    monkeypatch.setattr(session, "append_many", append_many)
+    assert totals(rig.run(folders="all"), "copied", "errors") == (40, 0)
+    assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")
+    assert events == ["commit of 10"] * 3 + ["fourth batch fetched", "commit of 10"] and commits == [10, 10, 10, 10]
