@@ -505,7 +505,15 @@ class Applier(Outcome):
         failure: BaseException | None = None
         try:
             while True:
-                item = handoff.get()
+                try:
+                    # Once open COMMIT_SECONDS (commit_due), the MULTIAPPEND ends also while the next batch is still
+                    # being fetched: a slow remote does not keep what was sent unstored and the local command open.
+                    item = handoff.get(timeout=max(0.0, opened + COMMIT_SECONDS - time.monotonic()) if sent else None)
+                except queue.Empty:
+                    copied.extend(self._commit(ctx, t.cast(AppendStream, stream), sent, advance, refused))
+                    sent, weight_sent = [], 0
+                    self.log(f"{ctx.route}: {len(copied)} of {len(uids)} messages copied")
+                    continue
                 if item is None:
                     break
                 if isinstance(item, BaseException):
