@@ -123,7 +123,8 @@ class Budget:
     ``BATCHES`` batches (a batch's bodies are at most what was announced for it plus one message, fetchparse.py), and
     of at most ``limit`` announced bytes together, or one batch larger than that alone. Taken in the order asked for,
     so a large batch is not starved by smaller ones; only the appending loop releases a batch (once its messages are
-    sent), and it never waits here."""
+    sent), and it waits here only holding no room (a refused MULTIAPPEND appended again, after the transfer's fetching
+    thread ended and the batch it read ahead gave its room back: Applier._transfer)."""
 
     BATCHES = 2  # one fetched while one is appended
 
