@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import apply, config, errors, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import apply, config, errors, plan, sync
 from ansible_collections.mailops.imap.tests.unit.plugins.module_utils._engine.fakestore import Server, message
 
 TARGET = config.parse_target({"host": "127.0.0.1", "master_user": "vmail", "master_password": "pw"})
@@ -345,7 +345,6 @@ def test_a_lane_waiting_to_reconnect_stops_when_another_lane_fails_the_run(serve
 def test_lanes_whose_multiappends_are_refused_at_once_append_them_again_without_waiting_for_each_other(tmp_path, monkeypatch):
     """An account over quota: every lane's MULTIAPPEND is refused, each while its fetching thread read the next window's
     first batch ahead; the lanes append the refused messages again, none waits for budget room another lane holds."""
-    from ansible_collections.mailops.imap.plugins.module_utils._engine import plan  # pylint: disable=import-outside-toplevel
     monkeypatch.setattr(sync, "LANE_MIN_FOLDERS", 4)
     monkeypatch.setattr(plan, "COPY_WINDOW", 6)
     monkeypatch.setattr(apply, "BATCH_COUNT", 2)
