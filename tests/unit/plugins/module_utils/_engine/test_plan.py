@@ -657,3 +657,27 @@ def test_an_open_multiappend_ends_once_open_commit_seconds_while_the_next_batch_
     assert totals(rig.run(folders="all"), "copied", "errors") == (40, 0)
     assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")
     assert events == ["commit of 10"] * 3 + ["fourth batch fetched", "commit of 10"] and commits == [10, 10, 10, 10]
+
+
+def test_a_multiappend_stored_but_its_answer_lost_is_found_by_identity_when_the_folder_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(sync, "BACKOFF_S", (0, 0, 0, 0, 0))
+    commits = _commits(monkeypatch)
+    rig = Rig(tmp_path, local=Server(STREAMING))
+    for number in range(60):
+        rig.remote.add("INBOX", message(f"m{number}"))
+    stream = rig.local.connect().append_stream("INBOX").__class__
+    end, ends = stream.end, []
+
+    def end_answer_lost(self):
+        luids = end(self)
+        ends.append(len(luids or []))
+        if len(ends) == 3:  # the third commit: stored, and the connection breaks before its answer is read
+            self.session.alive = False
+            raise errors.ConnectionLost("The connection to the fake local server was lost while appending.", "local")
+        return luids
+
+    monkeypatch.setattr(stream, "end", end_answer_lost)
+    result = rig.run(folders="all")
+    assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")  # the third commit's messages once, in order
+    assert totals(result, "copied", "already_present", "errors") == (40, 20, 0) and sum(commits) == 60
+    assert totals(rig.run(folders="all"), "copied", "already_present") == (0, 0)
