@@ -123,7 +123,8 @@ class Budget:
     ``BATCHES`` batches (a batch's bodies are at most what was announced for it plus one message, fetchparse.py), and
     of at most ``limit`` announced bytes together, or one batch larger than that alone. Taken in the order asked for,
     so a large batch is not starved by smaller ones; only the appending loop releases a batch (once its messages are
-    sent), and it never waits here."""
+    sent), and it waits here only holding no room (a refused MULTIAPPEND appended again, after the transfer's fetching
+    thread ended and the batch it read ahead gave its room back: Applier._transfer)."""
 
     BATCHES = 2  # one fetched while one is appended
 
@@ -505,7 +506,15 @@ class Applier(Outcome):
         failure: BaseException | None = None
         try:
             while True:
-                item = handoff.get()
+                try:
+                    # Once open COMMIT_SECONDS (commit_due), the MULTIAPPEND ends also while the next batch is still
+                    # being fetched: a slow remote does not keep what was sent unstored and the local command open.
+                    item = handoff.get(timeout=max(0.0, opened + COMMIT_SECONDS - time.monotonic()) if sent else None)
+                except queue.Empty:
+                    copied.extend(self._commit(ctx, t.cast(AppendStream, stream), sent, advance, refused))
+                    sent, weight_sent = [], 0
+                    self.log(f"{ctx.route}: {len(copied)} of {len(uids)} messages copied")
+                    continue
                 if item is None:
                     break
                 if isinstance(item, BaseException):
@@ -548,6 +557,10 @@ class Applier(Outcome):
         if failure is not None:
             raise failure
         if refused and not self.stop.is_set():
+            if ahead is not None:
+                # The next window's first batch read ahead holds room the batches appended again may need (a lane
+                # would wait for itself): it is given back, and that window's transfer fetches it.
+                ahead.close()
             copied.extend(self._append_again(ctx, refused, sizes, fetch, advance))
         return copied
 

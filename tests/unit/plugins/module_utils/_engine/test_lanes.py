@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ansible_collections.mailops.imap.plugins.module_utils._engine import apply, config, errors, sync
+from ansible_collections.mailops.imap.plugins.module_utils._engine import apply, config, errors, plan, sync
 from ansible_collections.mailops.imap.tests.unit.plugins.module_utils._engine.fakestore import Server, message
 
 TARGET = config.parse_target({"host": "127.0.0.1", "master_user": "vmail", "master_password": "pw"})
@@ -340,3 +340,28 @@ def test_a_lane_waiting_to_reconnect_stops_when_another_lane_fails_the_run(serve
     result = sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), connect=connect).as_dict()
     assert time.monotonic() - started < 10  # not the 30 s of the backoff
     assert result["status"] == "failed" and result["errors"][-1]["kind"] == "auth_failed", result
+
+
+def test_lanes_whose_multiappends_are_refused_at_once_append_them_again_without_waiting_for_each_other(tmp_path, monkeypatch):
+    """An account over quota: every lane's MULTIAPPEND is refused, each while its fetching thread read the next window's
+    first batch ahead; the lanes append the refused messages again, none waits for budget room another lane holds."""
+    monkeypatch.setattr(sync, "LANE_MIN_FOLDERS", 4)
+    monkeypatch.setattr(plan, "COPY_WINDOW", 6)
+    monkeypatch.setattr(apply, "BATCH_COUNT", 2)
+    remote = Server()
+    local = Server(("UIDPLUS", "MULTIAPPEND", "CONDSTORE", "LITERAL+"), refuse=lambda body: "[OVERQUOTA] no" if b"<bad-" in body else None)
+    names = FOLDERS[:6]
+    for name in names:
+        for number in range(8):  # two windows: the first one's MULTIAPPEND refused
+            remote.add(name, message(f"bad-{name}" if number == 0 else f"{name}-{number}", subject=name))
+    stop = threading.Event()
+    outcome: list[dict] = []
+    runner = threading.Thread(target=lambda: outcome.append(sync.run(TASK, TARGET, str(tmp_path / "s.sqlite"), stop=stop,
+                                                                     connect=connector(remote, local)).as_dict()))
+    runner.start()
+    runner.join(5)  # a second at most when nothing waits
+    stop.set()
+    runner.join(10)
+    assert not any("stopped on request" in notice for notice in outcome[0]["notices"]), "a lane waited for the budget"
+    assert outcome[0]["status"] == "partial" and outcome[0]["totals"]["copied"] == 7 * len(names)
+    assert outcome[0]["totals"]["errors"] == len(names)

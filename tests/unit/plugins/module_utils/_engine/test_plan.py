@@ -605,3 +605,79 @@ def test_a_stop_ends_the_open_multiappend_with_what_was_sent(tmp_path, monkeypat
     assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")[:40]
     assert totals(rig.run(folders="all"), "copied") == (260,)
     assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")
+
+
+def test_a_refused_multiappend_is_appended_again_while_the_next_window_is_read_ahead(tmp_path, monkeypatch):
+    """The transfer's fetching thread read the next window's first batch ahead (its room in the budget held) when the
+    refused MULTIAPPEND is appended again: that needs room in the same budget, and must not wait for the room it holds."""
+    monkeypatch.setattr(plan, "COPY_WINDOW", 6)
+    monkeypatch.setattr(apply, "BATCH_COUNT", 2)
+    monkeypatch.setattr(apply, "BATCH_BYTES", 1000)  # the run's budget: 2,000 announced bytes
+    rig = Rig(tmp_path, local=Server(STREAMING, refuse=lambda body: "[OVERQUOTA] no" if b"<bad>" in body else None))
+    for number in range(6):  # the first window, one MULTIAPPEND, refused
+        rig.remote.add("INBOX", message("bad" if number == 1 else f"m{number}"))
+    rig.remote.add("INBOX", message("big", body="x" * 1900))  # the second window's first batch: alone over 1,000 bytes
+    stop = threading.Event()
+    outcome: list[dict] = []
+    runner = threading.Thread(target=lambda: outcome.append(sync.run(task(folders="all"), TARGET, rig.state, log=rig.log.append,
+                                                                     stop=stop, connect=rig.connect).as_dict()))
+    runner.start()
+    runner.join(5)  # a second at most when nothing waits
+    stop.set()  # a run stuck waiting for the budget ends here
+    runner.join(10)
+    assert not any("stopped on request" in notice for notice in outcome[0]["notices"]), "the run waited for the budget"
+    assert outcome[0]["status"] == "partial" and totals(outcome[0], "copied", "errors") == (6, 1)
+    assert sorted(rig.local.bodies("INBOX")) == sorted(b for b in rig.remote.bodies("INBOX") if b != message("bad"))
+
+
+def test_an_open_multiappend_ends_once_open_commit_seconds_while_the_next_batch_is_still_being_fetched(tmp_path, monkeypatch):
+    """A slow remote: the batches sent are committed and checkpointed once the MULTIAPPEND has been open COMMIT_SECONDS,
+    not only when the next batch arrives (a fetch may take minutes; the local server would wait with an open command)."""
+    monkeypatch.setattr(apply, "COMMIT_SECONDS", 0.2)
+    commits = _commits(monkeypatch)
+    rig = Rig(tmp_path, local=Server(STREAMING))
+    for number in range(40):
+        rig.remote.add("INBOX", message(f"m{number}"))
+    session = rig.remote.connect().__class__
+    fetch, events = session.fetch, []
+    append = session.append_many
+
+    def slow_fourth(self, uids, items, modifiers=None, sizes=None):
+        if self.server is rig.remote and "BODY.PEEK[]" in items and min(uids) == 31:
+            time.sleep(1.0)  # the fourth batch comes slowly, while the third is in an open MULTIAPPEND
+            events.append("fourth batch fetched")
+        return fetch(self, uids, items, modifiers, sizes)
+
+    def append_many(self, folder, messages):
+        events.append(f"commit of {len(messages)}")
+        return append(self, folder, messages)
+
+    monkeypatch.setattr(session, "fetch", slow_fourth)
+    monkeypatch.setattr(session, "append_many", append_many)
+    assert totals(rig.run(folders="all"), "copied", "errors") == (40, 0)
+    assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")
+    assert events == ["commit of 10"] * 3 + ["fourth batch fetched", "commit of 10"] and commits == [10, 10, 10, 10]
+
+
+def test_a_multiappend_stored_but_its_answer_lost_is_found_by_identity_when_the_folder_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(sync, "BACKOFF_S", (0, 0, 0, 0, 0))
+    commits = _commits(monkeypatch)
+    rig = Rig(tmp_path, local=Server(STREAMING))
+    for number in range(60):
+        rig.remote.add("INBOX", message(f"m{number}"))
+    stream = rig.local.connect().append_stream("INBOX").__class__
+    end, ends = stream.end, []
+
+    def end_answer_lost(self):
+        luids = end(self)
+        ends.append(len(luids or []))
+        if len(ends) == 3:  # the third commit: stored, and the connection breaks before its answer is read
+            self.session.alive = False
+            raise errors.ConnectionLost("The connection to the fake local server was lost while appending.", "local")
+        return luids
+
+    monkeypatch.setattr(stream, "end", end_answer_lost)
+    result = rig.run(folders="all")
+    assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")  # the third commit's messages once, in order
+    assert totals(result, "copied", "already_present", "errors") == (40, 20, 0) and sum(commits) == 60
+    assert totals(rig.run(folders="all"), "copied", "already_present") == (0, 0)
