@@ -308,6 +308,10 @@ class Applier(Outcome):
         self.log = log
         # Two batches: one fetched while one is appended; the run's lanes share them (docs/sync-engine.md "Connections").
         self.budget = Budget(2 * BATCH_BYTES)
+        # INBOX retrieval, by remote folder (a folder runs on one lane at a time): what a failed attempt stored in its
+        # last window, for the folder's next attempt: the local UIDs its Sieve filter has not run on, and the remote UIDs
+        # (known to the next attempt, which marks them \Seen: copied by this run, not already present).
+        self.carried: dict[str, tuple[list[int], set[int]]] = {}
 
     # -- the folder ---------------------------------------------------------------------------------
     def create_folder(self, ctx: FolderRun) -> None:
@@ -350,7 +354,24 @@ class Applier(Outcome):
 
     def copy(self, ctx: FolderRun, plan: CopyPlan) -> list[int]:
         super().copy(ctx, plan)
-        ctx.new_luids = []
+        unfiltered, copied_before = self.carried.pop(ctx.folder.remote, ([], set()))
+        if copied_before:
+            ctx.result.already_present -= len(copied_before.intersection(plan.known))
+            copied_before.difference_update(plan.known)
+        ctx.new_luids, ctx.new_ruids = unfiltered, []
+        try:
+            confirmed = self._copy(ctx, plan)
+        except BaseException:
+            if self.task.folders == "inbox":
+                self.carried[ctx.folder.remote] = (ctx.new_luids, copied_before.union(ctx.new_ruids))
+            raise
+        if self.task.folders == "inbox":
+            if copied_before:
+                self.carried[ctx.folder.remote] = ([], copied_before)
+            self._retrieved(ctx, plan, confirmed)
+        return confirmed
+
+    def _copy(self, ctx: FolderRun, plan: CopyPlan) -> list[int]:
         fs = ctx.record()
         if plan.present:
             got = ctx.remote.fetch(sorted(plan.present), ["FLAGS"])
@@ -366,8 +387,6 @@ class Applier(Outcome):
             else:
                 self.log(f"{ctx.route}: copying {len(plan.copy)} messages")
                 confirmed += self._transfer(ctx, plan, advance=ctx.pool is None)
-        if self.task.folders == "inbox":
-            self._retrieved(ctx, plan, confirmed)
         return confirmed
 
     def _retrieved(self, ctx: FolderRun, plan: CopyPlan, confirmed: list[int]) -> None:
@@ -639,6 +658,7 @@ class Applier(Outcome):
         if luids:
             ctx.last_luid = max(ctx.last_luid, *luids)
             ctx.new_luids.extend(luids)
+        ctx.new_ruids.extend(uid for uid, _f, _s in stored)
         ctx.state.record(ctx.record(), entries, local_uidnext=(max(luids) + 1) if luids and advance else None)
         ctx.result.copied += len(stored)
         ctx.result.bytes += sum(size for _u, _f, size in stored)

@@ -122,6 +122,7 @@ class FolderRun:
     examined: bool = False  # every local message below lstat's UIDNEXT is accounted for once the folder is done
     last_luid: int = 0  # the highest local UID stored in this folder by this attempt
     new_luids: list[int] = dataclasses.field(default_factory=list)  # local UIDs stored by the current window (Sieve filter)
+    new_ruids: list[int] = dataclasses.field(default_factory=list)  # remote UIDs stored by the current window
     planned: set[int] = dataclasses.field(default_factory=set)  # check mode, deleting: remote UIDs that would be present locally
     ahead: t.Any = None  # apply.Lookahead: the folder's windows while a migration copies them
 

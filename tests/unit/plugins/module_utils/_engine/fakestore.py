@@ -61,6 +61,7 @@ class Server:
         self.sessions = 0
         self.fail_append_once = False  # the next APPEND loses the connection (before storing anything)
         self.commands: list[tuple[str, str]] = []  # (STATUS, SELECT, EXAMINE, SEARCH or FETCH, folder), in order
+        self.filtered: list[int] = []  # the UIDs the sessions' Sieve filter ran on (FILTER=SIEVE), in order
 
     def add(self, folder: str, body: bytes, flags: t.Iterable[bytes] = (), date: datetime.datetime | None = None) -> int:
         box = self.folders.setdefault(folder, Folder(folder))
@@ -244,6 +245,7 @@ class Session:
         return Stream(self, folder) if self.has("MULTIAPPEND") and self.has("LITERAL+") else None
 
     def filter_sieve(self, uids: t.Sequence[int]) -> str | None:
+        self.server.filtered.extend(uids)
         return None
 
 

@@ -681,3 +681,30 @@ def test_a_multiappend_stored_but_its_answer_lost_is_found_by_identity_when_the_
     assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")  # the third commit's messages once, in order
     assert totals(result, "copied", "already_present", "errors") == (40, 20, 0) and sum(commits) == 60
     assert totals(rig.run(folders="all"), "copied", "already_present") == (0, 0)
+
+
+@pytest.mark.parametrize("caps", [STREAMING, ("UIDPLUS", "MULTIAPPEND", "CONDSTORE")])
+def test_inbox_retrieval_filters_what_an_attempt_stored_before_it_failed(tmp_path, monkeypatch, caps):
+    """A remote failure in the middle of a window: the messages stored before it are filtered by the next attempt
+    (they are known to it, and only marked \\Seen), each exactly once."""
+    monkeypatch.setattr(sync, "BACKOFF_S", (0, 0, 0, 0, 0))
+    _commits(monkeypatch)
+    rig = Rig(tmp_path, local=Server((*caps, "FILTER=SIEVE")))
+    for number in range(60):
+        rig.remote.add("INBOX", message(f"m{number}"))
+    session = rig.remote.connect().__class__
+    fetch, fetched = session.fetch, []
+
+    def flaky(self, uids, items, modifiers=None, sizes=None):
+        if self.server is rig.remote and "BODY.PEEK[]" in items:
+            fetched.append(sorted(uids))
+            if len(fetched) == 4:
+                raise errors.ConnectionLost("The connection to the fake remote server was lost.", "remote")
+        return fetch(self, uids, items, modifiers, sizes)
+
+    monkeypatch.setattr(session, "fetch", flaky)
+    result = rig.run(folders="inbox", sieve=True)
+    assert totals(result, "copied", "already_present", "errors") == (60, 0, 0)  # the first attempt's: copied, not present
+    assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")
+    assert sorted(rig.local.filtered) == sorted(rig.local.folders["INBOX"].messages)  # every one once
+    assert all(SEEN in flags for flags in rig.remote.flags("INBOX").values())
