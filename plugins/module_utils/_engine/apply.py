@@ -107,7 +107,7 @@ def batches(uids: list[int], sizes: t.Mapping[int, int], ramp: bool = False) -> 
 
 
 def commit_due(messages: int, weight: int, following: int | None, committed: int, ramp: bool, opened: float) -> bool:
-    """Whether the MULTIAPPEND a transfer keeps open (``messages`` sent, of ``weight`` announced bytes, open since
+    """Whether the MULTIAPPEND a transfer keeps open (``messages`` sent, of ``weight`` bytes, open since
     ``opened``, time.monotonic) ends after the batch just sent, ``following`` the weight of the next batch (None: it was
     the last). It ends before it would exceed COMMIT_BYTES or once open COMMIT_SECONDS (a slow remote still checkpoints
     every few seconds); with the ``ramp`` of :func:`batches`, as soon as it holds as many messages as the transfer
@@ -520,9 +520,16 @@ class Applier(Outcome):
         stream = ctx.local.append_stream(ctx.folder.local)
         copied: list[int] = []
         sent: list[tuple[int, tuple[bytes, ...], int]] = []  # (remote UID, flags, size) in the open MULTIAPPEND
-        weight_sent, opened = 0, 0.0
+        opened = 0.0  # when the open MULTIAPPEND's first batch was sent
         refused: list[int] = []  # the messages of a MULTIAPPEND the local server refused
         failure: BaseException | None = None
+
+        def commit() -> None:
+            """End the open MULTIAPPEND: one commit for the local server, one checkpoint."""
+            copied.extend(self._commit(ctx, t.cast(AppendStream, stream), sent, advance, refused))
+            sent.clear()
+            self.log(f"{ctx.route}: {len(copied)} of {len(uids)} messages copied")
+
         try:
             while True:
                 try:
@@ -530,9 +537,7 @@ class Applier(Outcome):
                     # being fetched: a slow remote does not keep what was sent unstored and the local command open.
                     item = handoff.get(timeout=max(0.0, opened + COMMIT_SECONDS - time.monotonic()) if sent else None)
                 except queue.Empty:
-                    copied.extend(self._commit(ctx, t.cast(AppendStream, stream), sent, advance, refused))
-                    sent, weight_sent = [], 0
-                    self.log(f"{ctx.route}: {len(copied)} of {len(uids)} messages copied")
+                    commit()
                     continue
                 if item is None:
                     break
@@ -543,24 +548,21 @@ class Applier(Outcome):
                 try:
                     if stream is None:
                         copied.extend(self._append_batch(ctx, batch, data, advance))
+                        self.log(f"{ctx.route}: {len(copied)} of {len(uids)} messages copied")
                     elif items := self._items(batch, data):
                         opened = opened if sent else time.monotonic()
                         stream.add([(body, flags, date) for _u, body, flags, date in items])
                         sent.extend((uid, flags, len(body)) for uid, body, flags, _d in items)
-                        weight_sent += weight
                         del items
                 finally:
                     del data, item
                     budget.release(weight)  # the bodies are sent: only their UIDs and flags wait for the commit
-                if sent and commit_due(len(sent), weight_sent, sum(sizes[u] for u in todo[index + 1]) if index + 1 < len(todo) else None,
-                                       len(copied) + len(refused), ramp, opened):
-                    copied.extend(self._commit(ctx, t.cast(AppendStream, stream), sent, advance, refused))
-                    sent, weight_sent = [], 0
-                elif stream is not None:
-                    continue
-                self.log(f"{ctx.route}: {len(copied)} of {len(uids)} messages copied")
+                following = sum(sizes[u] for u in todo[index + 1]) if index + 1 < len(todo) else None
+                if sent and commit_due(len(sent), sum(size for _u, _f, size in sent), following, len(copied) + len(refused),
+                                       ramp, opened):
+                    commit()
             if sent:
-                copied.extend(self._commit(ctx, t.cast(AppendStream, stream), sent, advance, refused))
+                commit()
         finally:
             done.set()
             # The fetching thread ends; the batches it handed over and nobody appended give their room back.
