@@ -497,11 +497,44 @@ def _commits(monkeypatch, batch_count: int = 10) -> list[int]:
     return commits
 
 
-def test_a_transfer_appends_its_batches_in_one_multiappend_with_commits_growing_from_the_first_batch(tmp_path, monkeypatch):
+def _streaming(tmp_path, monkeypatch, messages: int) -> tuple[Rig, list[int]]:
+    """A rig whose local server offers LITERAL+, ``messages`` in the remote INBOX, batches of 10, reconnects without
+    waiting; and the sizes of the local server's commits (:func:`_commits`)."""
+    monkeypatch.setattr(sync, "BACKOFF_S", (0, 0, 0, 0, 0))
     commits = _commits(monkeypatch)
     rig = Rig(tmp_path, local=Server(STREAMING))
-    for number in range(300):
+    for number in range(messages):
         rig.remote.add("INBOX", message(f"m{number}"))
+    return rig, commits
+
+
+def _body_fetches(monkeypatch, rig, before=None) -> list[list[int]]:
+    """The remote body FETCHes of ``rig``'s runs (their UIDs, in order); ``before(number, uids)`` runs before each
+    (numbered from 1), where a test makes one fail, wait or stop the run."""
+    session = rig.remote.connect().__class__
+    fetch, fetched = session.fetch, []
+
+    def counted(self, uids, items, modifiers=None, sizes=None):
+        if self.server is rig.remote and "BODY.PEEK[]" in items:
+            fetched.append(sorted(uids))
+            if before is not None:
+                before(len(fetched), sorted(uids))
+        return fetch(self, uids, items, modifiers, sizes)
+
+    monkeypatch.setattr(session, "fetch", counted)
+    return fetched
+
+
+def _lost_at(number: int):
+    """A ``before`` for :func:`_body_fetches`: the remote connection drops at that body FETCH."""
+    def before(count, _uids):
+        if count == number:
+            raise errors.ConnectionLost("The connection to the fake remote server was lost.", "remote")
+    return before
+
+
+def test_a_transfer_appends_its_batches_in_one_multiappend_with_commits_growing_from_the_first_batch(tmp_path, monkeypatch):
+    rig, commits = _streaming(tmp_path, monkeypatch, 300)
     result = rig.run(folders="all")
     assert totals(result, "copied", "errors") == (300, 0)
     assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")  # every message once, in order
@@ -535,22 +568,8 @@ def test_a_refused_multiappend_is_appended_again_a_batch_at_a_time_and_only_the_
 
 
 def test_a_remote_failure_mid_transfer_commits_what_was_sent_before_the_folder_resumes(tmp_path, monkeypatch):
-    monkeypatch.setattr(sync, "BACKOFF_S", (0, 0, 0, 0, 0))
-    commits = _commits(monkeypatch)
-    rig = Rig(tmp_path, local=Server(STREAMING))
-    for number in range(60):
-        rig.remote.add("INBOX", message(f"m{number}"))
-    session = rig.remote.connect().__class__
-    fetch, fetched = session.fetch, []
-
-    def flaky(self, uids, items, modifiers=None, sizes=None):
-        if self.server is rig.remote and "BODY.PEEK[]" in items:
-            fetched.append(sorted(uids))
-            if len(fetched) == 4:  # the fourth batch (UIDs 31-40), while the third is in an open MULTIAPPEND
-                raise errors.ConnectionLost("The connection to the fake remote server was lost.", "remote")
-        return fetch(self, uids, items, modifiers, sizes)
-
-    monkeypatch.setattr(session, "fetch", flaky)
+    rig, commits = _streaming(tmp_path, monkeypatch, 60)
+    fetched = _body_fetches(monkeypatch, rig, _lost_at(4))  # the fourth batch (UIDs 31-40), the third being sent
     result = rig.run(folders="all")
     assert totals(result, "copied", "errors") == (60, 0)
     assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")  # nothing lost, nothing doubled
@@ -560,11 +579,7 @@ def test_a_remote_failure_mid_transfer_commits_what_was_sent_before_the_folder_r
 
 
 def test_a_local_connection_lost_mid_multiappend_stores_none_of_it_and_the_next_attempt_copies_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(sync, "BACKOFF_S", (0, 0, 0, 0, 0))
-    commits = _commits(monkeypatch)
-    rig = Rig(tmp_path, local=Server(STREAMING))
-    for number in range(60):
-        rig.remote.add("INBOX", message(f"m{number}"))
+    rig, commits = _streaming(tmp_path, monkeypatch, 60)
     stream = rig.local.connect().append_stream("INBOX").__class__
     add, adds = stream.add, []
 
@@ -583,22 +598,9 @@ def test_a_local_connection_lost_mid_multiappend_stores_none_of_it_and_the_next_
 
 
 def test_a_stop_ends_the_open_multiappend_with_what_was_sent(tmp_path, monkeypatch):
-    commits = _commits(monkeypatch)
-    rig = Rig(tmp_path, local=Server(STREAMING))
-    for number in range(300):
-        rig.remote.add("INBOX", message(f"m{number}"))
+    rig, commits = _streaming(tmp_path, monkeypatch, 300)
     stop = threading.Event()
-    session = rig.remote.connect().__class__
-    fetch, fetched = session.fetch, []
-
-    def fetch_then_stop(self, uids, items, modifiers=None, sizes=None):
-        if self.server is rig.remote and "BODY.PEEK[]" in items:
-            fetched.append(len(uids))
-            if len(fetched) == 4:
-                stop.set()
-        return fetch(self, uids, items, modifiers, sizes)
-
-    monkeypatch.setattr(session, "fetch", fetch_then_stop)
+    _body_fetches(monkeypatch, rig, lambda count, _uids: stop.set() if count == 4 else None)
     result = sync.run(task(folders="all"), TARGET, rig.state, log=rig.log.append, stop=stop, connect=rig.connect).as_dict()
     assert any("stopped on request" in notice for notice in result["notices"])
     assert commits == [10, 10, 20] and result["totals"]["copied"] == 40  # the fourth batch was sent, then committed
@@ -634,25 +636,21 @@ def test_an_open_multiappend_ends_once_open_commit_seconds_while_the_next_batch_
     """A slow remote: the batches sent are committed and checkpointed once the MULTIAPPEND has been open COMMIT_SECONDS,
     not only when the next batch arrives (a fetch may take minutes; the local server would wait with an open command)."""
     monkeypatch.setattr(apply, "COMMIT_SECONDS", 0.2)
-    commits = _commits(monkeypatch)
-    rig = Rig(tmp_path, local=Server(STREAMING))
-    for number in range(40):
-        rig.remote.add("INBOX", message(f"m{number}"))
+    rig, commits = _streaming(tmp_path, monkeypatch, 40)
     session = rig.remote.connect().__class__
-    fetch, events = session.fetch, []
+    events: list[str] = []
     append = session.append_many
 
-    def slow_fourth(self, uids, items, modifiers=None, sizes=None):
-        if self.server is rig.remote and "BODY.PEEK[]" in items and min(uids) == 31:
+    def slow_fourth(_count, uids):
+        if uids[0] == 31:
             time.sleep(1.0)  # the fourth batch comes slowly, while the third is in an open MULTIAPPEND
             events.append("fourth batch fetched")
-        return fetch(self, uids, items, modifiers, sizes)
 
     def append_many(self, folder, messages):
         events.append(f"commit of {len(messages)}")
         return append(self, folder, messages)
 
-    monkeypatch.setattr(session, "fetch", slow_fourth)
+    _body_fetches(monkeypatch, rig, slow_fourth)
     monkeypatch.setattr(session, "append_many", append_many)
     assert totals(rig.run(folders="all"), "copied", "errors") == (40, 0)
     assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")
@@ -660,11 +658,7 @@ def test_an_open_multiappend_ends_once_open_commit_seconds_while_the_next_batch_
 
 
 def test_a_multiappend_stored_but_its_answer_lost_is_found_by_identity_when_the_folder_resumes(tmp_path, monkeypatch):
-    monkeypatch.setattr(sync, "BACKOFF_S", (0, 0, 0, 0, 0))
-    commits = _commits(monkeypatch)
-    rig = Rig(tmp_path, local=Server(STREAMING))
-    for number in range(60):
-        rig.remote.add("INBOX", message(f"m{number}"))
+    rig, commits = _streaming(tmp_path, monkeypatch, 60)
     stream = rig.local.connect().append_stream("INBOX").__class__
     end, ends = stream.end, []
 
@@ -692,17 +686,7 @@ def test_inbox_retrieval_filters_what_an_attempt_stored_before_it_failed(tmp_pat
     rig = Rig(tmp_path, local=Server((*caps, "FILTER=SIEVE")))
     for number in range(60):
         rig.remote.add("INBOX", message(f"m{number}"))
-    session = rig.remote.connect().__class__
-    fetch, fetched = session.fetch, []
-
-    def flaky(self, uids, items, modifiers=None, sizes=None):
-        if self.server is rig.remote and "BODY.PEEK[]" in items:
-            fetched.append(sorted(uids))
-            if len(fetched) == 4:
-                raise errors.ConnectionLost("The connection to the fake remote server was lost.", "remote")
-        return fetch(self, uids, items, modifiers, sizes)
-
-    monkeypatch.setattr(session, "fetch", flaky)
+    _body_fetches(monkeypatch, rig, _lost_at(4))
     result = rig.run(folders="inbox", sieve=True)
     assert totals(result, "copied", "already_present", "errors") == (60, 0, 0)  # the first attempt's: copied, not present
     assert rig.local.bodies("INBOX") == rig.remote.bodies("INBOX")
