@@ -453,6 +453,7 @@ class Applier(Outcome):
         uids, sizes, remote = plan.copy, plan.sizes, ctx.remote
         ramp = ctx.last_luid == 0  # nothing stored by this attempt yet: its first transfer
         todo = batches(uids, sizes, ramp=ramp)
+        weights = [sum(sizes[u] for u in batch) for batch in todo]  # announced bytes: the budget's and commit_due's
         budget = self.budget
         ahead: Lookahead | None = ctx.ahead
 
@@ -469,7 +470,7 @@ class Applier(Outcome):
             if first:
                 weight, data = first.pop()
             else:
-                weight = sum(sizes[u] for u in todo[0])
+                weight = weights[0]
                 if not budget.acquire(weight, self.stop):
                     return []
             try:
@@ -487,7 +488,7 @@ class Applier(Outcome):
                     if index == 0 and first:
                         weight, data = first.pop()  # its room in the budget was taken when it was read ahead
                     else:
-                        weight = sum(sizes[u] for u in batch)
+                        weight = weights[index]
                         if not budget.acquire(weight, done):
                             return
                     handed = False  # to the appending loop, which releases the batch's room in the budget
@@ -557,7 +558,7 @@ class Applier(Outcome):
                 finally:
                     del data, item
                     budget.release(weight)  # the bodies are sent: only their UIDs and flags wait for the commit
-                following = sum(sizes[u] for u in todo[index + 1]) if index + 1 < len(todo) else None
+                following = weights[index + 1] if index + 1 < len(todo) else None
                 if sent and commit_due(len(sent), sum(size for _u, _f, size in sent), following, len(copied) + len(refused),
                                        ramp, opened):
                     commit()
